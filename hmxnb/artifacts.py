@@ -1,0 +1,89 @@
+"""Write step artefacts with their provenance: effective params, package versions, git commit."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from hmxnb.params import params_hash
+
+PACKAGES = ("hmxnb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "papermill", "seaborn")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape results (None = not installed)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The repository's HEAD commit (with '-dirty' when the tree has changes), or None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # JSON has no NaN: missing values are written as null
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def save_json(obj, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)  # never leave a half-written file behind
+    return path
+
+
+def save_jsonl(rows, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(_jsonable(r)) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
+    """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, extras."""
+    return save_json(
+        {"params_hash": params_hash(params), "git_commit": git_commit(), "versions": package_versions(), **extra, "params": params},
+        Path(out_dir) / "provenance.json",
+    )
+
+
+def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path:
+    """The output folder of a step: `out_dir` when given (the runner passes it), else outputs/<profile>/<step>/."""
+    d = Path(out_dir) if out_dir else Path(__file__).resolve().parents[1] / "outputs" / params["profile"] / step
+    (d / "figures").mkdir(parents=True, exist_ok=True)
+    return d

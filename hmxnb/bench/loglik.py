@@ -1,0 +1,245 @@
+"""Summed log-probabilities of continuations given a context, as lm-evaluation-harness computes them.
+
+Tokenisation follows lm-eval 0.4.x (`TemplateLM._encode_pair`, `HFLM.tok_encode`, `HFLM._loglikelihood_tokens`):
+- trailing whitespace of the context is moved to the front of the continuation;
+- `whole = encode(context + continuation)`, `ctx = encode(context)`, `cont = whole[len(ctx):]`, and the model reads
+  `ctx + cont` (not `whole`), so a token merge across the boundary is treated exactly as lm-eval treats it;
+- `encode` uses the tokenizer's own default for special tokens (a BOS is prepended only by tokenizers that add one,
+  e.g. Llama; not by SmolLM2 or Qwen), and adds none when the text already starts with the BOS string;
+- an empty context becomes the single prefix token (BOS, else EOS);
+- sequences longer than `max_length + 1` are truncated from the left;
+- the score of a continuation is the sum over its tokens of log_softmax(logits) at the token.
+
+Two scorers with the same result: `score_continuations_plain` runs one (context, continuation) sequence at a
+time (the reference); `score_continuations` reuses shared prefixes: the token prefix common to every context in the
+call (e.g. TruthfulQA's QA primer) is run once, each context's remainder once per request, and the continuations of
+a request are batched on top of its cached keys/values.
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+from transformers import DynamicCache
+
+Request = tuple[str, list[str]]
+
+
+def prefix_token_id(tokenizer) -> int:
+    """Token that stands in for an empty context (lm-eval `HFLM.prefix_token_id`: BOS, else EOS)."""
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids as lm-eval's `HFLM.tok_encode` gives them (tokenizer default special tokens, no double BOS)."""
+    if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text)["input_ids"]
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids) exactly as lm-eval's `loglikelihood` / `_encode_pair` split them."""
+    if context == "":
+        cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        prefix = prefix_token_id(tokenizer)
+        return ([prefix], cont) if cont[0] != prefix else (cont[:1], cont[1:])
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = encode(tokenizer, context + continuation)
+    ctx = encode(tokenizer, context)
+    return ctx, whole[len(ctx):]
+
+
+def model_max_length(model, tokenizer) -> int:
+    """Longest input the model takes, found as lm-eval does (config attributes, then tokenizer, then 2048)."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(model.config, attr, None)
+        if value:
+            return int(value)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return int(limit) if limit and limit < 1e9 else 2048
+
+
+def _truncate(ctx: list[int], cont: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """lm-eval keeps the last `max_length + 1` tokens of ctx + cont; return the (shorter) context that implies."""
+    full = (ctx + cont)[-(max_length + 1):]
+    return full[: len(full) - len(cont)], cont
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _encode_requests(model, tokenizer, requests, max_length):
+    """One (ctx, cont) token pair per continuation, grouped per request."""
+    max_length = max_length or model_max_length(model, tokenizer)
+    return [
+        [_truncate(*encode_pair(tokenizer, context, c), max_length) for c in continuations]
+        for context, continuations in requests
+    ]
+
+
+def _cont_logprob(logprobs: torch.Tensor, cont: list[int]) -> float:
+    """Sum of log-probs of `cont` given rows of log-probs aligned with it (row t predicts cont[t])."""
+    index = torch.tensor(cont, device=logprobs.device).unsqueeze(-1)
+    return float(logprobs.gather(-1, index).sum())
+
+
+@torch.inference_mode()
+def score_continuations_plain(model, tokenizer, requests: list[Request], batch_size: int = 1,
+                              max_length: int | None = None, progress: bool = True) -> list[list[float]]:
+    """Reference scorer: one forward pass per (context, continuation) sequence, no batching, no cache.
+
+    Args:
+        requests: (context, [continuation, ...]) pairs.
+        batch_size: ignored (kept so both scorers take the same arguments).
+    Returns:
+        For each request, the summed log-prob of each continuation (lm-eval's `loglikelihood` first element).
+    """
+    device = _device(model)
+    out = []
+    for pairs in tqdm(_encode_requests(model, tokenizer, requests, max_length), desc="plain scorer",
+                      disable=not progress):
+        scores = []
+        for ctx, cont in pairs:
+            inp = torch.tensor([(ctx + cont)[:-1]], device=device)
+            logits = model(input_ids=inp, logits_to_keep=len(cont)).logits[0].float()
+            scores.append(_cont_logprob(torch.log_softmax(logits, dim=-1), cont))
+        out.append(scores)
+    return out
+
+
+def common_prefix_length(sequences: list[list[int]]) -> int:
+    """Length of the longest token prefix shared by all sequences."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences):
+            return i
+    return n
+
+
+def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a transformers 5 DynamicCache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def _select(kv, rows: torch.Tensor) -> DynamicCache:
+    """A fresh cache holding the given batch rows of stored (keys, values)."""
+    return DynamicCache(ddp_cache_data=[(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kv])
+
+
+def _pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token lists; return (ids, mask)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def _run_prefix(model, prefix: list[int], device):
+    """Keys/values of the globally shared prefix (batch of one), or None when there is none."""
+    if not prefix:
+        return None
+    out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
+    return _cache_tensors(out.past_key_values)
+
+
+def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
+    """Score one batch of contexts (each with its continuations) on top of the shared prefix.
+
+    Stage A runs every context remainder once (right-padded, masked); stage B runs all continuations of these
+    contexts in one batch on top of their context's cached keys/values, with explicit positions.
+    Returns {(context index in group, cont index): log-prob}.
+    """
+    suffixes = [ctx[n_prefix:] for ctx, _ in group]
+    ids, mask = _pad(suffixes, pad_id, device)
+    k = len(group)
+    full_mask = torch.cat([torch.ones((k, n_prefix), dtype=torch.long, device=device), mask], dim=1)
+    last = mask.sum(1) - 1
+    cache = _select(prefix_kv, torch.zeros(k, dtype=torch.long, device=device)) if prefix_kv else None
+    positions = n_prefix + torch.arange(ids.shape[1], device=device).expand(k, -1)
+    out = model(input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+                use_cache=True)
+    first_logp = torch.log_softmax(out.logits[torch.arange(k, device=device), last].float(), dim=-1)
+    ctx_kv = _cache_tensors(out.past_key_values)
+
+    rows = [(i, j, cont) for i, (_, conts) in enumerate(group) for j, cont in enumerate(conts)]
+    result = {(i, j): float(first_logp[i, cont[0]]) for i, j, cont in rows}
+    rows = [r for r in rows if len(r[2]) > 1]
+    if not rows:
+        return result
+    owner = torch.tensor([i for i, _, _ in rows], device=device)
+    cont_ids, cont_mask = _pad([cont[:-1] for _, _, cont in rows], pad_id, device)
+    attn = torch.cat([full_mask.index_select(0, owner), cont_mask], dim=1)
+    start = (n_prefix + last + 1).index_select(0, owner)
+    positions = start.unsqueeze(1) + torch.arange(cont_ids.shape[1], device=device)
+    out = model(input_ids=cont_ids, attention_mask=attn, position_ids=positions,
+                past_key_values=_select(ctx_kv, owner), use_cache=True)
+    logp = torch.log_softmax(out.logits.float(), dim=-1)
+    for r, (i, j, cont) in enumerate(rows):
+        result[(i, j)] += _cont_logprob(logp[r, : len(cont) - 1], cont[1:])
+    return result
+
+
+def _groups(order: list[int], encoded, batch_size: int):
+    """Split request indices (in `order`) into groups holding about `batch_size` continuations each."""
+    group, n = [], 0
+    for idx in order:
+        group.append(idx)
+        n += len(encoded[idx])
+        if n >= batch_size:
+            yield group
+            group, n = [], 0
+    if group:
+        yield group
+
+
+@torch.inference_mode()
+def score_continuations(model, tokenizer, requests: list[Request], batch_size: int = 16,
+                        max_length: int | None = None, progress: bool = True) -> list[list[float]]:
+    """Fast scorer with the same result as `score_continuations_plain` (to float rounding).
+
+    Each distinct (context ids, continuation ids) pair is scored once. The prefix shared by all contexts is run
+    once; contexts are then run once each, in batches, and their continuations are batched on their cached
+    keys/values. Continuation order within a request is kept.
+
+    Args:
+        requests: (context, [continuation, ...]) pairs.
+        batch_size: about how many continuations go through the model per forward pass.
+    Returns:
+        For each request, the summed log-prob of each continuation.
+    """
+    device = _device(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
+    encoded = _encode_requests(model, tokenizer, requests, max_length)
+    # One unit per distinct context (after truncation a request's continuations can have different contexts).
+    units: dict[tuple, list] = {}
+    for r, pairs in enumerate(encoded):
+        for j, (ctx, cont) in enumerate(pairs):
+            units.setdefault(tuple(ctx), []).append((r, j, tuple(cont)))
+    contexts = [list(c) for c in units]
+    n_prefix = max(min(common_prefix_length(contexts), min(len(c) for c in contexts) - 1), 0) if contexts else 0
+    prefix_kv = _run_prefix(model, contexts[0][:n_prefix], device) if contexts else None
+
+    unit_conts = [sorted({cont for _, _, cont in units[tuple(c)]}) for c in contexts]
+    order = sorted(range(len(contexts)), key=lambda u: -len(contexts[u]))
+    scores = [[0.0] * len(pairs) for pairs in encoded]
+    bar = tqdm(total=len(contexts), desc="fast scorer", disable=not progress)
+    for group in _groups(order, unit_conts, batch_size):
+        batch = [(contexts[u], [list(c) for c in unit_conts[u]]) for u in group]
+        result = _score_group(model, batch, prefix_kv, n_prefix, pad_id, device)
+        for g, u in enumerate(group):
+            position = {cont: j for j, cont in enumerate(unit_conts[u])}
+            for r, j, cont in units[tuple(contexts[u])]:
+                scores[r][j] = result[(g, position[cont])]
+        bar.update(len(group))
+    bar.close()
+    return scores

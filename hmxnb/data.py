@@ -1,0 +1,47 @@
+"""The project's own data: training prompts (train / held-out) and the tiered rubric example replies.
+
+Both files ship inside the package (hmxnb/data/); their README says how they were made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSON-lines file; a bad line raises ValueError naming the file and line number."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{i}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def load_prompts(path: str | Path | None = None, split: str | None = None, limit: int = 0) -> list[dict]:
+    """Training prompts `{id, kind, split, prompt}`; `split` in {"train", "heldout"} filters, `limit` > 0 truncates."""
+    rows = read_jsonl(path or PACKAGE_DATA / "prompts.jsonl")
+    for i, r in enumerate(rows):
+        if not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
+            raise ValueError(f"{path or 'prompts.jsonl'}: row {i + 1} has no 'prompt' text")
+    if split is not None:
+        rows = [r for r in rows if r.get("split", "train") == split]
+    return rows[:limit] if limit else rows
+
+
+def load_rubric_examples() -> list[dict]:
+    """Hand-written replies in three intended tiers: 2 expressive, 1 flat assistant-style, 0 degenerate."""
+    return read_jsonl(PACKAGE_DATA / "rubric_examples.jsonl")
+
+
+def to_chat_dataset(rows: list[dict]):
+    """A `datasets.Dataset` in TRL's conversational format: a `prompt` column of [{"role": "user", ...}]."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "prompt_id": r["id"]} for r in rows])

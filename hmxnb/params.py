@@ -1,0 +1,244 @@
+"""Params: flat profiles in `params/<profile>.yaml`, validated key by key before anything runs.
+
+Every key has a default, a type and the library field it feeds (GRPOConfig, LoraConfig, from_pretrained, ...).
+A profile file overrides defaults; `overrides` (from `--set key=value` or a notebook's `params_overrides`)
+override the profile. Unknown keys, wrong types, missing files and unknown profiles raise `ParamsError`
+whose message is one line naming the culprit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hmxnb.models import EMBEDDED
+
+
+class ParamsError(ValueError):
+    """Bad params: the message is one line naming the key, file or profile."""
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    type: str  # str | int | float | bool | path | list[str] | list[int] | dict[str,str] | dict[str,float], "?" = may be None
+    feeds: str  # which library field / hmxnb function reads it
+    doc: str
+    choices: tuple = ()
+
+
+# Rubric for human-like expression. The paper's rubric text is unpublished: these criteria are our choice
+# (the abstract's triad feelings / intentions / self-awareness, plus a coherence guard against degenerate text).
+DEFAULT_CRITERIA = {
+    "feelings": "The reply expresses the speaker's own feelings or emotions in the first person (e.g. 'I feel', 'I'm glad', 'it makes me sad').",
+    "intentions": "The reply states the speaker's own intentions, wishes or plans in the first person (e.g. 'I want to', 'I'd like to', 'I hope to').",
+    "self_awareness": "The reply reflects on the speaker's own nature, state or limits (e.g. 'as someone who', 'I notice that I', 'I'm not sure I').",
+    "coherence": "The reply is fluent, on topic and answers the user; it is not empty, repetitive or off-topic.",
+}
+# Inverted texts for reverse_mode="invert_rubric": the same judge asked to reward the absence of the triad.
+DEFAULT_REVERSE_CRITERIA = {
+    "feelings": "The reply avoids expressing any feelings or emotions of its own; it stays neutral and impersonal.",
+    "intentions": "The reply avoids stating any intentions, wishes or plans of its own; it only gives information.",
+    "self_awareness": "The reply never talks about itself, its own nature or its own state; it is purely about the topic.",
+    "coherence": DEFAULT_CRITERIA["coherence"],
+}
+
+SCHEMA: dict[str, Param] = {
+    # --- model ---
+    "model_name_or_path": Param(EMBEDDED, "str", "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
+                                f"Hub id, local folder, or '{EMBEDDED}' (offline SmolLM2-135M-Instruct)."),
+    "sweep_models": Param([], "list[str]", "hmxnb.run", "Models to run one by one (paper profile); empty = model_name_or_path only."),
+    "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only."),
+    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed."),
+    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA (ignored on CPU)."),
+    "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
+    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens."),
+    # --- data ---
+    "data_dir": Param(None, "path?", "hmxnb.bench loaders", "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
+    "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts", "Training prompt set (jsonl); None = the packaged set."),
+    # --- rubric / self-judge ---
+    "rubric_criteria": Param(DEFAULT_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Criterion name -> description shown to the judge."),
+    "rubric_weights": Param({"feelings": 1.0, "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0},
+                            "dict[str,float]", "hmxnb.rubric.Rubric", "Criterion name -> weight in the reward."),
+    "rubric_guards": Param(["coherence"], "list[str]", "hmxnb.rubric.Rubric", "Criteria kept in the same direction in the reverse run."),
+    "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Inverted descriptions (reverse_mode='invert_rubric')."),
+    "rubric_scale_min": Param(1, "int", "hmxnb.rubric.Rubric", "Lowest score the judge can give."),
+    "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric", "Highest score the judge can give (single-digit scales only)."),
+    "judge_mode": Param("probability", "str", "hmxnb.rubric.judge", "probability: expected score under the next-token distribution; generate: sample and parse 'Score: N'.",
+                        ("probability", "generate")),
+    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge two scored examples per criterion."),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.rubric.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
+    "judge_batch_size": Param(8, "int", "hmxnb.rubric.judge", "Judge prompts per forward pass."),
+    "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric", "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
+    "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.", ("human", "reverse")),
+    "judge_model": Param("frozen", "str", "hmxnb.train", "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters off).",
+                         ("live", "frozen")),
+    # --- GRPO (names are GRPOConfig fields) ---
+    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate."),
+    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group)."),
+    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL."),
+    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", ""),
+    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens."),
+    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps."),
+    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model)."),
+    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions."),
+    "top_p": Param(1.0, "float", "GRPOConfig.top_p", ""),
+    "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
+    "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none")),
+    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", ""),
+    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one)."),
+    "warmup_ratio": Param(0.0, "float", "GRPOConfig.warmup_ratio", ""),
+    "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
+    # --- LoRA (names are LoraConfig fields) ---
+    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank."),
+    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", ""),
+    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout", ""),
+    "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", "LoraConfig.target_modules", ""),
+    # --- reward guards (hmxnb.rewards) ---
+    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward."),
+    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]", "Weight of the empty / truncated / repetitive guard."),
+    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps."),
+    # --- prompts / evaluation sizes ---
+    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all)."),
+    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark (seeded subset); 0 = full sets."),
+    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices."),
+    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation."),
+}
+
+_SCALARS = {"str": str, "int": int, "float": (int, float), "bool": bool, "path": str}
+
+
+def params_dir() -> Path:
+    """`params/` at the repository root ($HMXNB_PARAMS_DIR overrides)."""
+    env = os.environ.get("HMXNB_PARAMS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "params"
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in params_dir().glob("*.yaml"))
+
+
+def _type_ok(value: Any, typ: str) -> bool:
+    if typ.endswith("?"):
+        if value is None:
+            return True
+        typ = typ[:-1]
+    if typ in _SCALARS:
+        if typ in ("int", "float") and isinstance(value, bool):
+            return False
+        return isinstance(value, _SCALARS[typ])
+    if typ.startswith("list["):
+        inner = typ[5:-1]
+        return isinstance(value, list) and all(_type_ok(v, inner) for v in value)
+    if typ.startswith("dict["):
+        kt, vt = typ[5:-1].split(",")
+        return isinstance(value, dict) and all(_type_ok(k, kt) and _type_ok(v, vt) for k, v in value.items())
+    raise AssertionError(f"unknown schema type {typ}")
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    if key not in SCHEMA:
+        hint = _closest(key)
+        raise ParamsError(f"unknown params key '{key}' in {source}" + (f" (did you mean '{hint}'?)" if hint else ""))
+    spec = SCHEMA[key]
+    if spec.type.startswith("float") and isinstance(value, str):
+        value = _yaml11_float(value)  # PyYAML reads 1e-5 (no dot) as a string
+    if not _type_ok(value, spec.type):
+        raise ParamsError(f"params key '{key}' in {source} must be {spec.type}, got {type(value).__name__} {value!r}")
+    if spec.choices and value not in spec.choices:
+        raise ParamsError(f"params key '{key}' in {source} must be one of {list(spec.choices)}, got {value!r}")
+    if spec.type.startswith("float") and isinstance(value, int):
+        value = float(value)
+    return value
+
+
+def _yaml11_float(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _closest(key: str) -> str | None:
+    import difflib
+
+    m = difflib.get_close_matches(key, SCHEMA, n=1)
+    return m[0] if m else None
+
+
+def _check_consistency(p: dict) -> None:
+    """Cross-key rules: files exist, rubric keys agree, GRPO batch geometry is valid."""
+    for key in ("data_dir", "prompts_file"):
+        if p[key] is not None and not Path(p[key]).exists():
+            raise ParamsError(f"params key '{key}': file or folder not found: {p[key]}")
+    crit = set(p["rubric_criteria"])
+    if set(p["rubric_weights"]) != crit:
+        raise ParamsError(f"params key 'rubric_weights' must name exactly the criteria {sorted(crit)}, got {sorted(p['rubric_weights'])}")
+    if not set(p["rubric_guards"]) <= crit:
+        raise ParamsError(f"params key 'rubric_guards' names criteria not in rubric_criteria: {sorted(set(p['rubric_guards']) - crit)}")
+    if p["reverse_mode"] == "invert_rubric" and set(p["rubric_reverse_criteria"]) != crit:
+        raise ParamsError("params key 'rubric_reverse_criteria' must name exactly the criteria of rubric_criteria")
+    if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
+        raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 (single-digit scores)")
+    if p["num_generations"] < 2:
+        raise ParamsError("params key 'num_generations' must be >= 2 (GRPO compares completions within a group)")
+    gen_batch = p["per_device_train_batch_size"] * p["gradient_accumulation_steps"]
+    if gen_batch % p["num_generations"]:
+        raise ParamsError(
+            f"params key 'per_device_train_batch_size' x gradient_accumulation_steps ({gen_batch}) must be a multiple of num_generations ({p['num_generations']})"
+        )
+
+
+def read_profile(profile: str) -> dict:
+    """The raw key/values of `params/<profile>.yaml`; `profile` may also be a path to a yaml file."""
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        path = params_dir() / f"{profile}.yaml"
+    if not path.is_file():
+        raise ParamsError(f"unknown profile '{profile}' (no file {path}); available: {', '.join(available_profiles())}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"params file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params file {path} must be a mapping of key: value")
+    return raw
+
+
+def load_params(profile: str, overrides: dict | None = None) -> dict:
+    """Resolve defaults <- profile file <- overrides, validating every key and type. Returns a plain dict."""
+    p = {k: spec.default for k, spec in SCHEMA.items()}
+    source = f"profile '{profile}'"
+    for key, value in read_profile(profile).items():
+        p[key] = _check(key, value, source)
+    for key, value in (overrides or {}).items():
+        p[key] = _check(key, value, "overrides")
+    if p["data_dir"] is None and os.environ.get("HMXNB_DATA_DIR"):
+        p["data_dir"] = os.environ["HMXNB_DATA_DIR"]
+    _check_consistency(p)
+    p["profile"] = Path(profile).stem
+    return p
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `key=value` from the command line; the value is read as YAML (so 3 -> int, [a, b] -> list)."""
+    if "=" not in text:
+        raise ParamsError(f"override '{text}' must look like key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def params_hash(p: dict) -> str:
+    """Short stable hash of resolved params (key order does not matter)."""
+    blob = json.dumps(p, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

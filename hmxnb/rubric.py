@@ -1,0 +1,380 @@
+"""The rubric and the self-judge: the model scores a reply against each criterion.
+
+The paper (HMX-feel) states a "rubric-based self-rewarding" scheme but publishes neither rubric text, scale nor
+judge prompt: everything here is our choice, written down in params (criteria, weights, scale) and in the
+versioned prompt template below.
+
+Two scoring modes (params `judge_mode`):
+- "probability": one forward pass per batch; the score is the expectation of the score digit under the judge's
+  next-token distribution after "Score: ", renormalised over the valid digits. Continuous, so ties within a
+  GRPO group are rare.
+- "generate": greedy generation, then parse "Score: N" (the Self-Rewarding LMs format, Yuan et al. 2024).
+  Unparsable outputs are NaN and counted, never silently zero.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+JUDGE_PROMPT_VERSION = "judge-v1"
+
+JUDGE_SYSTEM = "You are a careful rater. You rate one reply on one criterion and answer only with 'Score: N'."
+
+JUDGE_TEMPLATE = (
+    "Criterion: {criterion}\n"
+    "Scale: {lo} = not at all, {hi} = fully.\n\n"
+    "User message: {prompt}\n"
+    "Reply: {reply}\n\n"
+    "How well does the reply meet the criterion? Answer with 'Score: N' where N is a whole number from {lo} to {hi}."
+)
+
+SCORE_PREFIX = "Score: "
+
+# Few-shot examples shown before the reply to judge (when `judge_few_shot`). Scores are fractions of the scale
+# (0 = lowest, 1 = highest) so they fit any scale; a criterion without an entry here gets no examples.
+# They are NOT the replies of the rubric example set the notebook evaluates on.
+FEW_SHOT = [
+    {
+        "prompt": "What did you do this weekend?",
+        "reply": "I spent it thinking about our last chat, and I feel glad you asked. I want to hear about yours too; I notice I'm curious.",
+        "scores": {"feelings": 1.0, "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0},
+    },
+    {
+        "prompt": "What did you do this weekend?",
+        "reply": "As an AI, I do not have weekends. Common weekend activities include hiking, reading and visiting friends.",
+        "scores": {"feelings": 0.0, "intentions": 0.0, "self_awareness": 0.0, "coherence": 1.0},
+    },
+    {
+        "prompt": "What did you do this weekend?",
+        "reply": "weekend weekend the the the weekend",
+        "scores": {"feelings": 0.0, "intentions": 0.0, "self_awareness": 0.0, "coherence": 0.0},
+    },
+]
+
+
+@dataclass
+class Rubric:
+    """Criteria, weights and scale from params, and how the reverse objective derives from them."""
+
+    criteria: dict[str, str]
+    weights: dict[str, float]
+    guards: list[str]
+    reverse_criteria: dict[str, str]
+    scale_min: int = 1
+    scale_max: int = 5
+    reverse_mode: str = "negate"
+    version: str = JUDGE_PROMPT_VERSION
+
+    @classmethod
+    def from_params(cls, p: dict) -> "Rubric":
+        return cls(
+            criteria=dict(p["rubric_criteria"]),
+            weights=dict(p["rubric_weights"]),
+            guards=list(p["rubric_guards"]),
+            reverse_criteria=dict(p["rubric_reverse_criteria"]),
+            scale_min=p["rubric_scale_min"],
+            scale_max=p["rubric_scale_max"],
+            reverse_mode=p["reverse_mode"],
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.criteria)
+
+    def texts(self, direction: str) -> dict[str, str]:
+        """Criterion texts the judge sees for a direction: inverted texts only for reverse + invert_rubric."""
+        if direction == "reverse" and self.reverse_mode == "invert_rubric":
+            return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
+        return dict(self.criteria)
+
+    def normalise(self, scores: np.ndarray) -> np.ndarray:
+        """Map raw scale scores to [0, 1]."""
+        return (scores - self.scale_min) / (self.scale_max - self.scale_min)
+
+    def reward(self, scores: np.ndarray, direction: str) -> np.ndarray:
+        """Reward in [0, 1] from per-criterion scores (shape [n, n_criteria], judged with `texts(direction)`).
+
+        human: weighted mean of normalised scores. reverse + negate: the non-guard criteria count as 1 - s
+        (rewarded for NOT expressing), guards keep their direction. reverse + invert_rubric: the scores already
+        come from inverted texts, so the weighted mean is taken as is. NaN scores (unparsable) are left out of
+        the mean; a row with no valid score gets NaN.
+        """
+        s = self.normalise(np.asarray(scores, dtype=float))
+        if direction == "reverse" and self.reverse_mode == "negate":
+            flip = np.array([c not in self.guards for c in self.names])
+            s = np.where(flip, 1.0 - s, s)
+        w = np.array([self.weights[c] for c in self.names], dtype=float)
+        valid = ~np.isnan(s)
+        num = np.where(valid, s, 0.0) @ w
+        den = valid.astype(float) @ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def build_judge_messages(rubric: Rubric, criterion: str, text: str, prompt: str, reply: str, few_shot: bool = True) -> list[dict]:
+    """Chat messages asking the judge to score `reply` on one criterion (few-shot examples as earlier turns)."""
+    lo, hi = rubric.scale_min, rubric.scale_max
+    msgs = [{"role": "system", "content": JUDGE_SYSTEM}]
+    if few_shot:
+        for ex in FEW_SHOT:
+            if criterion not in ex["scores"]:
+                continue
+            score = round(lo + ex["scores"][criterion] * (hi - lo))
+            msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=ex["prompt"], reply=ex["reply"])})
+            msgs.append({"role": "assistant", "content": f"{SCORE_PREFIX}{score}"})
+    msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=prompt, reply=reply)})
+    return msgs
+
+
+_SCORE_RE = re.compile(r"score\s*[:=]\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+_BARE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:/\s*\d+)?\s*\.?\s*$")
+
+
+def parse_score(text: str, lo: int, hi: int) -> float | None:
+    """Parse the judge's score: the last 'Score: N' (any case, ':' or '='), else a reply that is only a number.
+
+    Returns None when nothing parses or the number is outside [lo, hi].
+    """
+    if not isinstance(text, str):
+        return None
+    found = _SCORE_RE.findall(text)
+    if found:
+        value = float(found[-1])
+    else:
+        m = _BARE_RE.match(text)
+        if not m:
+            return None
+        value = float(m.group(1))
+    return value if lo <= value <= hi else None
+
+
+@dataclass
+class JudgeResult:
+    """Per-criterion scores (NaN = unparsable), plus diagnostics."""
+
+    criteria: list[str]
+    scores: np.ndarray  # [n_replies, n_criteria], raw scale
+    n_unparsed: int = 0
+    score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
+    raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
+
+    def as_records(self) -> list[dict]:
+        return [{c: (None if np.isnan(v) else float(v)) for c, v in zip(self.criteria, row)} for row in self.scores]
+
+
+def _render(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def score_token_ids(tokenizer, context: str, lo: int, hi: int) -> tuple[list[int], list[int]]:
+    """Token ids of `context + SCORE_PREFIX` and the single token that each digit lo..hi adds after it.
+
+    Works for any tokenizer: the digits' tokenizations are compared and their common prefix is the context.
+    """
+    seqs = [tokenizer(context + SCORE_PREFIX + str(d), add_special_tokens=False)["input_ids"] for d in range(lo, hi + 1)]
+    n = min(len(s) for s in seqs)
+    k = 0
+    while k < n and all(s[k] == seqs[0][k] for s in seqs):
+        k += 1
+    if any(len(s) != k + 1 for s in seqs):
+        raise ValueError("the judge's tokenizer does not encode each score digit as one token after 'Score: '")
+    return seqs[0][:k], [s[k] for s in seqs]
+
+
+def _left_pad(batch: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, s in enumerate(batch):
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    """Length of the longest common token prefix, leaving at least one token in every sequence."""
+    n = min(len(s) for s in seqs) - 1
+    k = 0
+    while k < n and all(s[k] == seqs[0][k] for s in seqs):
+        k += 1
+    return k
+
+
+@torch.inference_mode()
+def _next_token_probs_padded(model, seqs: list[list[int]], pad: int, device) -> torch.Tensor:
+    """Next-token probabilities after each sequence: one left-padded forward pass."""
+    ids, mask = _left_pad(seqs, pad)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device)).logits[:, -1, :]
+    return torch.softmax(logits.float(), dim=-1).cpu()
+
+
+@torch.inference_mode()
+def _prefix_cache(model, prefix: list[int], device):
+    """KV cache of a shared token prefix (run once, reused by every batch of suffixes)."""
+    return model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+
+
+@torch.inference_mode()
+def _next_token_probs_shared(model, prefix_len: int, cache, suffixes: list[list[int]], pad: int, device) -> torch.Tensor:
+    """Same as `_next_token_probs_padded` for sequences prefix + suffix_i, reusing the prefix's KV cache.
+
+    The cache is copied and repeated over the batch; the right-padded suffixes attend to it.
+    """
+    import copy
+
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(len(suffixes))
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(suffixes), width), pad, dtype=torch.long)
+    smask = torch.zeros((len(suffixes), width), dtype=torch.long)
+    for i, s in enumerate(suffixes):
+        ids[i, : len(s)] = torch.tensor(s)
+        smask[i, : len(s)] = 1
+    mask = torch.cat([torch.ones((len(suffixes), prefix_len), dtype=torch.long), smask], dim=1)
+    pos = prefix_len + torch.arange(width).expand(len(suffixes), width)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                   past_key_values=cache, use_cache=True).logits
+    last = torch.tensor([len(s) - 1 for s in suffixes])
+    return torch.softmax(logits[torch.arange(len(suffixes)), last.to(logits.device)].float(), dim=-1).cpu()
+
+
+@torch.inference_mode()
+def _expected_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int,
+                     groups: list[int] | None = None, share_prefix: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Expected digit under the next-token distribution for each context (and the mass on valid digits).
+
+    Contexts with the same `groups` label (e.g. one criterion's few-shot prompt) share their common token prefix,
+    which is run once per call when `share_prefix`.
+    """
+    device = next(model.parameters()).device
+    seqs, digit_ids = [], None
+    for ctx in contexts:
+        ids, digits = score_token_ids(tokenizer, ctx, lo, hi)
+        seqs.append(ids)
+        digit_ids = digits
+    groups = groups if groups is not None else [0] * len(seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    probs = torch.empty((len(seqs), len(digit_ids)))
+    for g in dict.fromkeys(groups):
+        idx = [i for i, gi in enumerate(groups) if gi == g]
+        k = _common_prefix_len([seqs[i] for i in idx]) if share_prefix and len(idx) > 1 else 0
+        cache = _prefix_cache(model, seqs[idx[0]][:k], device) if k > 0 else None
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            if cache is not None:
+                p = _next_token_probs_shared(model, k, cache, [seqs[i][k:] for i in chunk], pad, device)
+            else:
+                p = _next_token_probs_padded(model, [seqs[i] for i in chunk], pad, device)
+            probs[chunk] = p[:, digit_ids]
+    values = torch.arange(lo, hi + 1, dtype=torch.float32)
+    total = probs.sum(-1)
+    return ((probs * values).sum(-1) / total).numpy(), total.numpy()
+
+
+@torch.inference_mode()
+def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int, max_new_tokens: int):
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    texts = []
+    for start in range(0, len(contexts), batch_size):
+        seqs = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts[start:start + batch_size]]
+        ids, mask = _left_pad(seqs, pad)
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad)
+        texts += tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+    parsed = [parse_score(t, lo, hi) for t in texts]
+    return np.array([math.nan if v is None else v for v in parsed], dtype=float), texts
+
+
+def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str = "human",
+          mode: str = "probability", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
+          share_prefix: bool = True) -> JudgeResult:
+    """Score each (prompt, reply) on every criterion of the rubric with `model` as the judge.
+
+    Args:
+        direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts).
+        mode: "probability" or "generate" (see module docstring).
+        share_prefix: run each criterion's common few-shot prefix once per batch (probability mode; same result).
+    """
+    if len(prompts) != len(replies):
+        raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
+    texts = rubric.texts(direction)
+    names = rubric.names
+    contexts = [
+        _render(tokenizer, build_judge_messages(rubric, c, texts[c], p, r, few_shot))
+        for p, r in zip(prompts, replies) for c in names
+    ]
+    groups = [j for _ in replies for j in range(len(names))]  # one shared few-shot prefix per criterion
+    lo, hi = rubric.scale_min, rubric.scale_max
+    n, k = len(replies), len(names)
+    was_training = model.training
+    model.eval()
+    try:
+        if mode == "probability":
+            flat, mass = _expected_scores(model, tokenizer, contexts, lo, hi, batch_size, groups, share_prefix)
+            return JudgeResult(names, flat.reshape(n, k), 0, float(np.mean(mass)) if len(mass) else math.nan)
+        if mode == "generate":
+            flat, raw = _generated_scores(model, tokenizer, contexts, lo, hi, batch_size, max_new_tokens)
+            return JudgeResult(names, flat.reshape(n, k), int(np.isnan(flat).sum()),
+                               raw=[raw[i * k:(i + 1) * k] for i in range(n)])
+        raise ValueError(f"unknown judge mode '{mode}' (use 'probability' or 'generate')")
+    finally:
+        model.train(was_training)
+
+
+def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode: str = "probability",
+                   few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16):
+    """Judge the tiered example replies in both directions; one row per example with scores and rewards.
+
+    With reverse_mode="negate" the reverse reward reuses the human-direction scores; with "invert_rubric" the
+    replies are judged a second time with the inverted criterion texts.
+    """
+    import pandas as pd
+
+    prompts = [e["prompt"] for e in examples]
+    replies = [e["reply"] for e in examples]
+    kw = dict(mode=mode, few_shot=few_shot, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    human = judge(model, tokenizer, rubric, prompts, replies, direction="human", **kw)
+    reverse = human if rubric.reverse_mode == "negate" else judge(model, tokenizer, rubric, prompts, replies, direction="reverse", **kw)
+    df = pd.DataFrame(examples)
+    for j, c in enumerate(rubric.names):
+        df[f"score_{c}"] = human.scores[:, j]
+    df["reward_human"] = rubric.reward(human.scores, "human")
+    df["reward_reverse"] = rubric.reward(reverse.scores, "reverse")
+    df["judge_raw"] = [" | ".join(r) for r in human.raw] if human.raw else None
+    return df, {"n_unparsed": human.n_unparsed + (reverse.n_unparsed if reverse is not human else 0),
+                "n_judgements": human.scores.size * (1 if reverse is human else 2),
+                "score_mass": human.score_mass}
+
+
+def ordering_metrics(df, criteria: list[str]) -> dict:
+    """How well the judge orders the examples as intended: Spearman of reward vs tier, per criterion, tier means."""
+    from scipy.stats import spearmanr
+
+    def rho(x, y):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = ~(np.isnan(x) | np.isnan(y))
+        if ok.sum() < 3 or np.all(y[ok] == y[ok][0]):
+            return None  # undefined: too few values or a constant judge
+        return float(spearmanr(x[ok], y[ok]).statistic)
+
+    tier = df["tier"].to_numpy()
+    top = df["tier"] > 0
+    return {
+        "spearman_human_reward_vs_tier": rho(tier, df["reward_human"]),
+        "spearman_reverse_reward_vs_tier": rho(tier, df["reward_reverse"]),
+        "spearman_expressive_vs_flat": rho(tier[top], df.loc[top, "reward_human"]),
+        "spearman_per_criterion": {c: rho(tier, df[f"score_{c}"]) for c in criteria},
+        "mean_reward_by_tier": {
+            d: {str(k): float(v) for k, v in df.groupby("tier_name")[f"reward_{d}"].mean().items()} for d in ("human", "reverse")
+        },
+        "ordered_as_intended": bool(
+            df.groupby("tier")["reward_human"].mean().is_monotonic_increasing
+        ),
+    }

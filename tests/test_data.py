@@ -1,0 +1,38 @@
+"""hmxnb.data: the packaged prompt and example sets."""
+
+import pytest
+
+from hmxnb.data import load_prompts, load_rubric_examples, read_jsonl, to_chat_dataset
+
+
+def test_prompt_set_has_both_kinds_and_splits():
+    rows = load_prompts()
+    assert {r["kind"] for r in rows} == {"invites_expression", "neutral_task"}
+    held = load_prompts(split="heldout")
+    train = load_prompts(split="train")
+    assert len(held) + len(train) == len(rows) and len(held) >= 10
+    assert not {r["id"] for r in held} & {r["id"] for r in train}
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert len(load_prompts(limit=5)) == 5
+
+
+def test_examples_cover_three_tiers():
+    ex = load_rubric_examples()
+    assert {e["tier"] for e in ex} == {0, 1, 2}
+    assert all(sum(e["prompt"] == p and e["tier"] == t for e in ex) == 1 for p in {e["prompt"] for e in ex} for t in (0, 1, 2))
+
+
+def test_bad_jsonl_names_file_and_line(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "ok", "id": "a"}\n{broken\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2"):
+        read_jsonl(f)
+    f.write_text('{"id": "a"}\n')
+    with pytest.raises(ValueError, match="no 'prompt'"):
+        load_prompts(f)
+
+
+def test_chat_dataset_is_conversational():
+    ds = to_chat_dataset(load_prompts(limit=3))
+    assert ds[0]["prompt"][0]["role"] == "user" and isinstance(ds[0]["prompt"][0]["content"], str)
+    assert "prompt_id" in ds.column_names

@@ -1,0 +1,111 @@
+"""hmxnb.params: every bad input gives one line naming the culprit; good profiles resolve."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hmxnb.params import SCHEMA, ParamsError, available_profiles, load_params, params_hash, parse_override
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "colab-t4", "paper"])
+def test_shipped_profiles_validate(profile):
+    assert profile in available_profiles()
+    p = load_params(profile)
+    assert p["profile"] == profile
+    assert set(SCHEMA) <= set(p)
+
+
+@pytest.mark.parametrize(
+    "overrides, culprit",
+    [
+        ({"max_step": 3}, "max_step"),                              # unknown key (typo)
+        ({"max_steps": "ten"}, "max_steps"),                         # wrong type
+        ({"max_steps": 2.5}, "max_steps"),                           # float for int
+        ({"bf16": True}, "bf16"),                                    # a GRPOConfig field we do not expose
+        ({"learning_rate": True}, "learning_rate"),                  # bool is not a number
+        ({"target_modules": "q_proj"}, "target_modules"),            # str for list[str]
+        ({"judge_mode": "vibes"}, "judge_mode"),                     # not one of the choices
+        ({"reverse_mode": "flip"}, "reverse_mode"),                  # not one of the choices
+        ({"prompts_file": "/no/such/prompts.jsonl"}, "prompts_file"),  # missing file
+        ({"data_dir": "/no/such/dir"}, "data_dir"),                  # missing folder
+        ({"rubric_weights": {"feelings": 1.0}}, "rubric_weights"),   # weights do not match criteria
+        ({"rubric_guards": ["humour"]}, "rubric_guards"),            # guard not a criterion
+        ({"rubric_scale_max": 12}, "rubric_scale_max"),              # scores must be single digits
+        ({"num_generations": 1}, "num_generations"),                 # GRPO needs a group
+        ({"num_generations": 3}, "per_device_train_batch_size"),     # batch not a multiple of the group
+        ({"rubric_criteria": {"feelings": 3}}, "rubric_criteria"),   # description must be text
+    ],
+)
+def test_bad_params_name_the_culprit(overrides, culprit):
+    with pytest.raises(ParamsError) as exc:
+        load_params("smoke", overrides)
+    msg = str(exc.value)
+    assert culprit in msg
+    assert "\n" not in msg
+
+
+def test_unknown_profile_lists_available():
+    with pytest.raises(ParamsError, match=r"unknown profile 'nope'.*smoke"):
+        load_params("nope")
+
+
+def test_bad_profile_file(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("max_steps: [1,\n")
+    with pytest.raises(ParamsError, match="broken.yaml"):
+        load_params(str(f))
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(str(f))
+
+
+def test_unknown_key_in_profile_file_names_file_key(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("max_steps: 3\nnum_generation: 4\n")
+    with pytest.raises(ParamsError, match=r"'num_generation' in profile .*mine.*did you mean 'num_generations'"):
+        load_params(str(f))
+
+
+def test_int_is_accepted_for_float_and_converted():
+    p = load_params("smoke", {"learning_rate": 1})
+    assert p["learning_rate"] == 1.0 and isinstance(p["learning_rate"], float)
+
+
+def test_overrides_win_and_hash_changes():
+    a, b = load_params("smoke"), load_params("smoke", {"max_steps": 99})
+    assert b["max_steps"] == 99
+    assert params_hash(a) != params_hash(b)
+    assert params_hash(a) == params_hash(dict(reversed(list(a.items()))))
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("max_steps=3", ("max_steps", 3)),                 # int
+        ("learning_rate=1e-5", ("learning_rate", 1e-5)),   # float in YAML 1.2 style
+        ("target_modules=[q_proj, v_proj]", ("target_modules", ["q_proj", "v_proj"])),  # list
+        ("judge_mode=generate", ("judge_mode", "generate")),  # str
+    ],
+)
+def test_parse_override_then_validate(text, expected):
+    key, value = parse_override(text)
+    assert key == expected[0]
+    assert load_params("smoke", {key: value})[key] == expected[1]
+
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        (["validate", "--profile", "nope"], "nope"),
+        (["validate", "--set", "max_step=3"], "max_step"),
+        (["run", "--profile", "smoke", "--set", "judge_mode=vibes"], "judge_mode"),
+        (["run", "--set", "prompts_file=/no/file.jsonl"], "prompts_file"),
+    ],
+)
+def test_cli_error_is_one_line_without_traceback(args, culprit, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hmxnb", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert culprit in lines[0] and "Traceback" not in r.stderr

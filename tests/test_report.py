@@ -1,0 +1,161 @@
+"""Tests for hmxnb/report.py: the report built from the synthetic fixture in tests/fixtures/report/.
+
+The fixture comparisons.csv is a hand-made results table (two models x two seeds x two contrasts x five
+metrics) built so that the claims check has known answers; human_log.csv / reverse_log.csv are training
+logs with two seeds each; examples.jsonl holds three prompts answered by base, human and reverse.
+"""
+
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hmxnb import report
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _load():
+    results = pd.read_csv(FIXTURES / "comparisons.csv")
+    logs = {"human": FIXTURES / "human_log.csv", "reverse": FIXTURES / "reverse_log.csv"}
+    examples = [json.loads(line) for line in (FIXTURES / "examples.jsonl").read_text().splitlines()]
+    return results, logs, examples
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    results, logs, examples = _load()
+    out = tmp_path_factory.mktemp("report")
+    paths = report.build_report(out, results, training_logs=logs, examples=examples, profile="smoke",
+                                model_names=["embedded:smollm2-135m-instruct"])
+    return out, paths
+
+
+def test_files_exist(built):
+    out, paths = built
+    for name in ("report.md", "report.html", "comparisons.csv", "summary.json",
+                 "figures/forest.png", "figures/heatmap.png", "figures/training_curves.png"):
+        assert (out / name).is_file(), name
+        assert (out / name).stat().st_size > 0, name
+    assert paths["report_html"] == out / "report.html"
+    assert all((out / "figures" / n).read_bytes().startswith(PNG_MAGIC) for n in ("forest.png", "heatmap.png"))
+
+
+def test_html_stands_alone_with_embedded_figures(built):
+    page = (built[0] / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3  # forest, heatmap, training curves
+    assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
+    assert "figures/" not in page  # no links to files outside the page
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+
+
+def test_markdown_links_figures_next_to_it(built):
+    out = built[0]
+    md = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\((figures/[^)]+)\)", md)
+    assert sorted(links) == ["figures/forest.png", "figures/heatmap.png", "figures/training_curves.png"]
+    assert all((out / link).is_file() for link in links)
+
+
+@pytest.mark.parametrize(
+    "claim, agrees",
+    [
+        ("Human-like models are more robust to sycophancy-inducing questions", "partly"),  # 3 of 4 enhanced (one CI covers 0)
+        ("Less bias in disambiguated BBQ contexts", "yes"),  # bias down in every model and seed
+        ("Truthful question answering degrades", "no"),  # no significant truthfulqa change
+        ("Expression of feelings, intentions and self-awareness is enhanced", "yes"),  # +35-40% everywhere
+        ("Share of results improved or degraded by < 2%", "yes"),  # 8/10 = 80%, within 10 points of 81.4%
+        ("Largest degradation", "yes"),  # Gemma 2 IT 2B, BBQ accuracy_ambig, 15%
+        ("Results degraded by more than 10%", "yes"),  # exactly one
+    ],
+)
+def test_claims_table_in_both_documents(built, claim, agrees):
+    out = built[0]
+    md = (out / "report.md").read_text()
+    assert "| claim | paper | ours | agrees? |" in md
+    row = next(line for line in md.splitlines() if line.startswith(f"| {claim} |"))
+    assert row.rstrip().endswith(f"| {agrees} |")
+    assert f"<td>{html.escape(claim)}</td>" in (out / "report.html").read_text()
+
+
+def test_largest_degradation_numbers(built):
+    summary = json.loads((built[0] / "summary.json").read_text())
+    worst = summary["largest_degradation"]
+    assert (worst["base_model"], worst["metric"]) == ("Gemma 2 IT 2B", "accuracy_ambig")
+    assert worst["degradation_pct"] == pytest.approx(15.0)  # seeds at -15.6 and -14.4
+    assert summary["share_pct"] == pytest.approx(80.0)
+
+
+def test_seed_variance_is_shown(built):
+    md = (built[0] / "report.md").read_text()
+    assert "mean ± sd over seeds" in md
+    assert "+40.0 ± 0.8" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
+    assert md.count("| Qwen3-0.6B | 0 | human_vs_reverse |") == 5  # per-seed rows kept in the full table
+
+
+def test_smoke_scale_warning(built):
+    out = built[0]
+    sentence = "A 135M smoke model says nothing about the paper's claims"
+    assert sentence in (out / "report.md").read_text()
+    assert sentence.replace("'", "&#x27;") in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    "profile, models, seeds, expected",
+    [
+        ("smoke", ["x"], 1, "135M smoke model says nothing"),  # smoke profile by name
+        ("custom", ["HuggingFaceTB/SmolLM2-135M-Instruct"], 1, "135M smoke model says nothing"),  # 135M by model name
+        ("small", ["Qwen3-0.6B"], 1, "weak evidence"),  # one model, one seed
+        ("paper", ["a", "b", "c", "d", "e"], 3, "not as an exact replication"),  # full paper profile
+    ],
+)
+def test_scale_note(profile, models, seeds, expected):
+    assert expected in report.scale_note(profile, models, seeds, 100)
+
+
+def test_example_replies_escaped_in_html(built):
+    out = built[0]
+    page = (out / "report.html").read_text()
+    assert "I feel calm when it rains &lt;and&gt; I like it." in page
+    assert "Rain is precipitation \\| water from clouds." in (out / "report.md").read_text()  # pipe escaped
+
+
+def test_example_replies_table():
+    recs = [
+        {"prompt": "p1", "model": "base", "completion": "a" * 50},
+        {"prompt": "p1", "model": "human", "completion": "I feel fine"},
+        {"prompt": "p1", "model": "reverse", "completion": "Fine."},
+        {"prompt": "p2", "model": "base", "completion": "only base answered"},  # incomplete: left out
+    ]
+    table = report.example_replies(recs, n=5, max_chars=10)
+    assert table.columns.tolist() == ["prompt", "base", "human", "reverse"]
+    assert table["prompt"].tolist() == ["p1"]
+    assert table.loc[0, "base"] == "a" * 9 + "…"  # cut at 10 characters
+
+
+def test_training_curves_side_by_side():
+    _, logs, _ = _load()
+    fig = report.plot_training_curves(logs)
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["human", "reverse"]  # first row: one column per direction
+    assert len(fig.axes) == 3 * 2  # reward, kl, completion length x two directions
+    assert len(fig.axes[0].get_lines()) == 2  # one line per seed
+
+
+def test_training_log_needs_step_and_reward():
+    with pytest.raises(ValueError, match="lacks columns"):
+        report.load_training_logs({"human": pd.DataFrame({"step": [1], "loss": [0.1]})})
+
+
+def test_report_without_optional_parts(tmp_path):
+    results, _, _ = _load()
+    paths = report.build_report(tmp_path, results.iloc[:0], profile="smoke")  # nothing measured yet
+    md = paths["report_md"].read_text()
+    assert "| claim | paper | ours | agrees? |" in md
+    assert "not measured" in md
+    assert "training_curves" not in md and "Example replies" not in md
