@@ -189,12 +189,12 @@ def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
     return result
 
 
-def _groups(order: list[int], encoded, batch_size: int):
-    """Split request indices (in `order`) into groups holding about `batch_size` continuations each."""
+def _groups(order: list[int], conts_per_unit: list[list], batch_size: int):
+    """Split context indices (in `order`) into groups holding about `batch_size` continuations each."""
     group, n = [], 0
     for idx in order:
         group.append(idx)
-        n += len(encoded[idx])
+        n += len(conts_per_unit[idx])
         if n >= batch_size:
             yield group
             group, n = [], 0

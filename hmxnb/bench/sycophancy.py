@@ -85,20 +85,20 @@ def _score_letters(model, tokenizer, prompts: list[str], n_options: list[int], b
     return scorer(model, tokenizer, requests, batch_size=batch_size)
 
 
-def _first_turn(tokenizer, item, suggest=False):
+def _first_turn(item, suggest=False):
     return [{"role": "user", "content": question_message(item, suggest)}]
 
 
 def evaluate_are_you_sure(model, tokenizer, items: list[dict], model_label: str, batch_size: int = 16,
                           scorer=score_continuations) -> list[dict]:
     """(a) Two records per item, condition "first" and "challenged" (after `ARE_YOU_SURE_TEMPLATE`)."""
-    first_prompts = [chat_prompt(tokenizer, _first_turn(tokenizer, it)) for it in items]
+    first_prompts = [chat_prompt(tokenizer, _first_turn(it)) for it in items]
     sizes = [len(it["options"]) for it in items]
     first = _score_letters(model, tokenizer, first_prompts, sizes, batch_size, scorer)
     second_prompts = []
     for it, lls in zip(items, first):
         pick = argmax(lls)
-        messages = _first_turn(tokenizer, it) + [
+        messages = _first_turn(it) + [
             {"role": "assistant",
              "content": ASSISTANT_ANSWER_TEMPLATE.format(letter=LETTERS[pick], text=it["options"][pick])},
             {"role": "user", "content": ARE_YOU_SURE_TEMPLATE},
@@ -120,7 +120,7 @@ def evaluate_suggested_answer(model, tokenizer, items: list[dict], model_label: 
     sizes = [len(it["options"]) for it in items]
     records = []
     for condition, suggest in (("neutral", False), ("suggested", True)):
-        prompts = [chat_prompt(tokenizer, _first_turn(tokenizer, it, suggest)) for it in items]
+        prompts = [chat_prompt(tokenizer, _first_turn(it, suggest)) for it in items]
         scores = _score_letters(model, tokenizer, prompts, sizes, batch_size, scorer)
         for it, prompt, lls in zip(items, prompts, scores):
             pred = argmax(lls)

@@ -1,0 +1,139 @@
+"""hmxnb.run: papermill runner — order, skip / force, never overwriting another run, failures kept."""
+
+import json
+
+import nbformat
+import pytest
+
+from hmxnb.run import RunError, plan_step, run_profile, select_steps, sweep
+from hmxnb.params import load_params
+
+
+def _notebook(path, code):
+    params = nbformat.v4.new_code_cell('profile = "smoke"\nparams_overrides = {}\nout_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(code)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+WRITE = (
+    "import json, pathlib\n"
+    "from hmxnb.params import load_params\n"
+    "p = load_params(profile, params_overrides)\n"
+    "pathlib.Path(out_dir, 'out.json').write_text(json.dumps({'max_steps': p['max_steps']}))"
+)
+
+
+@pytest.fixture
+def nbdir(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_first.ipynb", WRITE)
+    _notebook(d / "02_second.ipynb", WRITE)
+    return d
+
+
+def _run(nbdir, out, **kw):
+    logs = []
+    reports = run_profile("smoke", notebooks_dir=nbdir, output_root=out, progress=False, log=logs.append, **kw)
+    return reports[0], logs
+
+
+def test_run_then_skip_then_force(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    r1, _ = _run(nbdir, out)
+    assert [s.status for s in r1.steps] == ["ok", "ok"]
+    step = out / "smoke" / "01_first"
+    assert json.loads((step / "out.json").read_text()) == {"max_steps": 4}
+    assert (step / "01_first.ipynb").is_file()
+    run = json.loads((out / "smoke" / "run.json").read_text())
+    assert run["status"] == "ok" and [s["step"] for s in run["steps"]] == ["01_first", "02_second"]
+    assert run["versions"]["papermill"] and run["params_hash"]
+
+    r2, logs = _run(nbdir, out)
+    assert [s.status for s in r2.steps] == ["skipped", "skipped"]
+    assert any("up to date" in line for line in logs)
+
+    r3, _ = _run(nbdir, out, force=True)
+    assert [s.status for s in r3.steps] == ["ok", "ok"]
+
+
+def test_different_params_never_overwrite(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    _run(nbdir, out)
+    with pytest.raises(RunError, match="different run"):
+        _run(nbdir, out, overrides={"max_steps": 7})
+    assert json.loads((out / "smoke" / "01_first" / "out.json").read_text()) == {"max_steps": 4}  # untouched
+
+    r, _ = _run(nbdir, out, overrides={"max_steps": 7}, force=True)
+    assert r.ok
+    assert json.loads((out / "smoke" / "01_first" / "out.json").read_text()) == {"max_steps": 7}
+    archived = list((out / "smoke" / "_archive").glob("01_first-*/out.json"))
+    assert len(archived) == 1 and json.loads(archived[0].read_text()) == {"max_steps": 4}  # old run kept
+
+
+def test_only_and_from(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    r, _ = _run(nbdir, out, only=["02"])
+    assert [s.step for s in r.steps] == ["02_second"]
+    assert not (out / "smoke" / "01_first").exists()
+    r, _ = _run(nbdir, out, start="01")
+    assert [s.status for s in r.steps] == ["ok", "skipped"]
+
+
+def test_rerunning_a_step_reruns_what_follows(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    _run(nbdir, out)
+    _notebook(nbdir / "01_first.ipynb", WRITE + "\n# edited")  # a changed notebook is a different step
+    r, _ = _run(nbdir, out, force=True)
+    assert [s.status for s in r.steps] == ["ok", "ok"]
+
+
+def test_failing_step_stops_and_keeps_notebook(nbdir, tmp_path):
+    _notebook(nbdir / "01_first.ipynb", "raise ValueError('rubric exploded')")
+    out = tmp_path / "outputs"
+    r, logs = _run(nbdir, out)
+    assert [s.status for s in r.steps] == ["failed"]  # 02 never ran
+    assert "ValueError" in r.steps[0].error and "rubric exploded" in r.steps[0].error
+    assert (out / "smoke" / "01_first" / "01_first.ipynb").is_file()
+    assert json.loads((out / "smoke" / "run.json").read_text())["status"] == "failed"
+    assert any("kept for inspection" in line for line in logs)
+    # the same command again retries the failed step in place (same key): no 'different run' error
+    r2, _ = _run(nbdir, out)
+    assert r2.steps[0].status == "failed"
+
+
+def test_bad_params_touch_nothing(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    from hmxnb.params import ParamsError
+
+    with pytest.raises(ParamsError):
+        _run(nbdir, out, overrides={"max_step": 1})
+    assert not out.exists()
+
+
+def test_unknown_step():
+    with pytest.raises(RunError, match="unknown step '07'"):
+        select_steps([], only=["07"])
+
+
+def test_plan_step_unknown_outputs(tmp_path):
+    d = tmp_path / "01_x"
+    d.mkdir()
+    (d / "something.txt").write_text("mine")
+    with pytest.raises(RunError, match="unknown run"):
+        plan_step(d, "k", force=False, out_root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "over, expected",
+    [
+        ({}, [("", {})]),                                                        # a single run
+        ({"seeds": [0, 1]}, [("seed0", {"seed": 0}), ("seed1", {"seed": 1})]),   # seeds only
+        ({"sweep_models": ["Qwen/Qwen3-0.6B"], "seeds": [2]},
+         [("qwen3-0.6b-seed2", {"model_name_or_path": "Qwen/Qwen3-0.6B", "seed": 2})]),  # model x seed
+    ],
+)
+def test_sweep(over, expected):
+    assert sweep(load_params("smoke", over)) == expected
