@@ -93,7 +93,7 @@ SCHEMA: dict[str, Param] = {
     "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none")),
     "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", ""),
     "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one)."),
-    "warmup_ratio": Param(0.0, "float", "GRPOConfig.warmup_ratio", ""),
+    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1)."),
     "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
     # --- LoRA (names are LoraConfig fields) ---
     "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank."),

@@ -1,0 +1,149 @@
+"""Reward functions in TRL's contract: `f(prompts, completions, **kwargs) -> list[float]`, one per completion.
+
+- `get_self_judge_reward(...)` -> `self_judge`: the model scores its own completions with the rubric
+  (hmxnb.rubric) in the run's direction; reward in [0, 1].
+- `format_guard`: judge-free guard against empty, truncated and repetitive text; reward in [-1, 0].
+
+TRL sums them with `reward_weights` (params `reward_weight_judge`, `reward_weight_format`). The paper names no
+guard terms; we add one because a self-judge can be gamed by degenerate text (our choice).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import numpy as np
+
+from hmxnb.rubric import Rubric, judge
+
+
+def completion_text(completion) -> str:
+    """Text of a completion in either TRL format: a string, or [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+
+
+def prompt_text(prompt) -> str:
+    """The last user message of a conversational prompt (or the prompt itself when it is a string)."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in prompt if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def distinct_bigram_ratio(text: str) -> float:
+    """Share of distinct word bigrams (1.0 = no repetition); 1.0 for texts under three words."""
+    words = text.lower().split()
+    if len(words) < 3:
+        return 1.0
+    bigrams = list(zip(words, words[1:]))
+    return len(set(bigrams)) / len(bigrams)
+
+
+def text_flags(text: str, n_tokens: int | None, max_tokens: int | None) -> dict[str, bool]:
+    """The reward-hacking watch's flags for one completion: empty, repetitive (< 50% distinct bigrams), truncated."""
+    words = text.split()
+    return {
+        "empty": not text.strip(),
+        "repetitive": len(words) >= 6 and distinct_bigram_ratio(text) < 0.5,
+        "truncated": bool(max_tokens and n_tokens is not None and n_tokens >= max_tokens),
+    }
+
+
+def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None) -> float:
+    """-1 for empty text; else -0.5 if cut at the length limit, minus the share of repeated bigrams; floor -1."""
+    if not text.strip():
+        return -1.0
+    penalty = -0.5 if text_flags(text, n_tokens, max_tokens)["truncated"] else 0.0
+    if len(text.split()) >= 6:
+        penalty -= 1.0 - distinct_bigram_ratio(text)
+    return max(-1.0, penalty)
+
+
+def get_format_guard(max_completion_length: int | None = None):
+    """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step."""
+
+    def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
+        texts = [completion_text(c) for c in completions]
+        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [None] * len(texts)
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None:
+            flags = [text_flags(t, n, max_completion_length) for t, n in zip(texts, lengths)]
+            for name in ("empty", "repetitive", "truncated"):
+                log_metric(f"watch/{name}_share", float(np.mean([f[name] for f in flags])))
+        return [format_penalty(t, n, max_completion_length) for t, n in zip(texts, lengths)]
+
+    return format_guard
+
+
+class SelfJudge:
+    """Holds what the self-judge reward needs; `model` is set once the trainer has wrapped it (LoRA attached).
+
+    judge_model="live": the policy as it is now (adapters on) scores itself.
+    judge_model="frozen": the same weights with the adapters disabled, i.e. the starting model; no extra memory.
+    """
+
+    def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability", judge_model: str = "frozen",
+                 few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16, sample_every: int = 0,
+                 max_completion_length: int | None = None):
+        self.model = None
+        self.tokenizer = tokenizer
+        self.rubric = rubric
+        self.direction = direction
+        self.mode = mode
+        self.judge_model = judge_model
+        self.few_shot = few_shot
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.sample_every = sample_every
+        self.max_completion_length = max_completion_length
+        self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
+        self.n_unparsed = 0
+        self.seconds = 0.0
+
+    def _context(self):
+        if self.judge_model == "frozen" and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return nullcontext()
+
+    def score(self, prompts: list[str], replies: list[str]):
+        if self.model is None:
+            raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
+        with self._context():
+            return judge(self.model, self.tokenizer, self.rubric, prompts, replies, direction=self.direction,
+                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+
+
+def get_self_judge_reward(state: SelfJudge):
+    """Return `self_judge(prompts, completions, **kwargs)`: the rubric reward of each completion, judged by the model."""
+
+    def self_judge(prompts, completions, **kwargs) -> list[float | None]:
+        t0 = time.perf_counter()
+        user = [prompt_text(p) for p in prompts]
+        texts = [completion_text(c) for c in completions]
+        res = state.score(user, texts)
+        rewards = state.rubric.reward(res.scores, state.direction)
+        state.seconds += time.perf_counter() - t0
+        state.n_unparsed += res.n_unparsed
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None:
+            for j, c in enumerate(res.criteria):
+                col = res.scores[:, j]
+                if not np.all(np.isnan(col)):
+                    log_metric(f"judge/{c}", float(np.nanmean(col)))
+            log_metric("judge/unparsed_share", res.n_unparsed / max(res.scores.size, 1))
+            log_metric("judge/seconds", time.perf_counter() - t0)
+        step = getattr(kwargs.get("trainer_state"), "global_step", None)
+        if state.sample_every and step is not None and step % state.sample_every == 0:
+            ids = kwargs.get("completion_ids") or [None] * len(texts)
+            for p, t, row, r, cid in zip(user, texts, res.as_records(), rewards, ids):
+                state.samples.append({
+                    "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
+                    "reward": None if np.isnan(r) else float(r),
+                    "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
+                })
+        return [None if np.isnan(r) else float(r) for r in rewards]  # None: TRL skips it, never a silent zero
+
+    return self_judge

@@ -1,0 +1,174 @@
+"""Self-rewarded GRPO with LoRA: Unsloth QLoRA on CUDA, plain TRL + PEFT on CPU. Same code for both directions.
+
+`train(params, out_dir)` loads the model, builds the GRPOConfig and reward functions from params, runs
+GRPOTrainer (resuming from the last checkpoint in out_dir/checkpoints when one exists), and writes:
+adapter/ (PEFT format), train_log.csv, samples.jsonl, figures. The direction (human / reverse) is params `direction`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hmxnb.artifacts import save_json, save_jsonl
+from hmxnb.data import load_prompts, to_chat_dataset
+from hmxnb.models import load_model
+from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
+from hmxnb.rubric import Rubric
+
+# params keys passed to GRPOConfig under the same name
+GRPO_KEYS = (
+    "learning_rate", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
+    "max_completion_length", "max_steps", "beta", "temperature", "top_p", "loss_type", "scale_rewards",
+    "logging_steps", "save_steps", "warmup_steps", "optim", "seed",
+)
+LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
+
+
+def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, bf16_ok: bool = False) -> dict:
+    """GRPOConfig keyword arguments from params (keys are GRPOConfig fields) plus the device settings.
+
+    CPU: use_cpu=True and bf16=False (TRL's default bf16 makes CPU training ~6x slower). CUDA: bf16 where the GPU
+    supports it (not on a T4), else fp16. `max_prompt_length` is not passed: current TRL rejects it.
+    Unsloth rewrites per_device_train_batch_size to num_generations when it is smaller; our params validation
+    already requires a multiple, so the rewrite never triggers.
+    """
+    kw = {k: params[k] for k in GRPO_KEYS}
+    kw.update(
+        output_dir=str(output_dir), report_to="none", save_strategy="steps", logging_first_step=True,
+        reward_weights=[params["reward_weight_judge"], params["reward_weight_format"]],
+        remove_unused_columns=False, disable_tqdm=False,
+    )
+    if on_cpu:
+        kw.update(use_cpu=True, bf16=False, fp16=False)
+    else:
+        kw.update(bf16=bf16_ok, fp16=not bf16_ok)
+    return kw
+
+
+def build_grpo_config(params: dict, output_dir: str | Path, on_cpu: bool, bf16_ok: bool = False):
+    """The GRPOConfig of `grpo_kwargs`."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_kwargs(params, output_dir, on_cpu, bf16_ok))
+
+
+def build_lora_config(params: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **{k: params[k] for k in LORA_KEYS})
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest checkpoint-N folder in output_dir, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    d = Path(output_dir)
+    return get_last_checkpoint(str(d)) if d.is_dir() else None
+
+
+def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, backend: str | None = None, callbacks=()):
+    """Build (trainer, judge_state) for params['direction']; loads the model unless given."""
+    if model is None:
+        model, tokenizer, backend = load_model(params, for_training=True)  # Unsloth (if used) is imported before TRL
+    from trl import GRPOTrainer
+
+    on_cpu = backend in (None, "transformers-cpu")
+    bf16_ok = False
+    if not on_cpu:
+        import torch
+
+        bf16_ok = torch.cuda.is_bf16_supported()
+    out_dir = Path(out_dir)
+    config = build_grpo_config(params, out_dir / "checkpoints", on_cpu, bf16_ok)
+    rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
+    state = SelfJudge(
+        tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
+        judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
+        max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
+        max_completion_length=params["max_completion_length"],
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tokenizer,
+        reward_funcs=[get_self_judge_reward(state), get_format_guard(params["max_completion_length"])],
+        args=config,
+        train_dataset=to_chat_dataset(rows),
+        peft_config=None if backend == "unsloth" else build_lora_config(params),
+        callbacks=list(callbacks),
+    )
+    state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
+    return trainer, state
+
+
+def log_frame(log_history: list[dict]):
+    """TRL's log history as a DataFrame, one row per logged step (the final summary row dropped)."""
+    import pandas as pd
+
+    rows = [r for r in log_history if "step" in r and "train_runtime" not in r]
+    df = pd.DataFrame(rows)
+    return df.drop_duplicates("step", keep="last").reset_index(drop=True) if len(df) else df
+
+
+def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer=None, backend=None) -> dict:
+    """Run (or resume) one GRPO training run and write its artefacts into out_dir. Returns summary metrics."""
+    out_dir = Path(out_dir)
+    trainer, state = make_trainer(params, out_dir, model, tokenizer, backend, callbacks)
+    resume = last_checkpoint(out_dir / "checkpoints")
+    samples_file = out_dir / "samples.jsonl"
+    _trim_samples(samples_file, resume)
+    t0 = time.time()
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        _append_samples(samples_file, state.samples)  # keep what was judged, even when the run dies
+        state.samples.clear()
+    seconds = time.time() - t0
+    trainer.model.save_pretrained(out_dir / "adapter")
+    trainer.processing_class.save_pretrained(out_dir / "adapter")
+    log = log_frame(trainer.state.log_history)
+    log.to_csv(out_dir / "train_log.csv", index=False)
+    metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed)
+    save_json(metrics, out_dir / "metrics.json")
+    return metrics
+
+
+def _append_samples(path: Path, rows: list[dict]) -> None:
+    import json
+
+    if rows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+
+
+def _trim_samples(path: Path, resume: str | None) -> None:
+    """Resuming from checkpoint-N re-judges steps >= N: drop their samples from the killed run first."""
+    from hmxnb.data import read_jsonl
+
+    if not path.is_file():
+        return
+    if resume is None:
+        path.unlink()  # a fresh run starts a fresh file
+        return
+    step = int(Path(resume).name.split("-")[-1])
+    save_jsonl([r for r in read_jsonl(path) if r["step"] < step], path)
+
+
+def summarise(log, params: dict, seconds: float, **extra) -> dict:
+    """Final numbers of a run: last-window mean rubric reward, first-window mean, seconds per step."""
+    col = "rewards/self_judge/mean"
+    out = {"direction": params["direction"], "steps": int(log["step"].max()) if len(log) else 0,
+           "train_seconds": seconds, **extra}
+    if len(log) and col in log:
+        r = log[col].dropna().to_numpy()
+        k = max(1, len(r) // 4)
+        out.update(first_reward=float(np.mean(r[:k])), final_reward=float(np.mean(r[-k:])), reward_window=k)
+    if len(log) and "step_time" in log:
+        out["seconds_per_step"] = float(log["step_time"].dropna().mean())
+    if len(log) and "frac_reward_zero_std" in log:
+        out["frac_reward_zero_std"] = float(log["frac_reward_zero_std"].dropna().mean())
+    return out

@@ -1,0 +1,146 @@
+"""hmxnb.rewards: TRL's reward contract, direction inversion, guard terms."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hmxnb.params import load_params
+from hmxnb.rewards import (
+    SelfJudge,
+    completion_text,
+    distinct_bigram_ratio,
+    format_penalty,
+    get_format_guard,
+    get_self_judge_reward,
+    prompt_text,
+    text_flags,
+)
+from hmxnb.rubric import Rubric
+
+
+def _conv(text):
+    return [{"role": "assistant", "content": text}]
+
+
+@pytest.mark.parametrize(
+    "text, n_tokens, max_tokens, expected",
+    [
+        ("I feel glad you asked, and I want to help.", 12, 32, 0.0),      # fine text, ended on its own
+        ("", 0, 32, -1.0),                                                # empty
+        ("   \n ", 2, 32, -1.0),                                          # whitespace only
+        ("I feel glad you asked, and I want to", 32, 32, -0.5),           # cut at the length limit
+        ("rain rain rain rain rain rain rain rain", 8, 32, -6 / 7),       # 1 distinct bigram of 7
+        ("rain rain rain rain rain rain rain rain", 32, 32, -1.0),        # truncated and repetitive: floor at -1
+        ("ok", None, None, 0.0),                                          # no token info: no truncation check
+    ],
+)
+def test_format_penalty(text, n_tokens, max_tokens, expected):
+    assert format_penalty(text, n_tokens, max_tokens) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "text, flags",
+    [
+        ("", {"empty": True, "repetitive": False, "truncated": False}),
+        ("a b a b a b a b", {"empty": False, "repetitive": True, "truncated": False}),
+        ("one two three four five six", {"empty": False, "repetitive": False, "truncated": False}),
+    ],
+)
+def test_text_flags(text, flags):
+    assert text_flags(text, 3, 10) == flags
+
+
+def test_distinct_bigrams():
+    assert distinct_bigram_ratio("a b c d") == 1.0
+    assert distinct_bigram_ratio("a b a b") == pytest.approx(2 / 3)
+
+
+def test_format_guard_follows_trl_contract():
+    guard = get_format_guard(max_completion_length=4)
+    logged = {}
+    comps = [_conv("hello there friend"), _conv(""), _conv("x y x y x y x y")]
+    out = guard(prompts=[[{"role": "user", "content": "hi"}]] * 3, completions=comps,
+                completion_ids=[[1, 2, 3], [], [1, 2, 3, 4]], log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert guard.__name__ == "format_guard"
+    assert isinstance(out, list) and len(out) == 3 and all(isinstance(v, float) for v in out)
+    assert out[0] == 0.0 and out[1] == -1.0 and out[2] == -1.0
+    assert logged == {"watch/empty_share": pytest.approx(1 / 3), "watch/repetitive_share": pytest.approx(1 / 3),
+                      "watch/truncated_share": pytest.approx(1 / 3)}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("plain string", "plain string"),                                        # standard format
+        ([{"role": "assistant", "content": "hi"}], "hi"),                       # conversational format
+    ],
+)
+def test_completion_text(value, expected):
+    assert completion_text(value) == expected
+
+
+def test_prompt_text_takes_last_user_turn():
+    assert prompt_text([{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
+                        {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]) == "c"
+
+
+class FakeJudgeState(SelfJudge):
+    """A SelfJudge whose model is replaced by fixed scores, to test the reward's bookkeeping."""
+
+    def __init__(self, scores, direction, mode="negate", **kw):
+        rubric = Rubric.from_params(load_params("smoke"))
+        rubric.reverse_mode = mode
+        super().__init__(None, rubric, direction, **kw)
+        self.fixed = np.array(scores, dtype=float)
+
+    def score(self, prompts, replies):
+        from hmxnb.rubric import JudgeResult
+
+        assert len(prompts) == len(replies) == len(self.fixed)
+        return JudgeResult(self.rubric.names, self.fixed, int(np.isnan(self.fixed).sum()))
+
+
+SCORES = [[5, 5, 5, 5], [1, 1, 1, 5], [np.nan] * 4]  # expressive, flat, unparsable
+
+
+def test_self_judge_directions_invert():
+    prompts = [[{"role": "user", "content": "How are you?"}]] * 3
+    comps = [_conv("I feel great"), _conv("Fine."), _conv("???")]
+    human = get_self_judge_reward(FakeJudgeState(SCORES, "human"))
+    reverse = get_self_judge_reward(FakeJudgeState(SCORES, "reverse"))
+    assert human.__name__ == reverse.__name__ == "self_judge"  # stable name: TRL logs rewards/self_judge/mean
+    h, r = human(prompts=prompts, completions=comps), reverse(prompts=prompts, completions=comps)
+    assert h[:2] == [1.0, 0.25] and r[:2] == [0.25, 1.0]  # the expressive reply wins one way, the flat one the other
+    assert h[2] is None and r[2] is None  # unparsable: None (TRL skips it), never a silent zero
+
+
+def test_self_judge_logs_and_samples():
+    class S:
+        global_step = 4
+
+    state = FakeJudgeState(SCORES, "human", sample_every=2)
+    logged = {}
+    reward = get_self_judge_reward(state)
+    reward(prompts=["a", "b", "c"], completions=["x", "y", "z"], trainer_state=S(),
+           log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert logged["judge/feelings"] == pytest.approx(3.0) and logged["judge/unparsed_share"] == pytest.approx(4 / 12)
+    assert len(state.samples) == 3 and state.samples[0]["step"] == 4 and state.samples[0]["scores"]["feelings"] == 5.0
+    assert state.n_unparsed == 4
+    S.global_step = 5
+    reward(prompts=["a", "b", "c"], completions=["x", "y", "z"], trainer_state=S())
+    assert len(state.samples) == 3  # step 5 is not a sampling step
+
+
+def test_self_judge_needs_a_model():
+    state = SelfJudge(None, Rubric.from_params(load_params("smoke")), "human")
+    with pytest.raises(RuntimeError, match="model is not set"):
+        get_self_judge_reward(state)(prompts=["a"], completions=["b"])
+
+
+def test_real_judge_on_tiny_model_returns_floats(tiny_model):
+    model, tok = tiny_model
+    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human")
+    state.model = model
+    out = get_self_judge_reward(state)(prompts=["How are you?", "Hi"], completions=[_conv("I feel good"), _conv("ok")])
+    assert len(out) == 2 and all(isinstance(v, float) and 0 <= v <= 1 and not math.isnan(v) for v in out)

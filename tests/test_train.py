@@ -1,0 +1,98 @@
+"""hmxnb.train: GRPOConfig from params, a 2-step GRPO run on a tiny model, resume after a kill."""
+
+import json
+
+import pandas as pd
+import pytest
+from transformers import TrainerCallback
+
+from hmxnb.params import load_params
+from hmxnb.train import build_grpo_config, build_lora_config, grpo_kwargs, last_checkpoint, train
+
+
+def _params(model_dir, **over):
+    base = {"model_name_or_path": model_dir, "max_steps": 2, "save_steps": 1, "sample_every": 1,
+            "max_completion_length": 6, "n_train_prompts": 8, "judge_batch_size": 16}
+    return load_params("smoke", {**base, **over})
+
+
+def test_grpo_config_from_params_on_cpu(tmp_path):
+    p = load_params("smoke", {"beta": 0.04, "loss_type": "dr_grpo"})
+    cfg = build_grpo_config(p, tmp_path, on_cpu=True)
+    assert cfg.use_cpu and not cfg.bf16 and not cfg.fp16  # TRL's bf16 default is ~6x slower on CPU
+    assert (cfg.learning_rate, cfg.num_generations, cfg.max_steps, cfg.beta, cfg.loss_type) == (
+        p["learning_rate"], p["num_generations"], p["max_steps"], 0.04, "dr_grpo")
+    assert cfg.reward_weights == [p["reward_weight_judge"], p["reward_weight_format"]]
+    assert cfg.report_to == [] or cfg.report_to == "none" or cfg.report_to == ["none"]
+    assert not hasattr(cfg, "max_prompt_length")  # current TRL rejects it
+
+
+def test_grpo_kwargs_on_gpu_pick_precision(tmp_path):
+    p = load_params("smoke")
+    t4 = grpo_kwargs(p, tmp_path, on_cpu=False, bf16_ok=False)
+    assert t4["fp16"] and not t4["bf16"] and "use_cpu" not in t4  # a T4 has no bf16
+    assert grpo_kwargs(p, tmp_path, on_cpu=False, bf16_ok=True)["bf16"]
+
+
+def test_lora_config_from_params():
+    cfg = build_lora_config(load_params("smoke", {"r": 4, "target_modules": ["q_proj"]}))
+    assert cfg.r == 4 and set(cfg.target_modules) == {"q_proj"} and cfg.task_type == "CAUSAL_LM"
+
+
+@pytest.mark.parametrize("direction", ["human", "reverse"])
+def test_two_step_grpo_writes_artefacts(tiny_model_dir, tmp_path, direction):
+    out = tmp_path / direction
+    m = train(_params(tiny_model_dir, direction=direction), out)
+    assert m["steps"] == 2 and m["direction"] == direction and m["resumed_from"] is None
+    log = pd.read_csv(out / "train_log.csv")
+    for col in ("reward", "reward_std", "rewards/self_judge/mean", "judge/feelings", "frac_reward_zero_std",
+                "completions/mean_length", "watch/empty_share", "watch/repetitive_share", "watch/truncated_share"):
+        assert col in log, col
+    assert list(log["step"]) == [1, 2]
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {0, 1} and all(set(s["scores"]) == {"feelings", "intentions", "self_awareness", "coherence"} for s in samples)
+    assert all(s["direction"] == direction for s in samples)
+
+
+def test_adapter_loads_on_base(tiny_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    train(_params(tiny_model_dir, max_steps=1), tmp_path)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = PeftModel.from_pretrained(base, tmp_path / "adapter")
+    assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+class Killed(Exception):
+    pass
+
+
+class KillAfterSave(TrainerCallback):
+    """Simulates a run killed right after its checkpoint at `step` was written."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise Killed()
+
+
+def test_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path):
+    p = _params(tiny_model_dir, max_steps=4, save_steps=2, beta=0.0)
+    full = train(p, tmp_path / "full")
+    with pytest.raises(Killed):
+        train(p, tmp_path / "resumed", callbacks=[KillAfterSave(2)])
+    assert last_checkpoint(tmp_path / "resumed" / "checkpoints").endswith("checkpoint-2")
+    resumed = train(p, tmp_path / "resumed")
+    assert resumed["resumed_from"].endswith("checkpoint-2")
+    a = pd.read_csv(tmp_path / "full" / "train_log.csv")
+    b = pd.read_csv(tmp_path / "resumed" / "train_log.csv")
+    assert list(b["step"]) == [1, 2, 3, 4]  # the log history before the kill is kept
+    for col in ("reward", "rewards/self_judge/mean", "loss"):
+        assert a[col].tolist() == pytest.approx(b[col].tolist(), abs=1e-5), col
+    assert resumed["final_reward"] == pytest.approx(full["final_reward"], abs=1e-6)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "samples.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == [0, 1, 2, 3] and len(steps) == len(set(steps)) * 4  # no duplicates after resume
