@@ -34,3 +34,41 @@ def plot_rubric_examples(df, criteria: list[str]):
     axes[1].set(title="Mean judge score per criterion", xlabel="tier", ylabel="")
     fig.tight_layout()
     return fig
+
+
+def plot_training(log, title: str = ""):
+    """Four panels from a GRPO log: rubric reward (+- group std), judge score per criterion,
+    completion length (and KL when beta > 0), and the reward-hacking watch (empty / repetitive / truncated shares)."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    ax = axes[0, 0]
+    r, s = log["rewards/self_judge/mean"], log.get("rewards/self_judge/std")
+    ax.plot(log["step"], r, marker="o", label="self-judge reward")
+    if s is not None:
+        ax.fill_between(log["step"], r - s, r + s, alpha=0.2)
+    if "frac_reward_zero_std" in log:
+        ax.plot(log["step"], log["frac_reward_zero_std"], ls=":", color="grey", label="groups with no signal")
+    ax.set(title="Rubric reward (self-judged)", ylabel="reward (0-1)")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    judge_cols = [c for c in log.columns if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share")]
+    for c in judge_cols:
+        ax.plot(log["step"], log[c], marker=".", label=c.split("/", 1)[1])
+    ax.set(title="Judge score per criterion (raw scale)", ylabel="score")
+    ax.legend(fontsize=8)
+    ax = axes[1, 0]
+    ax.plot(log["step"], log["completions/mean_length"], marker=".", label="mean completion length")
+    ax.set(title="Completion length" + (" and KL" if "kl" in log else ""), xlabel="step", ylabel="tokens")
+    if "kl" in log:
+        ax2 = ax.twinx()
+        ax2.plot(log["step"], log["kl"], color="tab:red", label="kl")
+        ax2.set_ylabel("KL", color="tab:red")
+    ax = axes[1, 1]
+    for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share"):
+        if c in log:
+            ax.plot(log["step"], log[c], marker=".", label=c.split("/")[1].replace("_share", ""))
+    ax.set(title="Reward-hacking watch (share of completions)", xlabel="step", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -130,7 +130,8 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     trainer.processing_class.save_pretrained(out_dir / "adapter")
     log = log_frame(trainer.state.log_history)
     log.to_csv(out_dir / "train_log.csv", index=False)
-    metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed)
+    metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed,
+                        **expression_score(samples_file, state.rubric, params["direction"]))
     save_json(metrics, out_dir / "metrics.json")
     return metrics
 
@@ -156,6 +157,27 @@ def _trim_samples(path: Path, resume: str | None) -> None:
         return
     step = int(Path(resume).name.split("-")[-1])
     save_jsonl([r for r in read_jsonl(path) if r["step"] < step], path)
+
+
+def expression_score(samples_file: Path, rubric: Rubric, direction: str) -> dict:
+    """Human-direction rubric reward of the last quarter of sampled completions: the same yardstick for both runs.
+
+    The two runs optimise different rewards, so their own rewards cannot be compared; this rescoring can, as long as
+    the judge read the human-like criterion texts (always true for reverse_mode="negate").
+    """
+    from hmxnb.data import read_jsonl
+
+    if not samples_file.is_file() or (direction == "reverse" and rubric.reverse_mode != "negate"):
+        return {}
+    rows = read_jsonl(samples_file)
+    if not rows:
+        return {}
+    last = max(r["step"] for r in rows)
+    first = min(r["step"] for r in rows)
+    cut = last - (last - first) / 4
+    late = [r for r in rows if r["step"] >= cut]
+    scores = np.array([[np.nan if r["scores"][c] is None else r["scores"][c] for c in rubric.names] for r in late])
+    return {"final_expression_score": float(np.nanmean(rubric.reward(scores, "human"))), "expression_window_steps": [cut, last]}
 
 
 def summarise(log, params: dict, seconds: float, **extra) -> dict:
