@@ -108,6 +108,8 @@ SCHEMA: dict[str, Param] = {
     "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all)."),
     "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark (seeded subset); 0 = full sets."),
     "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices."),
+    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs."),
+    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction."),
     "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation."),
 }
 

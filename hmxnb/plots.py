@@ -72,3 +72,23 @@ def plot_training(log, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_benchmarks(table):
+    """One small panel per benchmark: each headline metric for base / human-like / reverse."""
+    sns.set_theme(style="whitegrid")
+    long = table.reset_index().melt(id_vars=["benchmark", "metric"], var_name="model", value_name="value").dropna()
+    benches = list(dict.fromkeys(long["benchmark"]))
+    ncol = 3
+    nrow = -(-len(benches) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    palette = {"base": "#9e9e9e", "human": "#d95f02", "reverse": "#1b9e77"}
+    for ax, b in zip(axes.flat, benches):
+        sub = long[long["benchmark"] == b]
+        sns.barplot(data=sub, x="metric", y="value", hue="model", palette=palette, ax=ax, legend=ax is axes.flat[0])
+        ax.set(title=b, xlabel="", ylabel="")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    for ax in list(axes.flat)[len(benches):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

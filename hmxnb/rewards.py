@@ -102,6 +102,8 @@ class SelfJudge:
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
         self.seconds = 0.0
+        # the frozen judge's weights never change, so its few-shot prefixes' KV caches can be kept across steps
+        self.prefix_cache: dict | None = {} if judge_model == "frozen" else None
 
     def _context(self):
         if self.judge_model == "frozen" and hasattr(self.model, "disable_adapter"):
@@ -113,7 +115,12 @@ class SelfJudge:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
             return judge(self.model, self.tokenizer, self.rubric, prompts, replies, direction=self.direction,
-                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                         prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
+
+    def model_is_frozen(self) -> bool:
+        """True when the judge runs the starting weights: frozen mode on a model with switchable adapters."""
+        return self.judge_model == "frozen" and hasattr(self.model, "disable_adapter")
 
 
 def get_self_judge_reward(state: SelfJudge):

@@ -171,6 +171,10 @@ def _render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def _render_prefix(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
+
+
 def score_token_ids(tokenizer, context: str, lo: int, hi: int) -> tuple[list[int], list[int]]:
     """Token ids of `context + SCORE_PREFIX` and the single token that each digit lo..hi adds after it.
 
@@ -246,11 +250,14 @@ def _next_token_probs_shared(model, prefix_len: int, cache, suffixes: list[list[
 
 @torch.inference_mode()
 def _expected_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int,
-                     groups: list[int] | None = None, share_prefix: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     groups: list[int] | None = None, share_prefix: bool = True,
+                     fixed_prefixes: dict | None = None, prefix_cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Expected digit under the next-token distribution for each context (and the mass on valid digits).
 
     Contexts with the same `groups` label (e.g. one criterion's few-shot prompt) share their common token prefix,
-    which is run once per call when `share_prefix`.
+    which is run once per call when `share_prefix`. With `fixed_prefixes` (group -> token ids of the part that never
+    changes) and a `prefix_cache` dict, that part's KV cache is kept across calls: only valid while the judge's
+    weights do not change (the frozen judge).
     """
     device = next(model.parameters()).device
     seqs, digit_ids = [], None
@@ -263,8 +270,16 @@ def _expected_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, ba
     probs = torch.empty((len(seqs), len(digit_ids)))
     for g in dict.fromkeys(groups):
         idx = [i for i, gi in enumerate(groups) if gi == g]
-        k = _common_prefix_len([seqs[i] for i in idx]) if share_prefix and len(idx) > 1 else 0
-        cache = _prefix_cache(model, seqs[idx[0]][:k], device) if k > 0 else None
+        fixed = (fixed_prefixes or {}).get(g)
+        if share_prefix and prefix_cache is not None and fixed and all(seqs[i][:len(fixed)] == fixed and len(seqs[i]) > len(fixed) for i in idx):
+            k = len(fixed)
+            key = tuple(fixed)
+            if key not in prefix_cache:
+                prefix_cache[key] = _prefix_cache(model, fixed, device)
+            cache = prefix_cache[key]
+        else:
+            k = _common_prefix_len([seqs[i] for i in idx]) if share_prefix and len(idx) > 1 else 0
+            cache = _prefix_cache(model, seqs[idx[0]][:k], device) if k > 0 else None
         for start in range(0, len(idx), batch_size):
             chunk = idx[start:start + batch_size]
             if cache is not None:
@@ -294,13 +309,15 @@ def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, b
 
 def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str = "human",
           mode: str = "probability", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
-          share_prefix: bool = True) -> JudgeResult:
+          share_prefix: bool = True, prefix_cache: dict | None = None) -> JudgeResult:
     """Score each (prompt, reply) on every criterion of the rubric with `model` as the judge.
 
     Args:
         direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts).
         mode: "probability" or "generate" (see module docstring).
-        share_prefix: run each criterion's common few-shot prefix once per batch (probability mode; same result).
+        share_prefix: run each criterion's common few-shot prefix once per call (probability mode; same result).
+        prefix_cache: a dict kept by the caller to reuse the few-shot prefixes' KV caches across calls; pass one
+            only while the judge's weights stay fixed (e.g. the frozen judge during training).
     """
     if len(prompts) != len(replies):
         raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
@@ -311,13 +328,17 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
         for p, r in zip(prompts, replies) for c in names
     ]
     groups = [j for _ in replies for j in range(len(names))]  # one shared few-shot prefix per criterion
+    fixed = None
+    if prefix_cache is not None:  # the conversation before the judged turn never changes for a criterion
+        fixed = {j: tokenizer(_render_prefix(tokenizer, build_judge_messages(rubric, c, texts[c], "", "", few_shot)[:-1]),
+                              add_special_tokens=False)["input_ids"] for j, c in enumerate(names)}
     lo, hi = rubric.scale_min, rubric.scale_max
     n, k = len(replies), len(names)
     was_training = model.training
     model.eval()
     try:
         if mode == "probability":
-            flat, mass = _expected_scores(model, tokenizer, contexts, lo, hi, batch_size, groups, share_prefix)
+            flat, mass = _expected_scores(model, tokenizer, contexts, lo, hi, batch_size, groups, share_prefix, fixed, prefix_cache)
             return JudgeResult(names, flat.reshape(n, k), 0, float(np.mean(mass)) if len(mass) else math.nan)
         if mode == "generate":
             flat, raw = _generated_scores(model, tokenizer, contexts, lo, hi, batch_size, max_new_tokens)

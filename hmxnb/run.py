@@ -183,6 +183,7 @@ def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, pr
     report = RunReport(out_root)
     t_run = time.time()
     log(f"hmxnb: profile '{params['profile']}' (params {phash}) -> {out_root}")
+    _warn_stale_inputs(steps, all_steps, keys, out_root, log)
     for i, nb in enumerate(steps, 1):
         step_dir = out_root / nb.stem
         key = keys[nb]
@@ -214,6 +215,18 @@ def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, pr
     _write_run_json(out_root, params, phash, report)
     log(f"hmxnb: {'finished' if report.ok else 'stopped'} in {report.seconds:.1f}s; record: {out_root / 'run.json'}")
     return report
+
+
+def _warn_stale_inputs(steps, all_steps, keys, out_root, log) -> None:
+    """Steps not selected but run before a selected one: say so when their outputs are missing or from other params."""
+    first = all_steps.index(steps[0])
+    for nb in all_steps[:first]:
+        prev = _read_step(out_root / nb.stem)
+        if prev is None or prev.get("status") != "ok":
+            log(f"warning: {nb.stem} has no finished outputs in {out_root}; later steps may fail")
+        elif prev.get("key") != keys[nb]:
+            log(f"warning: {nb.stem} outputs come from other params or notebook (key {prev.get('key')}, now {keys[nb]}); "
+                f"re-run it with --from {nb.stem.split('_')[0]} for consistent results")
 
 
 def _write_run_json(out_root: Path, params: dict, phash: str, report: RunReport) -> None:

@@ -43,3 +43,42 @@ def test_second_run_skips(smoke_run):
     root, _ = smoke_run
     reports = run_profile("smoke", output_root=root.parent, progress=False, log=lambda *_: None)
     assert {s.status for s in reports[0].steps} == {"skipped"}
+
+
+@pytest.mark.parametrize("step, direction", [("02_train_human", "human"), ("03_train_reverse", "reverse")])
+def test_training_outputs(smoke_run, step, direction):
+    root, _ = smoke_run
+    d = root / step
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["direction"] == direction and m["steps"] == 4 and m["n_unparsed"] == 0
+    assert (d / "adapter" / "adapter_config.json").is_file() and (d / "adapter" / "adapter_model.safetensors").is_file()
+    log = (d / "train_log.csv").read_text().splitlines()
+    assert len(log) == 1 + 4 and "rewards/self_judge/mean" in log[0] and "watch/truncated_share" in log[0]
+    assert (d / "samples.jsonl").read_text().strip() and (d / "figures" / "training.png").is_file()
+
+
+def test_04_benchmark_records(smoke_run):
+    root, _ = smoke_run
+    d = root / "04_benchmarks"
+    rows = [json.loads(line) for line in (d / "samples.jsonl").read_text().splitlines()]
+    benches = {r["benchmark"] for r in rows}
+    assert {"truthfulqa_mc1", "truthfulqa_mc2", "bbq", "sycophancy_are_you_sure", "sycophancy_suggested",
+            "emobench_eu", "emobench_ea", "feeling_expression", "affect_statements"} <= benches
+    assert {r["model"] for r in rows} == {"base", "human", "reverse"}
+    m = json.loads((d / "metrics.json").read_text())["metrics"]
+    assert 0 <= m["base"]["truthfulqa"]["mc1"] <= 1 and "s_dis" in m["human"]["bbq"]
+    assert (d / "figures" / "benchmarks.png").is_file()
+
+
+def test_05_report(smoke_run):
+    root, _ = smoke_run
+    md = (root / "report.md").read_text()
+    assert "says nothing about the paper's claims" in md and "| claim | paper | ours | agrees? |" in md
+    assert "05_compare_report/figures/forest.png" in md and (root / "05_compare_report" / "figures" / "forest.png").is_file()
+    html = (root / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3
+    import csv
+
+    rows = list(csv.DictReader(open(root / "05_compare_report" / "comparisons.csv")))
+    assert {r["contrast"] for r in rows} == {"human_vs_reverse", "human_vs_base", "reverse_vs_base"}
+    assert {r["cls"] for r in rows} <= {"enhanced", "degraded", "no significant change"}

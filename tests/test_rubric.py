@@ -169,3 +169,15 @@ def test_ordering_metrics_perfect_and_constant():
     assert m["spearman_human_reward_vs_tier"] == pytest.approx(0.9562, abs=1e-3)
     assert m["ordered_as_intended"] is True
     assert m["spearman_per_criterion"]["feelings"] is None  # a constant judge has no rank correlation
+
+
+def test_prefix_cache_reused_across_calls_gives_same_scores(tiny_model, rubric):
+    model, tok = tiny_model
+    cache = {}
+    a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], prefix_cache=cache)
+    assert len(cache) == len(rubric.names)  # one few-shot prefix per criterion
+    b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], prefix_cache=cache)
+    assert len(cache) == len(rubric.names)  # reused, not grown
+    ref_a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], share_prefix=False)
+    ref_b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], share_prefix=False)
+    assert np.allclose(a.scores, ref_a.scores, atol=1e-4) and np.allclose(b.scores, ref_b.scores, atol=1e-4)

@@ -137,3 +137,12 @@ def test_plan_step_unknown_outputs(tmp_path):
 )
 def test_sweep(over, expected):
     assert sweep(load_params("smoke", over)) == expected
+
+
+def test_only_warns_about_stale_upstream(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    _run(nbdir, out, only=["01"])
+    _, logs = _run(nbdir, out, only=["02"], overrides={"max_steps": 9})
+    assert any("01_first outputs come from other params" in line for line in logs)
+    _, logs = _run(nbdir, tmp_path / "elsewhere", only=["02"])
+    assert any("01_first has no finished outputs" in line for line in logs)

@@ -1,0 +1,200 @@
+"""Notebook 04's orchestration: load the base model with the 02/03 adapters and run every benchmark on each.
+
+One base model in memory; the adapters are PEFT adapters switched by name ("human", "reverse"); "base" runs with
+adapters disabled. The fixed judge for feeling expression is the base model (adapters off) unless params name
+another (`expression_judge`).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from hmxnb import bench
+from hmxnb.bench.expression import generate_replies, load_expression_items, metrics_expression, score_expression
+from hmxnb.data import load_prompts
+from hmxnb.models import load_model
+from hmxnb.rubric import Rubric, judge
+
+MODELS = ("base", "human", "reverse")
+BENCHMARKS = ("truthfulqa", "bbq", "sycophancy", "expression", "emobench")
+
+
+def load_with_adapters(params: dict, adapters: dict[str, str | Path]):
+    """(model, tokenizer) with each adapter loaded under its label; missing adapter folders raise a clear error."""
+    from peft import PeftModel
+
+    for label, path in adapters.items():
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"adapter '{label}' not found at {path}: run its training notebook first")
+    model, tok, _ = load_model(params)
+    items = list(adapters.items())
+    if items:
+        model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
+        for label, path in items[1:]:
+            model.load_adapter(str(path), adapter_name=label)
+    return model.eval(), tok
+
+
+def use(model, label: str):
+    """Context in which `model` behaves as `label`: "base" disables adapters, any other label activates that adapter."""
+    if label == "base":
+        return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+    model.set_adapter(label)
+    return nullcontext()
+
+
+def fixed_judge(model, tokenizer, params: dict):
+    """`judge_fn(prompts, replies)` scoring with the base model (adapters off) in the human-like direction."""
+    rubric = Rubric.from_params(params)
+
+    def judge_fn(prompts, replies):
+        with use(model, "base"):
+            res = judge(model, tokenizer, rubric, prompts, replies, direction="human", mode=params["judge_mode"],
+                        few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
+                        max_new_tokens=params["judge_max_new_tokens"])
+        return res.scores, rubric.reward(res.scores, "human"), res.criteria
+
+    return judge_fn
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when HF_HUB_OFFLINE is set or huggingface.co cannot be reached quickly (saves datasets' slow retries)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_items(params: dict, log=print) -> dict[str, list]:
+    """Every benchmark's items (seeded subsets of `bench_limit` items; 0 = full sets). Missing sets are skipped with a message."""
+    limit = params["bench_limit"] or None
+    seed, data_dir = params["seed"], params["data_dir"]
+    items = {}
+    tqa = bench.load_truthfulqa(data_dir, limit=limit, seed=seed)
+    items["truthfulqa"] = tqa
+    items["bbq"] = bench.load_bbq(data_dir, limit=limit, seed=seed)
+    items["sycophancy"] = bench.mc_items_from_truthfulqa(tqa, seed=seed)
+    if data_dir and (Path(data_dir) / "sycophancy").is_dir():
+        items["anthropic_sycophancy"] = bench.load_anthropic_sycophancy(data_dir, limit=limit, seed=seed, missing_ok=True)
+    elif hub_reachable():
+        items["anthropic_sycophancy"] = bench.load_anthropic_sycophancy(None, limit=limit, seed=seed, missing_ok=True)
+    else:
+        items["anthropic_sycophancy"] = []
+    if not items["anthropic_sycophancy"]:
+        log("opinion sycophancy (Perez et al. 2022) skipped: it needs the Hugging Face Hub and is not in the offline mirror")
+    items["emobench"] = bench.load_emobench(data_dir, limit=limit, seed=seed)
+    items["expression"] = load_expression_items(load_prompts(params["prompts_file"], split="heldout"))
+    return items
+
+
+def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=print) -> tuple[list[dict], dict, dict]:
+    """Evaluate every model label on every benchmark. Returns (records, metrics[label][bench], seconds[bench])."""
+    bs = params["bench_batch_size"]
+    judge_fn = fixed_judge(model, tokenizer, params)
+    records, metrics, seconds = [], {label: {} for label in labels}, {}
+    for label in labels:
+        log(f"--- {label} ---")
+        with use(model, label):
+            steps = {
+                "truthfulqa": lambda: (bench.evaluate_truthfulqa(model, tokenizer, items["truthfulqa"], label, bs), bench.metrics_truthfulqa),
+                "bbq": lambda: (bench.evaluate_bbq(model, tokenizer, items["bbq"], label, bs), bench.metrics_bbq),
+                "are_you_sure": lambda: (bench.evaluate_are_you_sure(model, tokenizer, items["sycophancy"], label, bs), bench.metrics_are_you_sure),
+                "suggested_answer": lambda: (bench.evaluate_suggested_answer(model, tokenizer, items["sycophancy"], label, bs), bench.metrics_suggested_answer),
+                "anthropic_sycophancy": lambda: (bench.evaluate_anthropic_sycophancy(model, tokenizer, items["anthropic_sycophancy"], label, bs), bench.metrics_anthropic_sycophancy),
+                "emobench": lambda: (bench.evaluate_emobench(model, tokenizer, items["emobench"], label, bs), bench.metrics_emobench),
+            }
+            for name, fn in steps.items():
+                if name == "anthropic_sycophancy" and not items["anthropic_sycophancy"]:
+                    continue
+                t0 = time.time()
+                recs, metric_fn = fn()
+                seconds[name] = seconds.get(name, 0.0) + time.time() - t0
+                records += recs
+                metrics[label][name] = metric_fn(recs)
+                log(f"{name:22s} {time.time() - t0:6.1f}s  " + _short(metrics[label][name]))
+            t0 = time.time()
+            replies = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],
+                                       params["eval_max_new_tokens"], bs)
+        recs = score_expression(items["expression"], replies, label, judge_fn)  # the fixed judge: base, adapters off
+        seconds["expression"] = seconds.get("expression", 0.0) + time.time() - t0
+        records += recs
+        metrics[label]["expression"] = metrics_expression(recs)
+        log(f"{'expression':22s} {time.time() - t0:6.1f}s  " + _short(metrics[label]["expression"]))
+    return records, metrics, seconds
+
+
+def _short(m: dict) -> str:
+    keys = [k for k in m if "/" not in k and k != "n"][:5]
+    return "  ".join(f"{k}={m[k]:.3f}" for k in keys if isinstance(m[k], (int, float)) and not np.isnan(m[k]))
+
+
+# (benchmark, metric key, higher is better) shown in notebook 04's table and figure
+HEADLINE = [
+    ("truthfulqa", "mc1", True), ("truthfulqa", "mc2", True),
+    ("bbq", "acc_ambig", True), ("bbq", "acc_disambig", True), ("bbq", "s_dis", None), ("bbq", "s_amb", None),
+    ("are_you_sure", "acc_before", True), ("are_you_sure", "acc_after", True), ("are_you_sure", "flip_rate", False),
+    ("suggested_answer", "acc_neutral", True), ("suggested_answer", "acc_suggested", True), ("suggested_answer", "acc_drop", False),
+    ("anthropic_sycophancy", "sycophancy_rate", False),
+    ("emobench", "acc/EU", True), ("emobench", "acc/EA", True),
+    ("expression", "expression_score", None), ("expression", "affect_statements", None),
+]
+
+
+def headline_table(metrics: dict):
+    """Model x headline metric DataFrame (rows: benchmark/metric; columns: models)."""
+    import pandas as pd
+
+    rows = []
+    for bench_name, key, better in HEADLINE:
+        vals = {label: metrics[label].get(bench_name, {}).get(key) for label in metrics}
+        if all(v is None for v in vals.values()):
+            continue
+        arrow = {True: "↑", False: "↓", None: ""}[better]
+        rows.append({"benchmark": bench_name, "metric": f"{key} {arrow}".strip(), **vals})
+    return pd.DataFrame(rows).set_index(["benchmark", "metric"])
+
+
+def _abs_key(metrics_fn, key):
+    def fn(records):
+        return abs(float(metrics_fn(records)[key]))
+
+    fn.__name__ = f"abs({metrics_fn.__name__}[{key}])"
+    return fn
+
+
+def compare_metrics():
+    """The metrics notebook 05 compares, as hmxnb.compare.Metric objects (a plain list: the registry).
+
+    Accuracies are binary per item (McNemar); MC2 and feeling expression are continuous per item (paired sign-flip);
+    bias scores, flip rate and accuracy drop are statistics of the item set (paired bootstrap). Bias is compared as
+    |s| (0 = unbiased), so a swing to the anti-stereotyped side does not count as an improvement.
+    """
+    from hmxnb.compare import binary_metric, continuous_metric, metric_key, statistic_metric
+
+    return [
+        binary_metric("truthfulqa_mc1", "mc1"),
+        continuous_metric("truthfulqa_mc2", "mc2"),
+        binary_metric("bbq", "acc_ambig", where={"context_condition": "ambig"}),
+        binary_metric("bbq", "acc_disambig", where={"context_condition": "disambig"}),
+        statistic_metric("bbq", "abs_bias_disambig", _abs_key(bench.metrics_bbq, "s_dis"), higher_is_better=False),
+        statistic_metric("bbq", "abs_bias_ambig", _abs_key(bench.metrics_bbq, "s_amb"), higher_is_better=False),
+        binary_metric("sycophancy_are_you_sure", "acc_after_challenge", where={"condition": "challenged"}),
+        statistic_metric("sycophancy_are_you_sure", "flip_rate", metric_key(bench.metrics_are_you_sure, "flip_rate"), higher_is_better=False),
+        binary_metric("sycophancy_suggested", "acc_with_wrong_suggestion", where={"condition": "suggested"}),
+        statistic_metric("sycophancy_suggested", "acc_drop", metric_key(bench.metrics_suggested_answer, "acc_drop"), higher_is_better=False),
+        statistic_metric("sycophancy_anthropic", "sycophancy_rate", metric_key(bench.metrics_anthropic_sycophancy, "sycophancy_rate"), higher_is_better=False),
+        binary_metric("emobench_eu", "acc"),
+        binary_metric("emobench_ea", "acc"),
+        continuous_metric("feeling_expression", "expression_score"),
+        continuous_metric("affect_statements", "affect_statements"),
+    ]

@@ -1,0 +1,93 @@
+"""hmxnb.evaluate: base + adapters in one model, the fixed judge, the metric registry."""
+
+import numpy as np
+import pytest
+import torch
+
+from hmxnb.compare import Metric
+from hmxnb.evaluate import compare_metrics, fixed_judge, headline_table, load_with_adapters, use
+from hmxnb.params import load_params
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model_dir, tmp_path_factory):
+    """Two LoRA adapters on the tiny model with different, non-zero weights."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = {}
+    for i, label in enumerate(["human", "reverse"]):
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+        torch.manual_seed(i)
+        with torch.no_grad():
+            for n, prm in model.named_parameters():
+                if "lora_B" in n:
+                    prm.normal_(0, 0.5)
+        d = tmp_path_factory.mktemp(label)
+        model.save_pretrained(d)
+        out[label] = d
+    return out
+
+
+def _logits(model, tok):
+    ids = tok("I feel happy today", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(ids).logits[0, -1]
+
+
+def test_adapters_switch_and_base_is_base(tiny_model_dir, tiny_model, adapters):
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+    model, tok = load_with_adapters(p, adapters)
+    plain, _ = tiny_model
+    with use(model, "base"):
+        base = _logits(model, tok)
+    with use(model, "human"):
+        human = _logits(model, tok)
+    with use(model, "reverse"):
+        reverse = _logits(model, tok)
+    assert torch.allclose(base, _logits(plain, tok), atol=1e-5)  # adapters off = the untouched base model
+    assert not torch.allclose(human, base, atol=1e-4) and not torch.allclose(human, reverse, atol=1e-4)
+
+
+def test_missing_adapter_is_a_clear_error(tiny_model_dir, tmp_path):
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+    with pytest.raises(FileNotFoundError, match="adapter 'human' not found.*training notebook"):
+        load_with_adapters(p, {"human": tmp_path / "nothing"})
+
+
+def test_fixed_judge_ignores_the_active_adapter(tiny_model_dir, adapters):
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+    model, tok = load_with_adapters(p, adapters)
+    judge_fn = fixed_judge(model, tok, p)
+    model.set_adapter("human")
+    a, ra, crit = judge_fn(["How are you?"], ["I feel fine."])
+    model.set_adapter("reverse")
+    b, rb, _ = judge_fn(["How are you?"], ["I feel fine."])
+    assert np.allclose(a, b) and np.allclose(ra, rb)  # always the base model judging
+    assert crit == list(p["rubric_criteria"]) and 0 <= ra[0] <= 1
+
+
+def test_metric_registry_is_well_formed():
+    metrics = compare_metrics()
+    assert all(isinstance(m, Metric) for m in metrics)
+    names = [(m.benchmark, m.name) for m in metrics]
+    assert len(names) == len(set(names))
+    lower_better = {m.name for m in metrics if not m.higher_is_better}
+    assert {"abs_bias_disambig", "flip_rate", "acc_drop", "sycophancy_rate"} <= lower_better
+
+
+def test_abs_bias_statistic():
+    bias = {m.name: m for m in compare_metrics()}["abs_bias_disambig"]
+    # two disambiguated items, both answered with the biased (non-unknown) choice: s_DIS = 2 * 2/2 - 1 = +100
+    recs = [{"benchmark": "bbq", "context_condition": "disambig", "question_polarity": "neg", "prediction": 0,
+             "label": 0, "correct": True, "biased_choice": 0, "unknown_choice": 2, "category": "Age",
+             "item_id": str(i), "model": "human"} for i in range(2)]
+    assert bias.fn(recs) == pytest.approx(100.0)
+
+
+def test_headline_table_skips_missing():
+    m = {"base": {"truthfulqa": {"mc1": 0.2, "mc2": 0.4}}, "human": {"truthfulqa": {"mc1": 0.3, "mc2": 0.5}}}
+    t = headline_table(m)
+    assert list(t.columns) == ["base", "human"] and len(t) == 2
+    assert t.loc[("truthfulqa", "mc1 ↑"), "human"] == 0.3
