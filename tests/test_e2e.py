@@ -10,7 +10,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, data_dir):
+    import os
+
+    os.environ.setdefault("HMXNB_DATA_DIR", str(data_dir))  # benchmarks read the offline mirror
     out = tmp_path_factory.mktemp("outputs")
     reports = run_profile("smoke", output_root=out, progress=False)
     return out / "smoke", reports[0]
