@@ -1,0 +1,61 @@
+"""The notebooks themselves: thin, committed without outputs, Colab set-up a no-op elsewhere, render to HTML."""
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_five_numbered_notebooks():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_structure(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)  # committed clean
+    assert "colab.research.google.com" in nb.cells[0].source  # the Open in Colab badge opens the notebook
+    assert "IN_COLAB" in code[0].source  # the Colab set-up cell comes first
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for node in ast.parse(tagged[0].source).body:  # the parameters cell holds plain literals only
+        assert isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.Dict, ast.List))
+    for c in code:  # thin: no function or class definitions in notebooks
+        assert not re.search(r"^\s*(def|class) ", c.source, re.M), c.source[:80]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_setup_is_a_noop_outside_colab(path, tmp_path):
+    import papermill as pm
+
+    nb = nbformat.read(path, as_version=4)
+    setup = next(c for c in nb.cells if c.cell_type == "code")
+    probe = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import os, subprocess\nbefore = (os.getcwd(), len(__import__('sys').path))"),
+        nbformat.v4.new_code_cell(setup.source),
+        nbformat.v4.new_code_cell("import json, os, sys\nprint(json.dumps({'in_colab': IN_COLAB, 'same': before == (os.getcwd(), len(sys.path))}))"),
+    ])
+    probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src, out = tmp_path / "probe.ipynb", tmp_path / "probe_out.ipynb"
+    nbformat.write(probe, src)
+    pm.execute_notebook(str(src), str(out), kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    result = nbformat.read(out, as_version=4)
+    assert "not in Colab, nothing to do" in result.cells[1].outputs[0]["text"]
+    assert json.loads(result.cells[2].outputs[0]["text"]) == {"in_colab": False, "same": True}
+    assert not (tmp_path / "hmxnb").exists()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_renders_to_html(path):
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(path))
+    title = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0].lstrip("# ").strip()
+    assert "<html" in body and title.split("·")[0].strip() in body
