@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import random
 from pathlib import Path
+
+from hmxnb.data import read_jsonl  # noqa: F401  (re-exported for the benchmark loaders)
 
 
 class BenchmarkDataUnavailable(RuntimeError):
@@ -33,12 +34,6 @@ def mirror_file(data_dir: str | Path, *parts: str) -> Path:
     if not path.is_file():
         raise BenchmarkDataUnavailable(f"benchmark file not found: {path} (check `data_dir`)")
     return path
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """All records of a JSON Lines file."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def stable_id(prefix: str, text: str) -> str:
