@@ -87,3 +87,51 @@ def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path
     d = Path(out_dir) if out_dir else Path(__file__).resolve().parents[1] / "outputs" / params["profile"] / step
     (d / "figures").mkdir(parents=True, exist_ok=True)
     return d
+
+
+def find_runs(profile_dir: str | Path, step: str = "04_benchmarks") -> list[Path]:
+    """Run folders under outputs/<profile>/ that finished `step`: the folder itself for a single run, else each
+    sweep sub-folder (model x seed), sorted."""
+    root = Path(profile_dir)
+    if (root / step / "samples.jsonl").is_file():
+        return [root]
+    return sorted(p.parent.parent for p in root.glob(f"*/{step}/samples.jsonl") if not p.parent.parent.name.startswith("_"))
+
+
+def run_params(run_dir: str | Path, step: str = "04_benchmarks") -> dict:
+    """The effective params a run's step was made with (from its provenance.json)."""
+    return json.loads((Path(run_dir) / step / "provenance.json").read_text())["params"]
+
+
+def load_run_records(runs: list[Path], step: str = "04_benchmarks"):
+    """All item records of the runs as one DataFrame, tagged with each run's `base_model` and `seed`."""
+    import pandas as pd
+
+    from hmxnb.data import read_jsonl
+
+    frames = []
+    for run in runs:
+        p = run_params(run, step)
+        df = pd.DataFrame(read_jsonl(Path(run) / step / "samples.jsonl"))
+        df["base_model"], df["seed"] = p["model_name_or_path"], p["seed"]
+        frames.append(df)
+    if not frames:
+        raise FileNotFoundError(f"no {step}/samples.jsonl under the runs given: run notebook 04 first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_run_logs(runs: list[Path]) -> dict:
+    """Training logs of notebooks 02 / 03 across runs: {"human": DataFrame, "reverse": DataFrame} with base_model, seed."""
+    import pandas as pd
+
+    logs = {}
+    for direction, step in (("human", "02_train_human"), ("reverse", "03_train_reverse")):
+        frames = []
+        for run in runs:
+            f = Path(run) / step / "train_log.csv"
+            if f.is_file():
+                p = run_params(run, step)
+                frames.append(pd.read_csv(f).assign(base_model=p["model_name_or_path"], seed=p["seed"]))
+        if frames:
+            logs[direction] = pd.concat(frames, ignore_index=True)
+    return logs

@@ -22,6 +22,8 @@ from hmxnb.params import load_params, params_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+# Steps that read every run of a sweep (models x seeds) and so run once, at outputs/<profile>/, after the runs.
+AGGREGATE_STEPS = ("05_compare_report",)
 
 
 class RunError(RuntimeError):
@@ -40,6 +42,7 @@ class StepResult:
 @dataclass
 class RunReport:
     out_root: Path
+    last_key: str = ""
     steps: list[StepResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -164,23 +167,36 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
     if not steps:
         raise RunError(f"no numbered notebooks found in {notebooks_dir}")
     output_root = Path(output_root) if output_root else ROOT / "outputs"
+    all_steps = notebook_steps(notebooks_dir)
+    profile_root = output_root / base["profile"]
+    runs = sweep(base)
+    if runs == [("", {})]:  # a single run: every step in outputs/<profile>/
+        return [_run_steps(profile, base, overrides, steps, all_steps, profile_root, force, progress, log)]
+    per_run = [s for s in all_steps if s.stem not in AGGREGATE_STEPS]
     reports = []
-    for sub, sweep_over in sweep(base):
+    for sub, sweep_over in runs:
+        selected = [s for s in steps if s in per_run]
+        if not selected:
+            continue
         run_over = {**overrides, **sweep_over}
-        params = load_params(profile, run_over)
-        out_root = output_root / params["profile"] / sub if sub else output_root / params["profile"]
-        reports.append(_run_steps(profile, params, run_over, steps, notebook_steps(notebooks_dir), out_root, force, progress, log))
+        reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
+                                  profile_root / sub, force, progress, log))
         if not reports[-1].ok:
-            break
+            return reports
+    aggregate = [s for s in all_steps if s.stem in AGGREGATE_STEPS]
+    if any(s in aggregate for s in steps):
+        run_keys = "|".join(r.last_key for r in reports)
+        reports.append(_run_steps(profile, base, overrides, [s for s in steps if s in aggregate], aggregate,
+                                  profile_root, force, progress, log, start_key=run_keys or "start"))
     return reports
 
 
-def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log) -> RunReport:
+def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start") -> RunReport:
     phash = params_hash(params)
-    keys, prev = {}, "start"
+    keys, prev = {}, start_key
     for nb in all_steps:  # keys chain through every step, also the ones not selected
         prev = keys[nb] = step_key(phash, nb, prev)
-    report = RunReport(out_root)
+    report = RunReport(out_root, last_key=keys[all_steps[-1]])
     t_run = time.time()
     log(f"hmxnb: profile '{params['profile']}' (params {phash}) -> {out_root}")
     _warn_stale_inputs(steps, all_steps, keys, out_root, log)

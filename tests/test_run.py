@@ -146,3 +146,21 @@ def test_only_warns_about_stale_upstream(nbdir, tmp_path):
     assert any("01_first outputs come from other params" in line for line in logs)
     _, logs = _run(nbdir, tmp_path / "elsewhere", only=["02"])
     assert any("01_first has no finished outputs" in line for line in logs)
+
+
+def test_sweep_runs_each_then_aggregates_once(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_first.ipynb", WRITE)
+    _notebook(d / "05_compare_report.ipynb",
+              "import pathlib, json\nruns = sorted(p.parent.parent.name for p in pathlib.Path(out_dir).parent.glob('*/01_first/out.json'))\n"
+              "pathlib.Path(out_dir, 'runs.json').write_text(json.dumps(runs))")
+    out = tmp_path / "outputs"
+    logs = []
+    reports = run_profile("smoke", overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
+    assert [r.out_root.name for r in reports] == ["seed0", "seed1", "smoke"]
+    assert (out / "smoke" / "seed0" / "01_first" / "out.json").is_file() and (out / "smoke" / "seed1" / "01_first" / "out.json").is_file()
+    assert not (out / "smoke" / "seed0" / "05_compare_report").exists()  # the aggregate step runs once, at the top
+    assert json.loads((out / "smoke" / "05_compare_report" / "runs.json").read_text()) == ["seed0", "seed1"]
+    again = run_profile("smoke", overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
+    assert {s.status for r in again for s in r.steps} == {"skipped"}
