@@ -87,8 +87,9 @@ class SelfJudge:
 
     def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability", judge_model: str = "frozen",
                  few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16, sample_every: int = 0,
-                 max_completion_length: int | None = None):
+                 max_completion_length: int | None = None, samples_path=None):
         self.model = None
+        self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
         self.rubric = rubric
         self.direction = direction
@@ -123,6 +124,16 @@ class SelfJudge:
         return self.judge_model == "frozen" and hasattr(self.model, "disable_adapter")
 
 
+def _append_jsonl(path, rows: list[dict]) -> None:
+    import json
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
 def get_self_judge_reward(state: SelfJudge):
     """Return `self_judge(prompts, completions, **kwargs)`: the rubric reward of each completion, judged by the model."""
 
@@ -145,12 +156,14 @@ def get_self_judge_reward(state: SelfJudge):
         step = getattr(kwargs.get("trainer_state"), "global_step", None)
         if state.sample_every and step is not None and step % state.sample_every == 0:
             ids = kwargs.get("completion_ids") or [None] * len(texts)
-            for p, t, row, r, cid in zip(user, texts, res.as_records(), rewards, ids):
-                state.samples.append({
-                    "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
-                    "reward": None if np.isnan(r) else float(r),
-                    "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
-                })
+            rows = [{
+                "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
+                "reward": None if np.isnan(r) else float(r),
+                "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
+            } for p, t, row, r, cid in zip(user, texts, res.as_records(), rewards, ids)]
+            state.samples += rows
+            if state.samples_path is not None:
+                _append_jsonl(state.samples_path, rows)
         return [None if np.isnan(r) else float(r) for r in rewards]  # None: TRL skips it, never a silent zero
 
     return self_judge

@@ -88,7 +88,7 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
         tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
         judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
         max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
-        max_completion_length=params["max_completion_length"],
+        max_completion_length=params["max_completion_length"], samples_path=out_dir / "samples.jsonl",
     )
     trainer = GRPOTrainer(
         model=model,
@@ -120,11 +120,7 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     samples_file = out_dir / "samples.jsonl"
     _trim_samples(samples_file, resume)
     t0 = time.time()
-    try:
-        trainer.train(resume_from_checkpoint=resume)
-    finally:
-        _append_samples(samples_file, state.samples)  # keep what was judged, even when the run dies
-        state.samples.clear()
+    trainer.train(resume_from_checkpoint=resume)  # samples.jsonl grows as steps are judged
     seconds = time.time() - t0
     trainer.model.save_pretrained(out_dir / "adapter")
     trainer.processing_class.save_pretrained(out_dir / "adapter")
@@ -134,16 +130,6 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
                         **expression_score(samples_file, state.rubric, params["direction"]))
     save_json(metrics, out_dir / "metrics.json")
     return metrics
-
-
-def _append_samples(path: Path, rows: list[dict]) -> None:
-    import json
-
-    if rows:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
 
 
 def _trim_samples(path: Path, resume: str | None) -> None:

@@ -86,6 +86,8 @@ def test_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path):
     with pytest.raises(Killed):
         train(p, tmp_path / "resumed", callbacks=[KillAfterSave(2)])
     assert last_checkpoint(tmp_path / "resumed" / "checkpoints").endswith("checkpoint-2")
+    killed = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "samples.jsonl").read_text().splitlines()]
+    assert sorted(set(killed)) == [0, 1]  # what was judged before the kill is already on disk
     resumed = train(p, tmp_path / "resumed")
     assert resumed["resumed_from"].endswith("checkpoint-2")
     a = pd.read_csv(tmp_path / "full" / "train_log.csv")
