@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PROFILE ?= smoke
+# The offline benchmark mirror, used when this folder exists; otherwise benchmarks load from the Hugging Face Hub.
+DATA_DIR ?= $(wildcard ../shared/data)
 
 .PHONY: install run test lab clean-outputs
 
@@ -21,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install
-	$(BIN)/python -m hmxnb run --profile $(PROFILE)
+	HMXNB_DATA_DIR=$(DATA_DIR) $(BIN)/python -m hmxnb run --profile $(PROFILE)
 
 test: install
 	$(BIN)/python -m pytest -q
