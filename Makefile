@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PROFILE ?= smoke
 # The offline benchmark mirror, used when this folder exists; otherwise benchmarks load from the Hugging Face Hub.
-DATA_DIR ?= $(wildcard ../shared/data)
+DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 
 .PHONY: install run test lab clean-outputs
 

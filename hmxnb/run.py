@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import shutil
 import sys
 import time
@@ -162,6 +163,8 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
                 progress: bool = True, log=print) -> list[RunReport]:
     """Validate params, then run the selected steps of every run in the profile's sweep. Returns one report per run."""
     overrides = dict(overrides or {})
+    if os.environ.get("HMXNB_DATA_DIR"):  # notebooks run in notebooks/: a relative path must not change meaning
+        os.environ["HMXNB_DATA_DIR"] = str(Path(os.environ["HMXNB_DATA_DIR"]).resolve())
     base = load_params(profile, overrides)  # validates every key before anything runs or is touched
     steps = select_steps(notebook_steps(notebooks_dir), only, start)
     if not steps:

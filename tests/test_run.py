@@ -164,3 +164,16 @@ def test_sweep_runs_each_then_aggregates_once(tmp_path):
     assert json.loads((out / "smoke" / "05_compare_report" / "runs.json").read_text()) == ["seed0", "seed1"]
     again = run_profile("smoke", overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
     assert {s.status for r in again for s in r.steps} == {"skipped"}
+
+
+def test_relative_data_dir_is_made_absolute(nbdir, tmp_path, monkeypatch):
+    import os
+
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HMXNB_DATA_DIR", "mirror")
+    _notebook(nbdir / "01_first.ipynb", WRITE.replace("'max_steps': p['max_steps']", "'data_dir': p['data_dir']"))
+    out = tmp_path / "outputs"
+    r, _ = _run(nbdir, out, only=["01"])  # the kernel runs in notebooks/, where "mirror" would not exist
+    assert r.ok and os.environ["HMXNB_DATA_DIR"] == str(tmp_path / "mirror")
+    assert json.loads((out / "smoke" / "01_first" / "out.json").read_text()) == {"data_dir": str(tmp_path / "mirror")}
