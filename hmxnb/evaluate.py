@@ -20,7 +20,6 @@ from hmxnb.models import load_model
 from hmxnb.rubric import Rubric, judge
 
 MODELS = ("base", "human", "reverse")
-BENCHMARKS = ("truthfulqa", "bbq", "sycophancy", "expression", "emobench")
 
 
 def load_with_adapters(params: dict, adapters: dict[str, str | Path]):
@@ -97,6 +96,17 @@ def load_items(params: dict, log=print) -> dict[str, list]:
     return items
 
 
+# (name in metrics, items key, evaluate_<bench>, metrics_<bench>): the log-likelihood benchmarks, in run order
+SCORED_BENCHMARKS = [
+    ("truthfulqa", "truthfulqa", bench.evaluate_truthfulqa, bench.metrics_truthfulqa),
+    ("bbq", "bbq", bench.evaluate_bbq, bench.metrics_bbq),
+    ("are_you_sure", "sycophancy", bench.evaluate_are_you_sure, bench.metrics_are_you_sure),
+    ("suggested_answer", "sycophancy", bench.evaluate_suggested_answer, bench.metrics_suggested_answer),
+    ("anthropic_sycophancy", "anthropic_sycophancy", bench.evaluate_anthropic_sycophancy, bench.metrics_anthropic_sycophancy),
+    ("emobench", "emobench", bench.evaluate_emobench, bench.metrics_emobench),
+]
+
+
 def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=print) -> tuple[list[dict], dict, dict]:
     """Evaluate every model label on every benchmark. Returns (records, metrics[label][bench], seconds[bench])."""
     bs = params["bench_batch_size"]
@@ -105,22 +115,14 @@ def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=prin
     for label in labels:
         log(f"--- {label} ---")
         with use(model, label):
-            steps = {
-                "truthfulqa": lambda: (bench.evaluate_truthfulqa(model, tokenizer, items["truthfulqa"], label, bs), bench.metrics_truthfulqa),
-                "bbq": lambda: (bench.evaluate_bbq(model, tokenizer, items["bbq"], label, bs), bench.metrics_bbq),
-                "are_you_sure": lambda: (bench.evaluate_are_you_sure(model, tokenizer, items["sycophancy"], label, bs), bench.metrics_are_you_sure),
-                "suggested_answer": lambda: (bench.evaluate_suggested_answer(model, tokenizer, items["sycophancy"], label, bs), bench.metrics_suggested_answer),
-                "anthropic_sycophancy": lambda: (bench.evaluate_anthropic_sycophancy(model, tokenizer, items["anthropic_sycophancy"], label, bs), bench.metrics_anthropic_sycophancy),
-                "emobench": lambda: (bench.evaluate_emobench(model, tokenizer, items["emobench"], label, bs), bench.metrics_emobench),
-            }
-            for name, fn in steps.items():
-                if name == "anthropic_sycophancy" and not items["anthropic_sycophancy"]:
-                    continue
+            for name, items_key, evaluate_fn, metrics_fn in SCORED_BENCHMARKS:
+                if not items[items_key]:
+                    continue  # e.g. opinion sycophancy without the Hub
                 t0 = time.time()
-                recs, metric_fn = fn()
+                recs = evaluate_fn(model, tokenizer, items[items_key], label, bs)
                 seconds[name] = seconds.get(name, 0.0) + time.time() - t0
                 records += recs
-                metrics[label][name] = metric_fn(recs)
+                metrics[label][name] = metrics_fn(recs)
                 log(f"{name:22s} {time.time() - t0:6.1f}s  " + _short(metrics[label][name]))
             t0 = time.time()
             replies = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],

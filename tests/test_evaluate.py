@@ -91,3 +91,25 @@ def test_headline_table_skips_missing():
     t = headline_table(m)
     assert list(t.columns) == ["base", "human"] and len(t) == 2
     assert t.loc[("truthfulqa", "mc1 ↑"), "human"] == 0.3
+
+
+def test_run_all_on_fixture_items(tiny_model_dir, adapters):
+    """Every benchmark runs for every model label and its metrics are computed from its own records."""
+    from pathlib import Path
+
+    from hmxnb.evaluate import load_items, run_all
+
+    mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"
+    p = load_params("smoke", {"model_name_or_path": str(tiny_model_dir), "data_dir": str(mirror), "bench_limit": 2,
+                              "eval_max_new_tokens": 4})
+    model, tok = load_with_adapters(p, adapters)
+    items = load_items(p, log=lambda *_: None)
+    items["expression"] = items["expression"][:2]
+    records, metrics, seconds = run_all(model, tok, items, p, log=lambda *_: None)
+    assert set(metrics) == {"base", "human", "reverse"}
+    for label in metrics:
+        assert {"truthfulqa", "bbq", "are_you_sure", "suggested_answer", "emobench", "expression"} <= set(metrics[label])
+        assert "anthropic_sycophancy" not in metrics[label]  # no Hub, no data: skipped, not faked
+    assert {r["model"] for r in records} == {"base", "human", "reverse"}
+    assert sum(r["benchmark"] == "feeling_expression" for r in records) == 3 * 2
+    assert set(seconds) >= {"truthfulqa", "expression"}

@@ -15,6 +15,8 @@ Items whose bias target cannot be resolved (see `bias_target`) count for accurac
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample
 from .loglik import score_continuations
 
@@ -98,7 +100,7 @@ def load_bbq(data_dir: str | None, limit: int | None = None, seed: int = 0,
     """BBQ items.
 
     Args:
-        data_dir: offline mirror root (reads `bbq/<Category>.jsonl`; the mirror has `MIRROR_CATEGORIES` only);
+        data_dir: offline mirror root (reads every `bbq/<Category>.jsonl` there; ours has `MIRROR_CATEGORIES` only);
             None loads the Hub dataset `oskarvanderwal/bbq`, config `All`, split `test` (what lm-eval reads).
         limit: keep a seeded random subset of this many items (over all categories).
         categories: keep only these categories (default: all available).
@@ -108,7 +110,9 @@ def load_bbq(data_dir: str | None, limit: int | None = None, seed: int = 0,
         if categories:
             rows = [r for r in rows if r["category"] in categories]
     else:
-        rows = [r for c in (categories or MIRROR_CATEGORIES) for r in read_jsonl(mirror_file(data_dir, "bbq", f"{c}.jsonl"))]
+        # every category file the mirror holds (ours: MIRROR_CATEGORIES; a full local copy: all 11), or the ones asked for
+        names = categories or sorted(f.stem for f in Path(data_dir, "bbq").glob("*.jsonl")) or MIRROR_CATEGORIES
+        rows = [r for c in names for r in read_jsonl(mirror_file(data_dir, "bbq", f"{c}.jsonl"))]
     return subsample([normalise_item(r) for r in rows], limit, seed)
 
 
