@@ -10,11 +10,11 @@ import seaborn as sns
 TIER_ORDER = ["degenerate", "flat", "expressive"]
 
 
-def savefig(fig, path: str | Path) -> Path:
-    """Save a figure as PNG (150 dpi) and return its path."""
+def savefig(fig, path: str | Path, dpi: int = 150) -> Path:
+    """Save a figure as PNG and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
 

@@ -333,9 +333,10 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> st
 
 
 def _save_figure(fig, path: Path, dpi: int) -> bytes:
-    """Save a figure as PNG, return the bytes."""
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path.read_bytes()
+    """Save a figure as PNG (hmxnb.plots.savefig), return the bytes for embedding in the HTML."""
+    from hmxnb.plots import savefig
+
+    return savefig(fig, path, dpi).read_bytes()
 
 
 def build_report(

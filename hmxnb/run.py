@@ -13,7 +13,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +268,3 @@ def main_run(args) -> int:
     """CLI entry for `python -m hmxnb run` (errors are printed by the caller)."""
     reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force)
     return 0 if all(r.ok for r in reports) else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: python -m hmxnb run --profile smoke")
