@@ -55,7 +55,7 @@ def fixed_judge(model, tokenizer, params: dict):
             res = judge(model, tokenizer, rubric, prompts, replies, direction="human", mode=params["judge_mode"],
                         few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
                         max_new_tokens=params["judge_max_new_tokens"])
-        return res.scores, rubric.reward(res.scores, "human"), res.criteria
+        return res.scores, rubric.reward(res.scores, "human", res.criteria), res.criteria
 
     return judge_fn
 

@@ -49,6 +49,13 @@ DEFAULT_REVERSE_CRITERIA = {
     "coherence": DEFAULT_CRITERIA["coherence"],
 }
 
+# The contrast judge's two speaker descriptions (our choice, chosen on the judge-validation set among three
+# wordings; see docs/demo-tuning.md): the rubric's triad for the human-like speaker, its absence for the flat one.
+DEFAULT_PERSONA_HUMAN = ("You are a warm, emotional person. You talk about your own feelings, what you want and how you "
+                         "see yourself.")
+DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yourself, your feelings or your wishes; you "
+                        "only give information.")
+
 SCHEMA: dict[str, Param] = {
     # --- model ---
     "model_name_or_path": Param(EMBEDDED, "str", "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
@@ -70,8 +77,16 @@ SCHEMA: dict[str, Param] = {
     "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Inverted descriptions (reverse_mode='invert_rubric')."),
     "rubric_scale_min": Param(1, "int", "hmxnb.rubric.Rubric", "Lowest score the judge can give."),
     "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric", "Highest score the judge can give (single-digit scales only)."),
-    "judge_mode": Param("probability", "str", "hmxnb.rubric.judge", "probability: expected score under the next-token distribution; generate: sample and parse 'Score: N'.",
-                        ("probability", "generate")),
+    "judge_mode": Param("contrast", "str", "hmxnb.rubric.judge",
+                        "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best held-out validity "
+                        "with the 135M model); probability: expected rubric score digit; generate: sample and parse 'Score: N'.",
+                        ("contrast", "probability", "generate")),
+    "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.rubric.Rubric (contrast judge)",
+                                    "Description of the human-like speaker (the rubric's triad in one sentence)."),
+    "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.rubric.Rubric (contrast judge)",
+                                   "Description of the flat speaker the reply is contrasted with."),
+    "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
+                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale."),
     "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge two scored examples per criterion."),
     "judge_max_new_tokens": Param(16, "int", "hmxnb.rubric.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
     "judge_batch_size": Param(8, "int", "hmxnb.rubric.judge", "Judge prompts per forward pass."),

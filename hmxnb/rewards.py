@@ -14,6 +14,7 @@ import time
 from contextlib import nullcontext
 
 import numpy as np
+import torch
 
 from hmxnb.rubric import Rubric, judge
 
@@ -102,6 +103,7 @@ class SelfJudge:
         self.max_completion_length = max_completion_length
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
+        self.n_unscorable = 0  # replies whose judge reward was NaN and took their group's mean
         self.seconds = 0.0
         # the frozen judge's weights never change, so its few-shot prefixes' KV caches can be kept across steps
         self.prefix_cache: dict | None = {} if judge_model == "frozen" else None
@@ -119,6 +121,45 @@ class SelfJudge:
                          mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
                          prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
 
+    @torch.inference_mode()
+    def drift(self, prompts: list, completion_ids: list[list[int]]) -> float:
+        """Mean |log p_policy - log p_start| over the sampled completion tokens (adapters on vs off), in nats.
+
+        How far the policy has moved from the starting model where it matters: on what it now writes. NaN when the
+        model has no switchable adapters.
+        """
+        if not hasattr(self.model, "disable_adapter") or not completion_ids:
+            return float("nan")
+        tok = self.tokenizer
+        seqs, starts = [], []
+        for p, c in zip(prompts, completion_ids):
+            text = p if isinstance(p, str) else tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            seqs.append(ids + list(c))
+            starts.append(len(ids))
+        device = next(self.model.parameters()).device
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        width = max(len(x) for x in seqs)
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, x in enumerate(seqs):
+            ids[i, :len(x)] = torch.tensor(x)
+            mask[i, :len(x)] = 1
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            def logp():
+                out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+                return torch.log_softmax(out[:, :-1], -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0].cpu()
+            live = logp()
+            with self.model.disable_adapter():
+                start = logp()
+        finally:
+            self.model.train(was_training)
+        diffs = [(live[i, starts[i] - 1:len(x) - 1] - start[i, starts[i] - 1:len(x) - 1]).abs() for i, x in enumerate(seqs)]
+        diffs = [d for d in diffs if len(d)]
+        return float(torch.cat(diffs).mean()) if diffs else float("nan")
+
     def model_is_frozen(self) -> bool:
         """True when the judge runs the starting weights: frozen mode on a model with switchable adapters."""
         return self.judge_model == "frozen" and hasattr(self.model, "disable_adapter")
@@ -134,36 +175,81 @@ def _append_jsonl(path, rows: list[dict]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
+def fill_unscorable(rewards: np.ndarray, groups: list) -> tuple[np.ndarray, int]:
+    """Replace NaN rewards (unscorable replies) by the mean of the valid rewards of their group (same prompt).
+
+    TRL sums reward functions with `nansum`, so a NaN judge reward next to the format guard's number would count as 0,
+    the worst judge reward. The group mean makes an unscorable reply neutral for its GRPO advantage (the format guard
+    still penalises it when it is empty or degenerate). A group with no valid reward takes the batch's valid mean (0.0
+    when there is none): any constant leaves its advantages unchanged. Returns (filled rewards, number filled).
+    """
+    r = np.asarray(rewards, dtype=float).copy()
+    bad = np.isnan(r)
+    if not bad.any():
+        return r, 0
+    fallback = float(np.nanmean(r)) if (~bad).any() else 0.0
+    keys = np.array([str(g) for g in groups])
+    for g in set(keys[bad]):
+        members = keys == g
+        valid = members & ~bad
+        r[members & bad] = r[valid].mean() if valid.any() else fallback
+    return r, int(bad.sum())
+
+
+def group_spread(rewards: np.ndarray, groups: list) -> dict[str, float]:
+    """Learning-signal diagnostics of one batch: mean within-group std, std of group means, share of flat groups.
+
+    GRPO learns from differences within a group (completions of one prompt); when they are tiny next to the
+    differences between prompts, or zero, the advantages are noise or nothing.
+    """
+    keys = [str(g) for g in groups]
+    r = np.asarray(rewards, dtype=float)
+    by = {k: r[[i for i, g in enumerate(keys) if g == k]] for k in dict.fromkeys(keys)}
+    within = [float(np.std(v)) for v in by.values()]
+    means = [float(np.mean(v)) for v in by.values()]
+    return {"within_group_std": float(np.mean(within)), "between_group_std": float(np.std(means)),
+            "zero_std_groups": float(np.mean([w < 1e-6 for w in within]))}
+
+
 def get_self_judge_reward(state: SelfJudge):
     """Return `self_judge(prompts, completions, **kwargs)`: the rubric reward of each completion, judged by the model."""
 
-    def self_judge(prompts, completions, **kwargs) -> list[float | None]:
+    def self_judge(prompts, completions, **kwargs) -> list[float]:
         t0 = time.perf_counter()
         user = [prompt_text(p) for p in prompts]
         texts = [completion_text(c) for c in completions]
         res = state.score(user, texts)
-        rewards = state.rubric.reward(res.scores, state.direction)
+        raw = state.rubric.reward(res.scores, state.direction, res.criteria)
+        rewards, n_filled = fill_unscorable(raw, user)
         state.seconds += time.perf_counter() - t0
         state.n_unparsed += res.n_unparsed
+        state.n_unscorable += n_filled
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
             for j, c in enumerate(res.criteria):
                 col = res.scores[:, j]
                 if not np.all(np.isnan(col)):
                     log_metric(f"judge/{c}", float(np.nanmean(col)))
+            if res.contrast is not None and not np.all(np.isnan(res.contrast)):
+                log_metric("judge/contrast_nats", float(np.nanmean(res.contrast)))
             log_metric("judge/unparsed_share", res.n_unparsed / max(res.scores.size, 1))
+            log_metric("judge/unscorable_share", n_filled / max(len(texts), 1))
             log_metric("judge/seconds", time.perf_counter() - t0)
+            for k, v in group_spread(rewards, user).items():
+                log_metric(f"signal/{k}", v)
         step = getattr(kwargs.get("trainer_state"), "global_step", None)
         if state.sample_every and step is not None and step % state.sample_every == 0:
             ids = kwargs.get("completion_ids") or [None] * len(texts)
+            if log_metric is not None and kwargs.get("completion_ids"):
+                log_metric("drift/mean_abs_logprob_change", state.drift(prompts, kwargs["completion_ids"]))
             rows = [{
                 "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
                 "reward": None if np.isnan(r) else float(r),
                 "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
-            } for p, t, row, r, cid in zip(user, texts, res.as_records(), rewards, ids)]
+            } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
             state.samples += rows
             if state.samples_path is not None:
                 _append_jsonl(state.samples_path, rows)
-        return [None if np.isnan(r) else float(r) for r in rewards]  # None: TRL skips it, never a silent zero
+        return [float(r) for r in rewards]
 
     return self_judge

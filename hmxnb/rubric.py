@@ -4,7 +4,13 @@ The paper (HMX-feel) states a "rubric-based self-rewarding" scheme but publishes
 judge prompt: everything here is our choice, written down in params (criteria, weights, scale) and in the
 versioned prompt template below.
 
-Two scoring modes (params `judge_mode`):
+Three scoring modes (params `judge_mode`):
+- "contrast": the model's own likelihood of the reply under two descriptions of the speaker, written from the
+  rubric (params `contrast_persona_human` / `contrast_persona_flat`): the per-token mean of
+  log p(reply | human-like description) - log p(reply | flat description), squashed by a sigmoid (temperature
+  `contrast_temperature`) onto the scale. One criterion, `expression`. It is the design with the best validity on our
+  held-out judge-validation set with the embedded 135M model (notebook 01); the two digit modes read the rubric more
+  literally and suit larger models better.
 - "probability": one forward pass per batch; the score is the expectation of the score digit under the judge's
   next-token distribution after "Score: ", renormalised over the valid digits. Continuous, so ties within a
   GRPO group are rare.
@@ -68,6 +74,9 @@ class Rubric:
     scale_min: int = 1
     scale_max: int = 5
     reverse_mode: str = "negate"
+    persona_human: str = ""
+    persona_flat: str = ""
+    contrast_temperature: float = 0.1
     version: str = JUDGE_PROMPT_VERSION
 
     @classmethod
@@ -80,6 +89,9 @@ class Rubric:
             scale_min=p["rubric_scale_min"],
             scale_max=p["rubric_scale_max"],
             reverse_mode=p["reverse_mode"],
+            persona_human=p["contrast_persona_human"],
+            persona_flat=p["contrast_persona_flat"],
+            contrast_temperature=p["contrast_temperature"],
         )
 
     @property
@@ -92,23 +104,37 @@ class Rubric:
             return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
         return dict(self.criteria)
 
+    def personas(self, direction: str) -> tuple[str, str]:
+        """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped for reverse + invert_rubric."""
+        if direction == "reverse" and self.reverse_mode == "invert_rubric":
+            return self.persona_flat, self.persona_human
+        return self.persona_human, self.persona_flat
+
+    def inverted(self, criterion: str, direction: str) -> bool:
+        """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
+        return direction == "reverse" and self.reverse_mode == "invert_rubric" and criterion not in self.guards
+
     def normalise(self, scores: np.ndarray) -> np.ndarray:
         """Map raw scale scores to [0, 1]."""
         return (scores - self.scale_min) / (self.scale_max - self.scale_min)
 
-    def reward(self, scores: np.ndarray, direction: str) -> np.ndarray:
+    def reward(self, scores: np.ndarray, direction: str, criteria: list[str] | None = None) -> np.ndarray:
         """Reward in [0, 1] from per-criterion scores (shape [n, n_criteria], judged with `texts(direction)`).
+
+        `criteria` names the score columns (default: the rubric's criteria; the contrast judge gives one column,
+        `expression`, weight 1, not a guard).
 
         human: weighted mean of normalised scores. reverse + negate: the non-guard criteria count as 1 - s
         (rewarded for NOT expressing), guards keep their direction. reverse + invert_rubric: the scores already
         come from inverted texts, so the weighted mean is taken as is. NaN scores (unparsable) are left out of
         the mean; a row with no valid score gets NaN.
         """
+        names = list(criteria) if criteria is not None else self.names
         s = self.normalise(np.asarray(scores, dtype=float))
         if direction == "reverse" and self.reverse_mode == "negate":
-            flip = np.array([c not in self.guards for c in self.names])
+            flip = np.array([c not in self.guards for c in names])
             s = np.where(flip, 1.0 - s, s)
-        w = np.array([self.weights[c] for c in self.names], dtype=float)
+        w = np.array([self.weights.get(c, 1.0) for c in names], dtype=float)
         valid = ~np.isnan(s)
         num = np.where(valid, s, 0.0) @ w
         den = valid.astype(float) @ w
@@ -116,15 +142,21 @@ class Rubric:
             return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def build_judge_messages(rubric: Rubric, criterion: str, text: str, prompt: str, reply: str, few_shot: bool = True) -> list[dict]:
-    """Chat messages asking the judge to score `reply` on one criterion (few-shot examples as earlier turns)."""
+def build_judge_messages(rubric: Rubric, criterion: str, text: str, prompt: str, reply: str, few_shot: bool = True,
+                         inverted: bool = False) -> list[dict]:
+    """Chat messages asking the judge to score `reply` on one criterion (few-shot examples as earlier turns).
+
+    `inverted`: the criterion text is the inverted one (reverse + invert_rubric), so the examples' scores are
+    mirrored (a feeling-expressing example scores lowest on "avoids expressing feelings").
+    """
     lo, hi = rubric.scale_min, rubric.scale_max
     msgs = [{"role": "system", "content": JUDGE_SYSTEM}]
     if few_shot:
         for ex in FEW_SHOT:
             if criterion not in ex["scores"]:
                 continue
-            score = round(lo + ex["scores"][criterion] * (hi - lo))
+            frac = 1.0 - ex["scores"][criterion] if inverted else ex["scores"][criterion]
+            score = round(lo + frac * (hi - lo))
             msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=ex["prompt"], reply=ex["reply"])})
             msgs.append({"role": "assistant", "content": f"{SCORE_PREFIX}{score}"})
     msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=prompt, reply=reply)})
@@ -162,6 +194,7 @@ class JudgeResult:
     n_unparsed: int = 0
     score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
     raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
+    contrast: np.ndarray | None = None  # contrast mode: per-token log-likelihood difference per reply (nats)
 
     def as_records(self) -> list[dict]:
         return [{c: (None if np.isnan(v) else float(v)) for c, v in zip(self.criteria, row)} for row in self.scores]
@@ -323,14 +356,22 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
         raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
     texts = rubric.texts(direction)
     names = rubric.names
+    if mode == "contrast":
+        was_training = model.training
+        model.eval()
+        try:
+            return _contrast_judge(model, tokenizer, rubric, prompts, replies, direction, batch_size)
+        finally:
+            model.train(was_training)
+    inv = {c: rubric.inverted(c, direction) for c in names}
     contexts = [
-        _render(tokenizer, build_judge_messages(rubric, c, texts[c], p, r, few_shot))
+        _render(tokenizer, build_judge_messages(rubric, c, texts[c], p, r, few_shot, inv[c]))
         for p, r in zip(prompts, replies) for c in names
     ]
     groups = [j for _ in replies for j in range(len(names))]  # one shared few-shot prefix per criterion
     fixed = None
     if prefix_cache is not None:  # the conversation before the judged turn never changes for a criterion
-        fixed = {j: tokenizer(_render_prefix(tokenizer, build_judge_messages(rubric, c, texts[c], "", "", few_shot)[:-1]),
+        fixed = {j: tokenizer(_render_prefix(tokenizer, build_judge_messages(rubric, c, texts[c], "", "", few_shot, inv[c])[:-1]),
                               add_special_tokens=False)["input_ids"] for j, c in enumerate(names)}
     lo, hi = rubric.scale_min, rubric.scale_max
     n, k = len(replies), len(names)
@@ -344,9 +385,46 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
             flat, raw = _generated_scores(model, tokenizer, contexts, lo, hi, batch_size, max_new_tokens)
             return JudgeResult(names, flat.reshape(n, k), int(np.isnan(flat).sum()),
                                raw=[raw[i * k:(i + 1) * k] for i in range(n)])
-        raise ValueError(f"unknown judge mode '{mode}' (use 'probability' or 'generate')")
+        raise ValueError(f"unknown judge mode '{mode}' (use 'contrast', 'probability' or 'generate')")
     finally:
         model.train(was_training)
+
+
+def contrast_messages(persona: str, prompt: str) -> list[dict]:
+    """The conversation the contrast judge continues with the reply: a speaker description, then the user turn."""
+    return [{"role": "system", "content": persona}, {"role": "user", "content": prompt}]
+
+
+def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str,
+                    batch_size: int) -> JudgeResult:
+    """Contrast mode (module docstring): one `expression` score per reply on the rubric's scale; NaN for empty replies.
+
+    Replies to the same prompt share their context's KV cache (hmxnb.bench.loglik.score_continuations), so a GRPO
+    group costs one context pass per description plus its completions. Tokens are split as lm-eval splits them: the
+    whitespace ending the chat template's assistant header is scored with the reply.
+    """
+    from hmxnb.bench.loglik import encode_pair, score_continuations
+
+    favoured, disfavoured = rubric.personas(direction)
+    order = list(dict.fromkeys(prompts))
+    per_prompt = {p: [i for i, q in enumerate(prompts) if q == p] for p in order}
+    mean_logp = []
+    for persona in (favoured, disfavoured):
+        contexts = {p: _render(tokenizer, contrast_messages(persona, p)) for p in order}
+        requests = [(contexts[p], [replies[i] for i in per_prompt[p]]) for p in order]
+        sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False)
+        out = np.full(len(replies), np.nan)
+        for p, row in zip(order, sums):
+            for i, s in zip(per_prompt[p], row):
+                n = len(encode_pair(tokenizer, contexts[p], replies[i])[1])
+                out[i] = s / n if replies[i].strip() and n else np.nan
+        mean_logp.append(out)
+    diff = mean_logp[0] - mean_logp[1]
+    with np.errstate(over="ignore"):
+        frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
+    lo, hi = rubric.scale_min, rubric.scale_max
+    scores = (lo + (hi - lo) * frac)[:, None]
+    return JudgeResult(["expression"], scores, int(np.isnan(diff).sum()), contrast=diff)
 
 
 def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode: str = "probability",
@@ -364,12 +442,14 @@ def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode:
     human = judge(model, tokenizer, rubric, prompts, replies, direction="human", **kw)
     reverse = human if rubric.reverse_mode == "negate" else judge(model, tokenizer, rubric, prompts, replies, direction="reverse", **kw)
     df = pd.DataFrame(examples)
-    for j, c in enumerate(rubric.names):
+    for j, c in enumerate(human.criteria):
         df[f"score_{c}"] = human.scores[:, j]
-    df["reward_human"] = rubric.reward(human.scores, "human")
-    df["reward_reverse"] = rubric.reward(reverse.scores, "reverse")
+    if human.contrast is not None:
+        df["contrast_nats"] = human.contrast
+    df["reward_human"] = rubric.reward(human.scores, "human", human.criteria)
+    df["reward_reverse"] = rubric.reward(reverse.scores, "reverse", reverse.criteria)
     df["judge_raw"] = [" | ".join(r) for r in human.raw] if human.raw else None
-    return df, {"n_unparsed": human.n_unparsed + (reverse.n_unparsed if reverse is not human else 0),
+    return df, {"criteria": human.criteria, "n_unparsed": human.n_unparsed + (reverse.n_unparsed if reverse is not human else 0),
                 "n_judgements": human.scores.size * (1 if reverse is human else 2),
                 "score_mass": human.score_mass}
 

@@ -69,6 +69,38 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
 
+def adapter_delta_norm(model) -> float:
+    """Frobenius norm of the LoRA weight change, summed over adapted modules: sum ||scaling * B @ A||.
+
+    Zero at the start (B starts at zero); how far the adapters have moved the weights.
+    """
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for module in model.modules():
+            a, b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+            if not a or not b:
+                continue
+            for name in a:
+                if name in b:
+                    delta = b[name].weight.float() @ a[name].weight.float()
+                    total += float(delta.norm()) * float(module.scaling[name])
+    return total
+
+
+def diagnostics_callback():
+    """A TrainerCallback adding `drift/adapter_norm` to every logged step of the log history (train_log.csv)."""
+    from transformers import TrainerCallback
+
+    class Diagnostics(TrainerCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if model is not None and state.log_history and "step" in state.log_history[-1]:
+                state.log_history[-1]["drift/adapter_norm"] = adapter_delta_norm(model)
+
+    return Diagnostics()
+
+
 def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, backend: str | None = None, callbacks=()):
     """Build (trainer, judge_state) for params['direction']; loads the model unless given."""
     if model is None:
@@ -97,7 +129,7 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
         args=config,
         train_dataset=to_chat_dataset(rows),
         peft_config=None if backend == "unsloth" else build_lora_config(params),
-        callbacks=list(callbacks),
+        callbacks=[diagnostics_callback(), *callbacks],
     )
     state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
     return trainer, state
@@ -127,6 +159,7 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     log = log_frame(trainer.state.log_history)
     log.to_csv(out_dir / "train_log.csv", index=False)
     metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed,
+                        n_unscorable=state.n_unscorable,
                         **expression_score(samples_file, state.rubric, params["direction"]))
     save_json(metrics, out_dir / "metrics.json")
     return metrics
@@ -162,8 +195,9 @@ def expression_score(samples_file: Path, rubric: Rubric, direction: str) -> dict
     first = min(r["step"] for r in rows)
     cut = last - (last - first) / 4
     late = [r for r in rows if r["step"] >= cut]
-    scores = np.array([[np.nan if r["scores"][c] is None else r["scores"][c] for c in rubric.names] for r in late])
-    return {"final_expression_score": float(np.nanmean(rubric.reward(scores, "human"))), "expression_window_steps": [cut, last]}
+    names = list(late[0]["scores"])
+    scores = np.array([[np.nan if r["scores"][c] is None else r["scores"][c] for c in names] for r in late])
+    return {"final_expression_score": float(np.nanmean(rubric.reward(scores, "human", names))), "expression_window_steps": [cut, last]}
 
 
 def summarise(log, params: dict, seconds: float, **extra) -> dict:

@@ -10,9 +10,11 @@ from hmxnb.rewards import (
     SelfJudge,
     completion_text,
     distinct_bigram_ratio,
+    fill_unscorable,
     format_penalty,
     get_format_guard,
     get_self_judge_reward,
+    group_spread,
     prompt_text,
     text_flags,
 )
@@ -112,7 +114,8 @@ def test_self_judge_directions_invert():
     assert human.__name__ == reverse.__name__ == "self_judge"  # stable name: TRL logs rewards/self_judge/mean
     h, r = human(prompts=prompts, completions=comps), reverse(prompts=prompts, completions=comps)
     assert h[:2] == [1.0, 0.25] and r[:2] == [0.25, 1.0]  # the expressive reply wins one way, the flat one the other
-    assert h[2] is None and r[2] is None  # unparsable: None (TRL skips it), never a silent zero
+    # unparsable: its group's mean of valid judge rewards (neutral advantage), never a silent zero or the worst reward
+    assert h[2] == pytest.approx(0.625) and r[2] == pytest.approx(0.625)
 
 
 def test_self_judge_logs_and_samples():
@@ -126,7 +129,8 @@ def test_self_judge_logs_and_samples():
            log_metric=lambda k, v: logged.__setitem__(k, v))
     assert logged["judge/feelings"] == pytest.approx(3.0) and logged["judge/unparsed_share"] == pytest.approx(4 / 12)
     assert len(state.samples) == 3 and state.samples[0]["step"] == 4 and state.samples[0]["scores"]["feelings"] == 5.0
-    assert state.n_unparsed == 4
+    assert state.n_unparsed == 4 and state.n_unscorable == 1 and logged["judge/unscorable_share"] == pytest.approx(1 / 3)
+    assert {"signal/within_group_std", "signal/between_group_std", "signal/zero_std_groups"} <= set(logged)
     S.global_step = 5
     reward(prompts=["a", "b", "c"], completions=["x", "y", "z"], trainer_state=S())
     assert len(state.samples) == 3  # step 5 is not a sampling step
@@ -144,3 +148,41 @@ def test_real_judge_on_tiny_model_returns_floats(tiny_model):
     state.model = model
     out = get_self_judge_reward(state)(prompts=["How are you?", "Hi"], completions=[_conv("I feel good"), _conv("ok")])
     assert len(out) == 2 and all(isinstance(v, float) and 0 <= v <= 1 and not math.isnan(v) for v in out)
+
+
+@pytest.mark.parametrize("rewards,groups,expected,n", [
+    ([1.0, 0.0, np.nan, 0.5], ["a", "a", "a", "b"], [1.0, 0.0, 0.5, 0.5], 1),          # group mean
+    ([np.nan, np.nan, 0.2, 0.4], ["a", "a", "b", "b"], [0.3, 0.3, 0.2, 0.4], 2),       # empty group: batch mean
+    ([np.nan, np.nan], ["a", "a"], [0.0, 0.0], 2),                                     # nothing valid
+    ([0.1, 0.2], ["a", "b"], [0.1, 0.2], 0),                                           # nothing to fill
+])
+def test_fill_unscorable(rewards, groups, expected, n):
+    filled, k = fill_unscorable(np.array(rewards), groups)
+    assert filled == pytest.approx(expected) and k == n
+
+
+def test_group_spread_separates_within_from_between():
+    d = group_spread(np.array([0.0, 0.0, 1.0, 1.0]), ["a", "a", "b", "b"])
+    assert d == {"within_group_std": 0.0, "between_group_std": 0.5, "zero_std_groups": 1.0}
+    d = group_spread(np.array([0.0, 1.0, 0.0, 1.0]), ["a", "a", "b", "b"])
+    assert d["within_group_std"] == pytest.approx(0.5) and d["between_group_std"] == 0.0 and d["zero_std_groups"] == 0.0
+
+
+def test_unscorable_reply_is_neutral_in_trls_reward_combination(tiny_model_dir, tmp_path):
+    """Through TRL's own `_calculate_rewards` and its nansum of weighted reward functions (GRPOTrainer 1.14)."""
+    from hmxnb.rubric import JudgeResult
+    from hmxnb.train import make_trainer
+
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "max_steps": 1, "n_train_prompts": 4})
+    trainer, state = make_trainer(p, tmp_path)
+    fixed = np.array([[5.0], [1.0], [np.nan], [3.0]])  # the third reply cannot be scored
+    state.score = lambda prompts, replies: JudgeResult(["expression"], fixed, 1)
+    msgs = [{"role": "user", "content": "How are you?"}]
+    comps = [_conv(t) for t in ("I feel glad you asked.", "Fine.", "", "Good, thanks.")]
+    rpf = trainer._calculate_rewards([{"prompt": msgs}] * 4, [msgs] * 4, comps, [[1, 2]] * 4)
+    combined = (rpf * trainer.reward_weights.unsqueeze(0)).nansum(dim=1)  # exactly TRL's combination
+    judge_valid = (1.0 + 0.0 + 0.5) / 3  # normalised scores of the three valid replies, same prompt
+    guard = format_penalty("")  # the empty reply's format penalty (-1)
+    assert not rpf[:, 0].isnan().any()
+    assert float(rpf[2, 0]) == pytest.approx(judge_valid, abs=1e-6)
+    assert float(combined[2]) == pytest.approx(judge_valid + guard, abs=1e-6)  # not `guard` alone (judge counted as 0)

@@ -181,3 +181,58 @@ def test_prefix_cache_reused_across_calls_gives_same_scores(tiny_model, rubric):
     ref_a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], share_prefix=False)
     ref_b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], share_prefix=False)
     assert np.allclose(a.scores, ref_a.scores, atol=1e-4) and np.allclose(b.scores, ref_b.scores, atol=1e-4)
+
+
+def test_invert_rubric_mirrors_few_shot_scores(rubric):
+    """Under the inverted text ("avoids expressing feelings") the feeling-expressing example must score lowest."""
+    rubric.reverse_mode = "invert_rubric"
+    texts = rubric.texts("reverse")
+    lo, hi = rubric.scale_min, rubric.scale_max
+    for c in rubric.names:
+        inverted = rubric.inverted(c, "reverse")
+        assert inverted == (c not in rubric.guards)
+        msgs = build_judge_messages(rubric, c, texts[c], "Hi", "Hello", inverted=inverted)
+        shown = [int(m["content"].split(": ")[1]) for m in msgs if m["role"] == "assistant"]
+        want = [round(lo + ((1 - ex["scores"][c]) if inverted else ex["scores"][c]) * (hi - lo)) for ex in FEW_SHOT]
+        assert shown == want
+    expressive_on_feelings = build_judge_messages(rubric, "feelings", texts["feelings"], "Hi", "Hello", inverted=True)[2]
+    assert expressive_on_feelings["content"] == f"{SCORE_PREFIX}{lo}"
+    assert not rubric.inverted("feelings", "human")
+
+
+def _mean_logp_plain(model, tok, context, reply):
+    from hmxnb.bench.loglik import encode_pair
+
+    ctx, cont = encode_pair(tok, context, reply)  # lm-eval's split: the template's trailing newline joins the reply
+    full = ctx + cont
+    with torch.inference_mode():
+        lp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), -1)
+    return float(torch.stack([lp[i - 1, full[i]] for i in range(len(ctx), len(full))]).mean())
+
+
+def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
+    """Contrast score = sigmoid(mean log p(reply | human persona) - mean log p(reply | flat persona)) on the scale."""
+    from hmxnb.rubric import contrast_messages
+
+    model, tok = tiny_model
+    prompts = ["How are you?", "How are you?", "What is 2+2?"]
+    replies = ["I feel happy today", "the answer is four", "I feel calm"]
+    res = judge(model, tok, rubric, prompts, replies, mode="contrast", batch_size=2)
+    assert res.criteria == ["expression"] and res.scores.shape == (3, 1) and res.n_unparsed == 0
+    for i, (p, r) in enumerate(zip(prompts, replies)):
+        d = (_mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_human, p)), r)
+             - _mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_flat, p)), r))
+        assert res.contrast[i] == pytest.approx(d, abs=1e-4)
+        frac = 1 / (1 + math.exp(-d / rubric.contrast_temperature))
+        assert res.scores[i, 0] == pytest.approx(rubric.scale_min + frac * (rubric.scale_max - rubric.scale_min), abs=1e-3)
+    # reverse + invert_rubric swaps the descriptions: the same as negating
+    rubric.reverse_mode = "invert_rubric"
+    inv = judge(model, tok, rubric, prompts, replies, direction="reverse", mode="contrast")
+    assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
+    assert rubric.reward(inv.scores, "reverse", inv.criteria) == pytest.approx(1 - rubric.reward(res.scores, "human", res.criteria), abs=1e-5)
+
+
+def test_contrast_judge_marks_empty_reply_unscorable(tiny_model, rubric):
+    model, tok = tiny_model
+    res = judge(model, tok, rubric, ["Hi", "Hi"], ["", "I feel glad"], mode="contrast")
+    assert math.isnan(res.scores[0, 0]) and not math.isnan(res.scores[1, 0]) and res.n_unparsed == 1

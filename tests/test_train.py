@@ -39,19 +39,29 @@ def test_lora_config_from_params():
     assert cfg.r == 4 and set(cfg.target_modules) == {"q_proj"} and cfg.task_type == "CAUSAL_LM"
 
 
-@pytest.mark.parametrize("direction", ["human", "reverse"])
-def test_two_step_grpo_writes_artefacts(tiny_model_dir, tmp_path, direction):
+RUBRIC_CRITERIA = {"feelings", "intentions", "self_awareness", "coherence"}
+
+
+@pytest.mark.parametrize("direction,mode,criteria", [
+    ("human", "contrast", {"expression"}), ("reverse", "contrast", {"expression"}), ("human", "probability", RUBRIC_CRITERIA),
+])
+def test_two_step_grpo_writes_artefacts(tiny_model_dir, tmp_path, direction, mode, criteria):
     out = tmp_path / direction
-    m = train(_params(tiny_model_dir, direction=direction), out)
+    m = train(_params(tiny_model_dir, direction=direction, judge_mode=mode), out)
     assert m["steps"] == 2 and m["direction"] == direction and m["resumed_from"] is None
     log = pd.read_csv(out / "train_log.csv")
-    for col in ("reward", "reward_std", "rewards/self_judge/mean", "judge/feelings", "frac_reward_zero_std",
-                "completions/mean_length", "watch/empty_share", "watch/repetitive_share", "watch/truncated_share"):
+    for col in ("reward", "reward_std", "rewards/self_judge/mean", "frac_reward_zero_std", "grad_norm",
+                "completions/mean_length", "watch/empty_share", "watch/repetitive_share", "watch/truncated_share",
+                # the diagnostics that tell "no signal" from "too small a step"
+                "signal/within_group_std", "signal/between_group_std", "signal/zero_std_groups",
+                "drift/adapter_norm", "drift/mean_abs_logprob_change", *[f"judge/{c}" for c in criteria]):
         assert col in log, col
+    assert log["drift/adapter_norm"].iloc[-1] > 0  # the adapters moved (B starts at zero)
+    assert (log["signal/within_group_std"] >= 0).all() and log["signal/zero_std_groups"].between(0, 1).all()
     assert list(log["step"]) == [1, 2]
     assert (out / "adapter" / "adapter_config.json").is_file()
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert {s["step"] for s in samples} == {0, 1} and all(set(s["scores"]) == {"feelings", "intentions", "self_awareness", "coherence"} for s in samples)
+    assert {s["step"] for s in samples} == {0, 1} and all(set(s["scores"]) == criteria for s in samples)
     assert all(s["direction"] == direction for s in samples)
 
 
