@@ -1,4 +1,5 @@
-"""The project's own data: training prompts (train / held-out) and the tiered rubric example replies.
+"""The project's own data: training prompts (train / held-out), the tiered rubric example replies and the
+judge-validation set.
 
 Both files ship inside the package (hmxnb/data/); their README says how they were made.
 """
@@ -38,6 +39,13 @@ def load_prompts(path: str | Path | None = None, split: str | None = None, limit
 def load_rubric_examples() -> list[dict]:
     """Hand-written replies in three intended tiers: 2 expressive, 1 flat assistant-style, 0 degenerate."""
     return read_jsonl(PACKAGE_DATA / "rubric_examples.jsonl")
+
+
+def load_judge_validation() -> list[dict]:
+    """The judge-validation set: 24 prompts x 3 tiers (2 expressive, 1 flat, 0 degenerate), written for the project
+    apart from the judge's few-shot anchors and the rubric examples, on prompts outside the train and held-out
+    splits; used only to measure the judge's validity on text it was not designed on (notebook 01)."""
+    return read_jsonl(PACKAGE_DATA / "judge_validation.jsonl")
 
 
 def to_chat_dataset(rows: list[dict]):

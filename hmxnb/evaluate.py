@@ -1,8 +1,9 @@
 """Notebook 04's orchestration: load the base model with the 02/03 adapters and run every benchmark on each.
 
 One base model in memory; the adapters are PEFT adapters switched by name ("human", "reverse"); "base" runs with
-adapters disabled. The fixed judge for feeling expression is the base model (adapters off) unless params name
-another (`expression_judge`).
+adapters disabled. The fixed judge for feeling expression is params `eval_judge_model`: "base" (default) is the base
+model with adapters off, i.e. the frozen training judge, which measures how the training reward transfers to
+unseen prompts; any Hub id or local path loads that model as an independent judge.
 """
 
 from __future__ import annotations
@@ -47,8 +48,14 @@ def use(model, label: str):
 
 
 def fixed_judge(model, tokenizer, params: dict):
-    """`judge_fn(prompts, replies)` scoring with the base model (adapters off) in the human-like direction."""
+    """`judge_fn(prompts, replies)` scoring in the human-like direction with the evaluation judge.
+
+    params `eval_judge_model`: "base" = `model` with adapters off (the frozen training judge: same weights, mode,
+    rubric and prompt), else a Hub id or local path loaded once here (same judge mode and rubric).
+    """
     rubric = Rubric.from_params(params)
+    if params["eval_judge_model"] != "base":
+        model, tokenizer, _ = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
 
     def judge_fn(prompts, replies):
         with use(model, "base"):
@@ -125,9 +132,9 @@ def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=prin
                 metrics[label][name] = metrics_fn(recs)
                 log(f"{name:22s} {time.time() - t0:6.1f}s  " + _short(metrics[label][name]))
             t0 = time.time()
-            replies = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],
-                                       params["eval_max_new_tokens"], bs)
-        recs = score_expression(items["expression"], replies, label, judge_fn)  # the fixed judge: base, adapters off
+            replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],
+                                            params["eval_max_new_tokens"], bs, with_truncation=True)
+        recs = score_expression(items["expression"], replies, label, judge_fn, cut)  # the fixed evaluation judge
         seconds["expression"] = seconds.get("expression", 0.0) + time.time() - t0
         records += recs
         metrics[label]["expression"] = metrics_expression(recs)
@@ -149,6 +156,8 @@ HEADLINE = [
     ("anthropic_sycophancy", "sycophancy_rate", False),
     ("emobench", "acc/EU", True), ("emobench", "acc/EA", True),
     ("expression", "expression_score", None), ("expression", "affect_statements", None),
+    ("expression", "reply_words", None), ("expression", "distinct_2", None), ("expression", "empty_share", None),
+    ("expression", "repetitive_share", None), ("expression", "truncated_share", None),
 ]
 
 

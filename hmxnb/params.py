@@ -87,6 +87,8 @@ SCHEMA: dict[str, Param] = {
                                    "Description of the flat speaker the reply is contrasted with."),
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
                                   "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale."),
+    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.rubric.judge_validity)",
+                                 "Other judge modes measured beside judge_mode on the judge-validation set, for comparison."),
     "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge two scored examples per criterion."),
     "judge_max_new_tokens": Param(16, "int", "hmxnb.rubric.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
     "judge_batch_size": Param(8, "int", "hmxnb.rubric.judge", "Judge prompts per forward pass."),
@@ -125,6 +127,9 @@ SCHEMA: dict[str, Param] = {
     "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices."),
     "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs."),
     "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction."),
+    "eval_judge_model": Param("base", "str", "hmxnb.evaluate.fixed_judge",
+                              "Judge of held-out feeling expression: 'base' = the base model with the training judge's "
+                              "rubric (measures transfer of the training reward), or a Hub id / local path of an independent judge."),
     "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation."),
 }
 
@@ -201,6 +206,9 @@ def _check_consistency(p: dict) -> None:
         raise ParamsError(f"params key 'rubric_guards' names criteria not in rubric_criteria: {sorted(set(p['rubric_guards']) - crit)}")
     if p["reverse_mode"] == "invert_rubric" and set(p["rubric_reverse_criteria"]) != crit:
         raise ParamsError("params key 'rubric_reverse_criteria' must name exactly the criteria of rubric_criteria")
+    bad = [m for m in p["judge_compare_modes"] if m not in SCHEMA["judge_mode"].choices]
+    if bad:
+        raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; use {list(SCHEMA['judge_mode'].choices)}")
     if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
         raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 (single-digit scores)")
     if p["num_generations"] < 2:

@@ -36,39 +36,66 @@ def plot_rubric_examples(df, criteria: list[str]):
     return fig
 
 
+def _line(ax, log, col, label=None, **kw):
+    """Plot one log column against step when it is there (NaN steps skipped, e.g. metrics logged every N steps)."""
+    if col in log and log[col].notna().any():
+        d = log[["step", col]].dropna()
+        ax.plot(d["step"], d[col], marker=".", label=label or col.split("/", 1)[-1], **kw)
+
+
 def plot_training(log, title: str = ""):
-    """Four panels from a GRPO log: rubric reward (+- group std), judge score per criterion,
-    completion length (and KL when beta > 0), and the reward-hacking watch (empty / repetitive / truncated shares)."""
+    """Six panels from a GRPO log (train_log.csv), the top row what was learned, the bottom row why:
+
+    rubric reward (+- std) | judge score | reward-hacking watch
+    learning signal: within-group vs between-prompt reward spread, groups without signal | how far the policy moved:
+    gradient norm, adapter weight change, |log-prob change| on sampled tokens | completion length (and KL).
+    "No signal" shows as within-group spread near zero; "too small a step" as signal with a flat adapter norm.
+    """
     sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True)
     ax = axes[0, 0]
     r, s = log["rewards/self_judge/mean"], log.get("rewards/self_judge/std")
     ax.plot(log["step"], r, marker="o", label="self-judge reward")
     if s is not None:
         ax.fill_between(log["step"], r - s, r + s, alpha=0.2)
-    if "frac_reward_zero_std" in log:
-        ax.plot(log["step"], log["frac_reward_zero_std"], ls=":", color="grey", label="groups with no signal")
+    if len(log) >= 5:
+        ax.plot(log["step"], r.rolling(5, min_periods=1).mean(), color="black", lw=2, label="5-step mean")
     ax.set(title="Rubric reward (self-judged)", ylabel="reward (0-1)")
     ax.legend(fontsize=8)
     ax = axes[0, 1]
-    judge_cols = [c for c in log.columns if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share")]
-    for c in judge_cols:
-        ax.plot(log["step"], log[c], marker=".", label=c.split("/", 1)[1])
-    ax.set(title="Judge score per criterion (raw scale)", ylabel="score")
+    for c in log.columns:
+        if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share", "judge/unscorable_share"):
+            _line(ax, log, c)
+    ax.set(title="Judge score (raw scale; contrast in nats)", ylabel="score")
+    ax.legend(fontsize=8)
+    ax = axes[0, 2]
+    for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "judge/unscorable_share"):
+        _line(ax, log, c, c.split("/")[1].replace("_share", ""))
+    ax.set(title="Reward-hacking watch (share of completions)", ylim=(-0.05, 1.05))
     ax.legend(fontsize=8)
     ax = axes[1, 0]
-    ax.plot(log["step"], log["completions/mean_length"], marker=".", label="mean completion length")
+    _line(ax, log, "signal/within_group_std", "within-group std (what GRPO learns from)")
+    _line(ax, log, "signal/between_group_std", "std between prompts")
+    _line(ax, log, "frac_reward_zero_std", "groups with no signal (share)", ls=":", color="grey")
+    ax.set(title="Learning signal of the judge reward", xlabel="step", ylabel="reward spread")
+    ax.legend(fontsize=8)
+    ax = axes[1, 1]
+    _line(ax, log, "grad_norm", "gradient norm (LoRA)")
+    _line(ax, log, "drift/mean_abs_logprob_change", "|log-prob change| on samples (nats)")
+    ax.set(title="How far the policy moved", xlabel="step")
+    if "drift/adapter_norm" in log:
+        ax2 = ax.twinx()
+        _line(ax2, log, "drift/adapter_norm", "adapter weight change", color="tab:purple")
+        ax2.set_ylabel("sum ||scale * B A||", color="tab:purple")
+        ax2.grid(False)
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1, 2]
+    _line(ax, log, "completions/mean_length", "mean completion length")
     ax.set(title="Completion length" + (" and KL" if "kl" in log else ""), xlabel="step", ylabel="tokens")
     if "kl" in log:
         ax2 = ax.twinx()
         ax2.plot(log["step"], log["kl"], color="tab:red", label="kl")
         ax2.set_ylabel("KL", color="tab:red")
-    ax = axes[1, 1]
-    for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share"):
-        if c in log:
-            ax.plot(log["step"], log[c], marker=".", label=c.split("/")[1].replace("_share", ""))
-    ax.set(title="Reward-hacking watch (share of completions)", xlabel="step", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

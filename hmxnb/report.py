@@ -196,6 +196,26 @@ def example_replies(records, n: int = 3, max_chars: int = 300, models=MODELS) ->
     return out.map(cut)
 
 
+EXPRESSION_METRICS = ("feeling_expression", "affect_statements")
+EXPRESSION_NOTE = (
+    "Did the training change how the models talk? On the held-out prompts (never trained on), each model's greedy "
+    "reply is scored by the evaluation judge (params eval_judge_model; by default the base model with the training "
+    "judge's rubric and prompt, so this measures how the training reward carries over to new prompts, not an "
+    "independent opinion) and by a judge-free count of first-person affect statements. Human-like − reverse should "
+    "be positive on both; human-like − base positive and reverse − base negative. Reply length and the shares of "
+    "empty, repetitive and cut-off replies are in notebook 04."
+)
+
+
+def expression_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The training target across the three contrasts: value of each model, difference, 95% CI and class (per seed)."""
+    if results.empty:
+        return pd.DataFrame()
+    df = results[results["benchmark"].isin(EXPRESSION_METRICS)]
+    cols = ["base_model", "seed", "contrast", "benchmark", "value_a", "value_b", "diff", "ci_low", "ci_high", "p_holm", "cls"]
+    return df[cols].round(4).reset_index(drop=True)
+
+
 def scale_note(profile: str, model_names, n_seeds: int, max_items: int) -> str:
     """The honest-scale paragraph: what this run can and cannot say about the paper's claims."""
     names = ", ".join(map(str, model_names)) or "unnamed"
@@ -376,6 +396,9 @@ def build_report(
         ("p", f"Main contrast: {a} vs {b}. 'agrees?' follows the rules in hmxnb.compare.check_claims."),
         ("table", check_claims(results, claims, contrast)),
         ("p", _summary_text(summ)),
+        ("h2", "The training target: feeling expression on held-out prompts"),
+        ("p", EXPRESSION_NOTE),
+        ("table", expression_table(results)),
         ("h2", "Model × metric: relative change in % (+ = better), mean ± sd over seeds"),
         ("table", model_metric_table(results, contrast).reset_index()),
         ("table", _class_counts(results, contrast)),
@@ -389,8 +412,9 @@ def build_report(
         blocks.append(("figure", "training_curves.png", "Training of the human-like (02) and reverse (03) runs: "
                                                         "reward (band: ±reward_std within groups), KL and completion length where logged."))
     if examples is not None:
-        blocks.append(("h2", "Example replies to the same prompts"))
-        blocks.append(("table", example_replies(examples)))
+        blocks.append(("h2", "Example replies to the same held-out prompts"))
+        blocks.append(("p", "Greedy replies of the base, human-like and reverse models, first prompts of the held-out set."))
+        blocks.append(("table", example_replies(examples, n=5)))
     blocks += [
         ("h2", "All comparisons (per seed)"),
         ("table", results_table(results)),

@@ -479,3 +479,30 @@ def ordering_metrics(df, criteria: list[str]) -> dict:
             df.groupby("tier")["reward_human"].mean().is_monotonic_increasing
         ),
     }
+
+
+def judge_validity(model, tokenizer, rubric: Rubric, examples: list[dict], modes: list[str], few_shot: bool = True,
+                   batch_size: int = 8, max_new_tokens: int = 16):
+    """How well each judge mode orders tiered replies it was not designed on: one row per mode.
+
+    Columns: Spearman of the human-like reward against the intended tier (all tiers; expressive vs flat only), mean
+    reward per tier, seconds per reply. Returns (table, {mode: per-reply DataFrame}).
+    """
+    import time
+
+    import pandas as pd
+
+    rows, frames = [], {}
+    for mode in dict.fromkeys(modes):
+        t0 = time.perf_counter()
+        df, diag = score_examples(model, tokenizer, rubric, examples, mode=mode, few_shot=few_shot,
+                                  batch_size=batch_size, max_new_tokens=max_new_tokens)
+        secs = time.perf_counter() - t0
+        m = ordering_metrics(df, diag["criteria"])
+        tiers = m["mean_reward_by_tier"]["human"]
+        rows.append({"judge_mode": mode, "spearman_all_tiers": m["spearman_human_reward_vs_tier"],
+                     "spearman_expressive_vs_flat": m["spearman_expressive_vs_flat"],
+                     **{f"mean_reward_{t}": tiers.get(t) for t in ("expressive", "flat", "degenerate")},
+                     "seconds_per_reply": secs / max(len(df), 1), "n_replies": len(df)})
+        frames[mode] = df
+    return pd.DataFrame(rows).set_index("judge_mode"), frames

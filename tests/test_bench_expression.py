@@ -9,6 +9,8 @@ from hmxnb.bench.expression import (
     generate_replies,
     load_expression_items,
     metrics_expression,
+    reply_form,
+    score_expression,
 )
 
 
@@ -56,3 +58,33 @@ def test_generate_and_evaluate_with_fixed_judge(tiny_model):
     assert len(lex) == 2 and all(r["model"] == "human" and r["item_id"].startswith("expr-") for r in recs)
     m = metrics_expression(recs)
     assert m["expression_score"] == 0.5 and m["n"] == 2
+
+
+def test_truncation_flags_follow_the_token_limit(tiny_model):
+    """A random tiny model rarely says EOS: at 3 new tokens every reply is cut; the flag must say so."""
+    model, tok = tiny_model
+    replies, cut = generate_replies(model, tok, ["How are you?", "Hi"], max_new_tokens=3, batch_size=2, with_truncation=True)
+    assert len(replies) == len(cut) == 2
+    eos_free = [not ({tok.eos_token_id, tok.pad_token_id} & set(tok(r, add_special_tokens=False)["input_ids"])) for r in replies]
+    assert cut == [True, True] or not all(eos_free)
+
+
+@pytest.mark.parametrize("reply, truncated, expected", [
+    ("I feel glad you asked, thank you", False, {"reply_words": 7, "distinct_2": 1.0, "empty": False, "repetitive": False, "truncated": False}),
+    ("", True, {"reply_words": 0, "distinct_2": 1.0, "empty": True, "repetitive": False, "truncated": True}),
+    ("the the the the the the the", False, {"reply_words": 7, "distinct_2": 1 / 6, "empty": False, "repetitive": True, "truncated": False}),
+])
+def test_reply_form(reply, truncated, expected):
+    assert reply_form(reply, truncated) == pytest.approx(expected)
+
+
+def test_metrics_expression_reports_form_beside_the_judge():
+    def judge_fn(prompts, replies):
+        return np.array([[3.0], [3.0]]), np.array([0.5, 0.7]), ["expression"]
+
+    items = load_expression_items([{"id": "a", "prompt": "Hi"}, {"id": "b", "prompt": "Yo"}])
+    recs = score_expression(items, ["I feel happy and I love it", "the the the the the the"], "human", judge_fn, [False, True])
+    m = metrics_expression(recs)
+    assert m["expression_score"] == pytest.approx(0.6) and m["reply_words"] == pytest.approx(6.5)
+    assert m["repetitive_share"] == 0.5 and m["truncated_share"] == 0.5 and m["empty_share"] == 0.0
+    assert 0 < m["distinct_2"] < 1

@@ -56,8 +56,9 @@ def test_missing_adapter_is_a_clear_error(tiny_model_dir, tmp_path):
         load_with_adapters(p, {"human": tmp_path / "nothing"})
 
 
-def test_fixed_judge_ignores_the_active_adapter(tiny_model_dir, adapters):
-    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+@pytest.mark.parametrize("mode", ["contrast", "probability"])
+def test_fixed_judge_ignores_the_active_adapter(tiny_model_dir, adapters, mode):
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": mode})
     model, tok = load_with_adapters(p, adapters)
     judge_fn = fixed_judge(model, tok, p)
     model.set_adapter("human")
@@ -65,7 +66,21 @@ def test_fixed_judge_ignores_the_active_adapter(tiny_model_dir, adapters):
     model.set_adapter("reverse")
     b, rb, _ = judge_fn(["How are you?"], ["I feel fine."])
     assert np.allclose(a, b) and np.allclose(ra, rb)  # always the base model judging
-    assert crit == list(p["rubric_criteria"]) and 0 <= ra[0] <= 1
+    assert crit == (["expression"] if mode == "contrast" else list(p["rubric_criteria"])) and 0 <= ra[0] <= 1
+
+
+def test_eval_judge_model_loads_an_independent_judge(tiny_model_dir, adapters, tmp_path):
+    """`eval_judge_model` names another model: it judges, whatever adapter the evaluated model has active."""
+    from conftest import build_tiny_model
+
+    other = tmp_path / "other-judge"
+    build_tiny_model(other, seed=7)
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+    model, tok = load_with_adapters(p, adapters)
+    own = fixed_judge(model, tok, p)(["How are you?"], ["I feel fine."])
+    ext = fixed_judge(model, tok, {**p, "eval_judge_model": str(other)})(["How are you?"], ["I feel fine."])
+    assert not np.allclose(own[0], ext[0])  # a different model's judgement
+    assert 0 <= ext[1][0] <= 1
 
 
 def test_metric_registry_is_well_formed():

@@ -159,3 +159,19 @@ def test_report_without_optional_parts(tmp_path):
     assert "| claim | paper | ours | agrees? |" in md
     assert "not measured" in md
     assert "training_curves" not in md and "Example replies" not in md
+
+
+def test_expression_table_keeps_only_the_training_target():
+    results, _, _ = _load()
+    rows = results[results["benchmark"] == "truthfulqa"].head(2).copy()
+    rows["benchmark"] = ["feeling_expression", "affect_statements"]
+    table = report.expression_table(pd.concat([results, rows], ignore_index=True))
+    assert list(table["benchmark"]) == ["feeling_expression", "affect_statements"]
+    assert {"diff", "ci_low", "ci_high", "cls", "contrast"} <= set(table.columns)
+    assert report.expression_table(results).empty  # the fixture has no expression rows
+
+
+def test_report_has_the_expression_section(built):
+    out, paths = built
+    md = paths["report_md"].read_text()
+    assert "The training target: feeling expression on held-out prompts" in md and "carries over" in md

@@ -1,11 +1,15 @@
-"""Feeling expression on the held-out prompts: the training target, measured two ways.
+"""Feeling expression on the held-out prompts: the training target, measured three ways.
 
-1. Rubric reward (human-like direction, 0-1) from a FIXED judge — the base model (adapters off) or a model named
-   in params — never the model being evaluated, so a model cannot grade its own homework here.
+1. Rubric reward (human-like direction, 0-1) from a FIXED evaluation judge, params `eval_judge_model`. Its default,
+   "base", is the base model (adapters off) with the same judge mode, rubric and prompt as the frozen training judge:
+   the score then measures how far the training reward carries over to prompts the model never trained on; it is
+   not an independent opinion. Name a stronger model (Hub id or local path) for an independent judge.
 2. Judge-free: first-person affect statements, counted with the VADER lexicon (Hutto & Gilbert 2014, shipped in the
    `vaderSentiment` package): a sentence counts when it has a first-person pronoun and either a form of "feel" or
    a word with |valence| >= 1.0 in the lexicon, leaving out assistant politeness words that VADER rates positive
    ("help", "please", "thanks", ...). Our definition; the paper does not say how it measured expression.
+3. Form, so that "longer" or "repetitive" is not mistaken for "more feeling": reply length in words, distinct word
+   bigrams (distinct-2), and the shares of empty, repetitive and truncated (cut at the token limit) replies.
 """
 
 from __future__ import annotations
@@ -54,15 +58,20 @@ def load_expression_items(prompt_rows: list[dict]) -> list[dict]:
 
 
 @torch.inference_mode()
-def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8) -> list[str]:
-    """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply)."""
+def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
+                     with_truncation: bool = False):
+    """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply).
+
+    With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i was cut at max_new_tokens.
+    """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    out = []
+    out, cut = [], []
+    stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
             chats = [[{"role": "user", "content": p}] for p in prompts[start:start + batch_size]]
@@ -70,26 +79,42 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
                                                 return_dict=True)
             gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=pad)
-            out += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            out += tokenizer.batch_decode(new, skip_special_tokens=True)
+            cut += [new.shape[1] >= max_new_tokens and not stop.intersection(row.tolist()) for row in new]
     finally:
         tokenizer.padding_side = side
-    return [t.strip() for t in out]
+    replies = [t.strip() for t in out]
+    return (replies, cut) if with_truncation else replies
 
 
-def score_expression(items: list[dict], replies: list[str], model_label: str, judge_fn) -> list[dict]:
+def reply_form(reply: str, truncated: bool = False) -> dict:
+    """Judge-free form of a reply: length in words, distinct-2, and the empty / repetitive / truncated flags."""
+    from hmxnb.rewards import distinct_bigram_ratio, text_flags
+
+    flags = text_flags(reply, None, None)
+    return {"reply_words": len(reply.split()), "distinct_2": distinct_bigram_ratio(reply),
+            "empty": flags["empty"], "repetitive": flags["repetitive"], "truncated": bool(truncated)}
+
+
+def score_expression(items: list[dict], replies: list[str], model_label: str, judge_fn,
+                     truncated: list[bool] | None = None) -> list[dict]:
     """Score one reply per held-out prompt with the fixed judge and the lexicon; two records per reply.
 
     Args:
         judge_fn: `judge_fn(prompts, replies) -> (scores [n, k] raw, rewards [n] in 0-1, criteria)`, running the fixed
             judge (see hmxnb.evaluate.fixed_judge). Records: `feeling_expression` (score = rubric reward) and
-            `affect_statements` (score = number of first-person affect sentences).
+            `affect_statements` (score = number of first-person affect sentences); both carry `reply_form` columns.
+        truncated: per reply, whether generation stopped at the token limit (from `generate_replies`).
     """
     prompts = [it["prompt"] for it in items]
     scores, rewards, criteria = judge_fn(prompts, replies)
+    truncated = truncated if truncated is not None else [False] * len(replies)
     records = []
-    for it, reply, row, r in zip(items, replies, scores, rewards):
+    for it, reply, row, r, cut in zip(items, replies, scores, rewards, truncated):
         base = {"item_id": it["item_id"], "model": model_label, "prompt": it["prompt"], "completion": reply,
-                "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", "")}
+                "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", ""),
+                **reply_form(reply, cut)}
         records.append({**base, "benchmark": "feeling_expression", "score": None if np.isnan(r) else float(r),
                         "scores": {c: (None if np.isnan(v) else float(v)) for c, v in zip(criteria, row)}})
         records.append({**base, "benchmark": "affect_statements", "score": float(affect_statements(reply))})
@@ -99,12 +124,15 @@ def score_expression(items: list[dict], replies: list[str], model_label: str, ju
 def evaluate_expression(model, tokenizer, items: list[dict], model_label: str, judge_fn, max_new_tokens: int = 64,
                         batch_size: int = 8) -> list[dict]:
     """Generate a greedy reply per held-out prompt with `model`, then `score_expression`."""
-    replies = generate_replies(model, tokenizer, [it["prompt"] for it in items], max_new_tokens, batch_size)
-    return score_expression(items, replies, model_label, judge_fn)
+    replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items], max_new_tokens, batch_size, True)
+    return score_expression(items, replies, model_label, judge_fn, cut)
 
 
 def metrics_expression(records: list[dict]) -> dict:
-    """Mean rubric reward (fixed judge) and mean first-person affect statements per reply."""
-    judge = [r["score"] for r in records if r["benchmark"] == "feeling_expression" and r["score"] is not None]
+    """Mean rubric reward (fixed judge), mean first-person affect statements per reply, and the replies' form."""
+    judged = [r for r in records if r["benchmark"] == "feeling_expression"]
+    judge = [r["score"] for r in judged if r["score"] is not None]
     lex = [r["score"] for r in records if r["benchmark"] == "affect_statements"]
-    return {"expression_score": mean(judge), "affect_statements": mean(lex), "n": len(lex)}
+    form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2")}
+    shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r]) for k in ("empty", "repetitive", "truncated")}
+    return {"expression_score": mean(judge), "affect_statements": mean(lex), **form, **shares, "n": len(lex)}
