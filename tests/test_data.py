@@ -36,3 +36,25 @@ def test_chat_dataset_is_conversational():
     ds = to_chat_dataset(load_prompts(limit=3))
     assert ds[0]["prompt"][0]["role"] == "user" and isinstance(ds[0]["prompt"][0]["content"], str)
     assert "prompt_id" in ds.column_names
+
+
+def test_judge_validation_set_is_separate_and_balanced():
+    from hmxnb.data import load_judge_validation, load_rubric_examples
+    from hmxnb.rubric import FEW_SHOT
+
+    rows = load_judge_validation()
+    assert len(rows) == 72 and len({r["id"] for r in rows}) == 72
+    by_prompt = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt"], []).append(r["tier"])
+    assert len(by_prompt) == 24 and all(sorted(t) == [0, 1, 2] for t in by_prompt.values())
+    others = {r["prompt"] for r in load_prompts()} | {r["prompt"] for r in load_rubric_examples()} | {e["prompt"] for e in FEW_SHOT}
+    assert not others & set(by_prompt)  # prompts the judge and the training never saw
+    anchors = {e["reply"] for e in FEW_SHOT} | {r["reply"] for r in load_rubric_examples()}
+    assert not anchors & {r["reply"] for r in rows}
+
+
+def test_heldout_split_has_power():
+    held = load_prompts(split="heldout")
+    assert len(held) >= 48 and len(load_prompts(split="train")) == 64
+    assert not {r["prompt"] for r in held} & {r["prompt"] for r in load_prompts(split="train")}
