@@ -64,9 +64,10 @@ def plot_training(log, title: str = ""):
     ax.legend(fontsize=8)
     ax = axes[0, 1]
     for c in log.columns:
-        if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share", "judge/unscorable_share"):
+        if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share", "judge/unscorable_share",
+                                                "judge/contrast_nats"):
             _line(ax, log, c)
-    ax.set(title="Judge score (raw scale; contrast in nats)", ylabel="score")
+    ax.set(title="Judge score (raw scale, mean per step)", ylabel="score")
     ax.legend(fontsize=8)
     ax = axes[0, 2]
     for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "judge/unscorable_share"):

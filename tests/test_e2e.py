@@ -31,10 +31,17 @@ def test_01_rubric_outputs(smoke_run):
     root, _ = smoke_run
     d = root / "01_design_rubric"
     m = json.loads((d / "metrics.json").read_text())
-    assert m["n_judgements"] == 24 * 4 and m["n_unparsed"] == 0
+    # smoke uses the contrast judge: one score per reply; the one empty example reply is unscorable, and counted
+    assert m["judge_mode"] == "contrast" and m["criteria"] == ["expression"]
+    assert m["n_judgements"] == 24 and m["n_unparsed"] == 1
     assert -1 <= m["spearman_human_reward_vs_tier"] <= 1
+    # judge validity on the separate validation set, for the configured judge and the digit judge beside it
+    assert set(m["validation"]) == {"contrast", "probability"}
+    assert all(v["n_replies"] == 72 and -1 <= v["spearman_expressive_vs_flat"] <= 1 for v in m["validation"].values())
+    assert (d / "figures" / "judge_validation.png").stat().st_size > 10_000
     rows = [json.loads(line) for line in (d / "samples.jsonl").read_text().splitlines()]
-    assert len(rows) == 24 and all(0 <= r["reward_human"] <= 1 for r in rows)
+    assert len(rows) == 24 and all(0 <= r["reward_human"] <= 1 for r in rows if r["reward_human"] is not None)
+    assert sum(r["reward_human"] is None for r in rows) == 1 and [r["reply"] for r in rows if r["reward_human"] is None] == [""]
     assert (d / "figures" / "rubric_examples.png").stat().st_size > 10_000
     prov = json.loads((d / "provenance.json").read_text())
     assert prov["params"]["profile"] == "smoke" and prov["judge_prompt_version"]
