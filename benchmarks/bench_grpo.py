@@ -84,7 +84,8 @@ def main():
         ours, judge_s, gen_s = run_ours(p, tmp + "/ours")
     print(f"\nmodel {p['model_name_or_path']}, judge_mode {p['judge_mode']}, {p['num_generations']} generations x "
           f"{p['per_device_train_batch_size'] // p['num_generations']} prompt(s), {p['max_completion_length']} tokens, "
-          f"{len(p['rubric_criteria'])} criteria, {args.steps} steps each")
+          f"{'1 contrast score' if p['judge_mode'] == 'contrast' else str(len(p['rubric_criteria'])) + ' criteria'}, "
+          f"{args.steps} steps each")
     print(f"{'':38s}{'seconds':>10s}")
     print(f"{'plain TRL step (trivial reward)':38s}{plain:10.2f}")
     print(f"{'our step (self-judge + guard)':38s}{ours:10.2f}")
