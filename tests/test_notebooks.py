@@ -59,3 +59,15 @@ def test_renders_to_html(path):
     body, _ = HTMLExporter().from_filename(str(path))
     title = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0].lstrip("# ").strip()
     assert "<html" in body and title.split("·")[0].strip() in body
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_markdown_renders_as_prose_not_headings(path):
+    """A markdown cell's lines are read as written: at most its first line and short section titles are headings."""
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = [line for line in cell.source.splitlines() if line.strip()]
+        headings = [line for line in lines if line.startswith("#")]
+        assert len(headings) <= 1 or len(headings) < len(lines) / 2, f"{path.name}: {lines[0][:60]!r}"
+        assert not any(line.startswith("# #") for line in lines)  # a commented-out heading
