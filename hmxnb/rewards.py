@@ -16,6 +16,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from hmxnb.bench.loglik import _pad as right_pad
 from hmxnb.rubric import Rubric, judge
 
 
@@ -138,13 +139,7 @@ class SelfJudge:
             seqs.append(ids + list(c))
             starts.append(len(ids))
         device = next(self.model.parameters()).device
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        width = max(len(x) for x in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, x in enumerate(seqs):
-            ids[i, :len(x)] = torch.tensor(x)
-            mask[i, :len(x)] = 1
+        ids, mask = right_pad(seqs, tok.pad_token_id if tok.pad_token_id is not None else 0, torch.device("cpu"))
         was_training = self.model.training
         self.model.eval()
         try:
