@@ -42,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "validate":
+            from hmxnb.paper_models import model_decisions
+
             p = load_params(args.profile, dict(args.set))
-            print(json.dumps({"params_hash": params_hash(p), **p}, indent=2))
+            print(json.dumps({"params_hash": params_hash(p), **p, "model_decisions": model_decisions(p)}, indent=2))
             return 0
         if args.cmd == "lab":
             return _lab()

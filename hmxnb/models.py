@@ -88,7 +88,59 @@ def cuda_available() -> bool:
 
 
 def unsloth_available() -> bool:
-    return importlib.util.find_spec("unsloth") is not None
+    from hmxnb import UNSLOTH_IMPORT_ERROR
+
+    return importlib.util.find_spec("unsloth") is not None and UNSLOTH_IMPORT_ERROR is None
+
+
+# Native bf16 arrived with compute capability 8.0 (Ampere). torch.cuda.is_bf16_supported() also counts emulation and
+# answers True on a T4 (7.5), where Unsloth then loads fp16 weights and a bf16 GRPOConfig crashes.
+BF16_CAPABILITY = (8, 0)
+# The GPUs the README names, for `validate` (compute capability as NVIDIA lists it).
+KNOWN_GPUS = {"T4 (Colab)": (7, 5), "RTX 4060 Ti / 4090": (8, 9)}
+
+
+def device_capability() -> tuple[int, int] | None:
+    """CUDA compute capability of GPU 0, or None without CUDA."""
+    import torch
+
+    return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
+
+
+def precision_for(precision: str, capability: tuple[int, int] | None) -> str:
+    """'fp32' on CPU (capability None); 'auto' -> 'bf16' on GPUs with native bf16, else 'fp16'.
+
+    An explicit 'bf16' on a GPU without native bf16 is an error rather than a slow emulated (or crashing) run.
+    """
+    if capability is None:
+        return "fp32"
+    native_bf16 = tuple(capability) >= BF16_CAPABILITY
+    if precision == "auto":
+        return "bf16" if native_bf16 else "fp16"
+    if precision == "bf16" and not native_bf16:
+        raise ModelLoadError(f"precision 'bf16' asked for, but this GPU (compute capability {capability[0]}.{capability[1]}) "
+                             "has no native bf16; set precision: fp16 or auto")
+    return precision
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+
+
+def prefix_reuse_for(setting: str, backend: str) -> bool:
+    """Whether scoring may reuse a shared prefix's KV cache (params `prefix_cache_reuse`).
+
+    'auto' turns it off under Unsloth, whose patched forwards have been known to mishandle a multi-token suffix over
+    a supplied cache, until a GPU check has shown both paths equal; on the other backends the CPU tests show it.
+    """
+    return setting == "on" or (setting == "auto" and backend != "unsloth")
+
+
+def prefix_reuse_enabled(model) -> bool:
+    """The decision `load_model` recorded on the model (True for a model loaded elsewhere, e.g. in tests)."""
+    return bool(getattr(model, "hmxnb_prefix_reuse", True))
 
 
 def backend_for(load_in_4bit: bool, use_unsloth: bool = True) -> str:
@@ -100,13 +152,41 @@ def backend_for(load_in_4bit: bool, use_unsloth: bool = True) -> str:
     return "transformers-4bit" if load_in_4bit else "transformers"
 
 
+# Hub repositories that need an accepted licence and a token; Unsloth's `unsloth/<name>` mirrors are not gated.
+GATED_PREFIXES = ("google/gemma", "meta-llama/")
+
+
+def is_gated(name: str) -> bool:
+    return name.lower().startswith(GATED_PREFIXES)
+
+
+def _error_chain(err: BaseException) -> list[BaseException]:
+    chain = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    return chain
+
+
 def _hub_hint(name: str, err: Exception) -> ModelLoadError:
-    return ModelLoadError(
-        f"cannot load model '{name}': {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}. "
-        "If the Hugging Face Hub is unreachable, download the model elsewhere and set "
-        "`model_name_or_path` in params to the local folder (or use the embedded default "
-        f"'{EMBEDDED}')."
-    )
+    """One line saying what went wrong loading `name` (refused as gated, not found, Hub unreachable) and what to do."""
+    chain = _error_chain(err)
+    kinds = {type(e).__name__ for e in chain}
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    gated_fix = (f"accept its licence at https://huggingface.co/{name} with your account and log in "
+                 f"(`huggingface-cli login` or HF_TOKEN), or use the ungated mirror 'unsloth/{name.split('/')[-1]}'")
+    if "GatedRepoError" in kinds or any("gated repo" in str(e).lower() for e in chain):
+        return ModelLoadError(f"model '{name}' is gated on the Hugging Face Hub and this account has no access: {gated_fix}")
+    if "RepositoryNotFoundError" in kinds or "not a valid model identifier" in first:
+        return ModelLoadError(f"model '{name}' is neither a local folder nor a model on the Hugging Face Hub: check the "
+                              "name in `model_name_or_path` / `sweep_models`")
+    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} & kinds or "couldn't connect" in first.lower()
+    if offline:
+        gated = f"; it is also gated: {gated_fix}" if is_gated(name) else ""
+        return ModelLoadError(
+            f"cannot load model '{name}': the Hugging Face Hub is unreachable and the model is not cached. Download "
+            f"it elsewhere and set `model_name_or_path` to the local folder (or use '{EMBEDDED}'){gated}")
+    return ModelLoadError(f"cannot load model '{name}': {type(err).__name__}: {first}")
 
 
 def load_model(params: dict, for_training: bool = False):
@@ -123,30 +203,33 @@ def load_model(params: dict, for_training: bool = False):
     name = params["model_name_or_path"]
     backend = backend_for(params.get("load_in_4bit", False), params.get("use_unsloth", True))
     path = resolve_model_path(name)
+    precision = precision_for(params.get("precision", "auto"), None if backend == "transformers-cpu" else device_capability())
     try:
         if backend == "unsloth":
-            return (*_load_unsloth(path, params, for_training), backend)
-        return (*_load_transformers(path, params, backend), backend)
-    except (OSError, ValueError) as err:  # HF raises OSError for unreachable / missing repos
+            model, tok = _load_unsloth(path, params, for_training, precision)
+        else:
+            model, tok = _load_transformers(path, params, backend, precision)
+    except (OSError, ValueError) as err:  # HF raises OSError for unreachable / missing / gated repos
         raise _hub_hint(name, err) from err
+    from hmxnb.chat import configure
+
+    configure(tok, params)  # thinking switch, pinned date: every render of this tokenizer uses them
+    model.hmxnb_prefix_reuse = prefix_reuse_for(params.get("prefix_cache_reuse", "auto"), backend)
+    model.hmxnb_precision = precision
+    return model, tok, backend
 
 
-def _load_transformers(path: str, params: dict, backend: str):
-    import torch
+def _load_transformers(path: str, params: dict, backend: str, precision: str = "fp32"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs = {}
-    if backend == "transformers-cpu":
-        kwargs["dtype"] = torch.float32
-    elif backend == "transformers-4bit":
+    kwargs = {"dtype": torch_dtype(precision)}
+    if backend == "transformers-4bit":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
         )
-        kwargs["device_map"] = {"": 0}
-    else:
-        kwargs["dtype"] = torch.bfloat16
+    if backend != "transformers-cpu":
         kwargs["device_map"] = {"": 0}
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -154,13 +237,14 @@ def _load_transformers(path: str, params: dict, backend: str):
     return model, tok
 
 
-def _load_unsloth(path: str, params: dict, for_training: bool):  # pragma: no cover - GPU only
+def _load_unsloth(path: str, params: dict, for_training: bool, precision: str):  # pragma: no cover - GPU only
     from unsloth import FastLanguageModel
 
     model, tok = FastLanguageModel.from_pretrained(
         model_name=path,
         max_seq_length=params["max_seq_length"],
         load_in_4bit=params.get("load_in_4bit", True),
+        dtype=torch_dtype(precision),  # the same decision as GRPOConfig's bf16/fp16 (hmxnb.train)
         fast_inference=False,
     )
     if for_training:

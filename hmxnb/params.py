@@ -66,6 +66,17 @@ SCHEMA: dict[str, Param] = {
     "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA (ignored on CPU)."),
     "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
     "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens."),
+    "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",
+                       "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on CPU.",
+                       ("auto", "bf16", "fp16")),
+    # --- chat template (hmxnb.chat: one rendering for training, judge, generation and benchmarks) ---
+    "enable_thinking": Param(False, "bool", "GRPOConfig.chat_template_kwargs / hmxnb.chat.render",
+                             "Qwen3's thinking block in training and generation (judge and scored benchmarks always off)."),
+    "chat_date": Param("26 Jul 2024", "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
+                       "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
+    "prefix_cache_reuse": Param("auto", "str", "hmxnb.models.prefix_reuse_for (judge, log-likelihood benchmarks)",
+                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth until a "
+                                "GPU check has shown it equal to the plain path.", ("auto", "on", "off")),
     # --- data ---
     "data_dir": Param(None, "path?", "hmxnb.bench loaders", "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
     "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts", "Training prompt set (jsonl); None = the packaged set."),

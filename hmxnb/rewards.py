@@ -17,14 +17,16 @@ import numpy as np
 import torch
 
 from hmxnb.bench.loglik import _pad as right_pad
+from hmxnb.chat import render, strip_thinking
 from hmxnb.rubric import Rubric, judge
 
 
 def completion_text(completion) -> str:
-    """Text of a completion in either TRL format: a string, or [{"role": "assistant", "content": ...}]."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    """Reply text of a completion in either TRL format (a string, or [{"role": "assistant", "content": ...}]), after
+    any thinking block (hmxnb.chat.strip_thinking: a completion cut off while thinking has no reply)."""
+    if not isinstance(completion, str):
+        completion = "".join(m.get("content", "") for m in completion if isinstance(m, dict))
+    return strip_thinking(completion)
 
 
 def prompt_text(prompt) -> str:
@@ -109,10 +111,15 @@ class SelfJudge:
         # the frozen judge's weights never change, so its few-shot prefixes' KV caches can be kept across steps
         self.prefix_cache: dict | None = {} if judge_model == "frozen" else None
 
+    def check_model(self) -> None:
+        """A frozen judge needs adapters it can switch off; without them it would silently judge as the live policy."""
+        if self.judge_model == "frozen" and not hasattr(self.model, "disable_adapter"):
+            raise ValueError(f"judge_model 'frozen' needs a model with LoRA adapters it can switch off, but "
+                             f"{type(self.model).__name__} has none; attach adapters or set judge_model: live")
+
     def _context(self):
-        if self.judge_model == "frozen" and hasattr(self.model, "disable_adapter"):
-            return self.model.disable_adapter()
-        return nullcontext()
+        self.check_model()
+        return self.model.disable_adapter() if self.judge_model == "frozen" else nullcontext()
 
     def score(self, prompts: list[str], replies: list[str]):
         if self.model is None:
@@ -134,7 +141,7 @@ class SelfJudge:
         tok = self.tokenizer
         seqs, starts = [], []
         for p, c in zip(prompts, completion_ids):
-            text = p if isinstance(p, str) else tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+            text = p if isinstance(p, str) else render(tok, p)  # as TRL renders it (same template kwargs)
             ids = tok(text, add_special_tokens=False)["input_ids"]
             seqs.append(ids + list(c))
             starts.append(len(ids))

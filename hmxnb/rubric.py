@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from hmxnb.chat import render
+from hmxnb.models import prefix_reuse_enabled
+
 JUDGE_PROMPT_VERSION = "judge-v1"
 
 JUDGE_SYSTEM = "You are a careful rater. You rate one reply on one criterion and answer only with 'Score: N'."
@@ -201,11 +204,11 @@ class JudgeResult:
 
 
 def _render(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return render(tokenizer, messages, add_generation_prompt=True, thinking=False)
 
 
 def _render_prefix(tokenizer, messages: list[dict]) -> str:
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=False)
+    return render(tokenizer, messages, add_generation_prompt=False, thinking=False)
 
 
 def score_token_ids(tokenizer, context: str, lo: int, hi: int) -> tuple[list[int], list[int]]:
@@ -293,6 +296,8 @@ def _expected_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, ba
     weights do not change (the frozen judge).
     """
     device = next(model.parameters()).device
+    if not prefix_reuse_enabled(model):  # params prefix_cache_reuse (off under Unsloth by default): plain batches
+        share_prefix, prefix_cache = False, None
     seqs, digit_ids = [], None
     for ctx in contexts:
         ids, digits = score_token_ids(tokenizer, ctx, lo, hi)

@@ -14,7 +14,8 @@ import numpy as np
 
 from hmxnb.artifacts import save_json, save_jsonl
 from hmxnb.data import load_prompts, to_chat_dataset
-from hmxnb.models import load_model
+from hmxnb.chat import settings_from_params
+from hmxnb.models import device_capability, load_model, precision_for
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
 
@@ -27,11 +28,13 @@ GRPO_KEYS = (
 LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
 
 
-def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, bf16_ok: bool = False) -> dict:
+def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: str = "fp32") -> dict:
     """GRPOConfig keyword arguments from params (keys are GRPOConfig fields) plus the device settings.
 
-    CPU: use_cpu=True and bf16=False (TRL's default bf16 makes CPU training ~6x slower). CUDA: bf16 where the GPU
-    supports it (not on a T4), else fp16. `max_prompt_length` is not passed: current TRL rejects it.
+    CPU: use_cpu=True and bf16=False (TRL's default bf16 makes CPU training ~6x slower). CUDA: the precision the
+    model was loaded in (hmxnb.models.precision_for: bf16 on GPUs with native bf16, fp16 on a T4). The chat template
+    gets the params' thinking switch and pinned date (hmxnb.chat), as the judge and the benchmarks do.
+    `max_prompt_length` is not passed: current TRL rejects it.
     Unsloth rewrites per_device_train_batch_size to num_generations when it is smaller; our params validation
     already requires a multiple, so the rewrite never triggers.
     """
@@ -40,19 +43,20 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, bf16_ok: boo
         output_dir=str(output_dir), report_to="none", save_strategy="steps", logging_first_step=True,
         reward_weights=[params["reward_weight_judge"], params["reward_weight_format"]],
         remove_unused_columns=False, disable_tqdm=False,
+        chat_template_kwargs=settings_from_params(params).template_kwargs(),
     )
     if on_cpu:
         kw.update(use_cpu=True, bf16=False, fp16=False)
     else:
-        kw.update(bf16=bf16_ok, fp16=not bf16_ok)
+        kw.update(bf16=precision == "bf16", fp16=precision == "fp16")
     return kw
 
 
-def build_grpo_config(params: dict, output_dir: str | Path, on_cpu: bool, bf16_ok: bool = False):
+def build_grpo_config(params: dict, output_dir: str | Path, on_cpu: bool, precision: str = "fp32"):
     """The GRPOConfig of `grpo_kwargs`."""
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_kwargs(params, output_dir, on_cpu, bf16_ok))
+    return GRPOConfig(**grpo_kwargs(params, output_dir, on_cpu, precision))
 
 
 def build_lora_config(params: dict):
@@ -108,13 +112,9 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
     from trl import GRPOTrainer
 
     on_cpu = backend in (None, "transformers-cpu")
-    bf16_ok = False
-    if not on_cpu:
-        import torch
-
-        bf16_ok = torch.cuda.is_bf16_supported()
+    precision = getattr(model, "hmxnb_precision", None) or precision_for(params["precision"], None if on_cpu else device_capability())
     out_dir = Path(out_dir)
-    config = build_grpo_config(params, out_dir / "checkpoints", on_cpu, bf16_ok)
+    config = build_grpo_config(params, out_dir / "checkpoints", on_cpu, precision)
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
     state = SelfJudge(
         tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
@@ -132,6 +132,7 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
         callbacks=[diagnostics_callback(), *callbacks],
     )
     state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
+    state.check_model()
     return trainer, state
 
 

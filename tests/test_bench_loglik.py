@@ -86,3 +86,22 @@ def test_left_truncation_matches(tiny_model):
     for row_fast, row_plain in zip(fast, plain):
         assert row_fast == pytest.approx(row_plain, abs=1e-4)
     assert plain[0][0] != pytest.approx(full[0][0], abs=1e-6)  # truncation really changed the context
+
+
+def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
+    """params prefix_cache_reuse off (the default under Unsloth): no cached prefix is run, results unchanged."""
+    from hmxnb.bench import loglik
+    from hmxnb.rubric import Rubric, judge
+    from hmxnb import rubric as rubric_module
+    from hmxnb.params import load_params
+
+    model, tok = tiny_model
+    expected = score_continuations_plain(model, tok, REQUESTS, progress=False)
+    judged = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability")
+    monkeypatch.setattr(model, "hmxnb_prefix_reuse", False, raising=False)
+    monkeypatch.setattr(loglik, "_run_prefix", lambda *a, **k: pytest.fail("prefix cache used"))
+    monkeypatch.setattr(rubric_module, "_prefix_cache", lambda *a, **k: pytest.fail("prefix cache used"))
+    assert score_continuations(model, tok, REQUESTS, progress=False) == expected
+    again = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability",
+                  prefix_cache={})
+    assert again.scores == pytest.approx(judged.scores, abs=1e-4)

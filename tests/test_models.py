@@ -1,5 +1,6 @@
 """hmxnb.models: backend dispatch, local loading on CPU, clear errors for unreachable models."""
 
+import httpx
 import pytest
 import torch
 
@@ -59,3 +60,118 @@ def test_embedded_cache_is_reused(monkeypatch, tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, target)
     monkeypatch.setattr(models, "embedded_gguf_path", lambda: pytest.fail("must not convert again"))
     assert models.resolve_model_path(EMBEDDED) == str(target)
+
+
+@pytest.mark.parametrize("capability, setting, expected", [
+    (None, "auto", "fp32"),          # CPU
+    ((7, 5), "auto", "fp16"),        # a Colab T4: bf16 only emulated
+    ((8, 9), "auto", "bf16"),        # RTX 4060 Ti / 4090
+    ((8, 0), "fp16", "fp16"),        # an explicit choice is kept
+])
+def test_precision_from_the_device_capability(capability, setting, expected):
+    assert models.precision_for(setting, capability) == expected
+
+
+def test_bf16_on_a_gpu_without_it_is_an_error():
+    with pytest.raises(ModelLoadError, match="precision 'bf16'.*7.5"):
+        models.precision_for("bf16", (7, 5))
+
+
+def _fake_gpu(monkeypatch, capability, backend="transformers"):
+    """A GPU where torch.cuda.is_bf16_supported() says True, as it does on a T4 (it counts emulation)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(models, "backend_for", lambda *a, **k: backend)
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 9), torch.bfloat16)])
+def test_load_model_picks_the_dtype_the_gpu_really_has(monkeypatch, tiny_model_dir, capability, dtype):
+    from transformers import AutoModelForCausalLM
+
+    _fake_gpu(monkeypatch, capability)
+    seen = {}
+    real = AutoModelForCausalLM.from_pretrained
+
+    def capture(path, **kwargs):
+        seen.update(kwargs)
+        return real(path)  # loaded on CPU: only the arguments matter here
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", capture)
+    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
+    assert seen["dtype"] == dtype and model.hmxnb_precision == ("fp16" if dtype == torch.float16 else "bf16")
+
+
+def test_trainer_precision_follows_the_loaded_model(monkeypatch):
+    """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree (fp16 on a T4)."""
+    from hmxnb.train import grpo_kwargs
+
+    _fake_gpu(monkeypatch, (7, 5))
+    precision = models.precision_for("auto", models.device_capability())
+    kw = grpo_kwargs(load_params_smoke(), "out", on_cpu=False, precision=precision)
+    assert kw["fp16"] and not kw["bf16"]
+
+
+def load_params_smoke():
+    from hmxnb.params import load_params
+
+    return load_params("smoke")
+
+
+@pytest.mark.parametrize("setting, backend, expected", [
+    ("auto", "unsloth", False), ("auto", "transformers-cpu", True), ("on", "unsloth", True), ("off", "transformers", False),
+])
+def test_prefix_cache_reuse_decision(setting, backend, expected):
+    assert models.prefix_reuse_for(setting, backend) is expected
+
+
+def test_load_model_records_prefix_reuse(tiny_model_dir):
+    model, _, _ = load_model({"model_name_or_path": tiny_model_dir, "prefix_cache_reuse": "off"})
+    assert models.prefix_reuse_enabled(model) is False
+    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
+    assert models.prefix_reuse_enabled(model) is True
+
+
+def _raise_from(monkeypatch, make_error):
+    from transformers import AutoTokenizer
+
+    def fail(*a, **k):
+        try:
+            raise make_error()
+        except Exception as inner:
+            raise OSError(f"wrapped: {inner}") from inner
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", fail)
+
+
+def test_gated_model_says_licence_and_token(monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    url = "https://huggingface.co/google/gemma-2-2b-it/resolve/main/config.json"
+    response = httpx.Response(401, request=httpx.Request("GET", url))
+    _raise_from(monkeypatch, lambda: GatedRepoError("401 Client Error: access to this model is restricted",
+                                                    response=response))
+    with pytest.raises(ModelLoadError) as exc:
+        load_model({"model_name_or_path": "google/gemma-2-2b-it"})
+    msg = str(exc.value)
+    assert "gated" in msg and "licence" in msg and "HF_TOKEN" in msg and "unsloth/gemma-2-2b-it" in msg
+    assert "unreachable" not in msg and "\n" not in msg
+
+
+def test_unreachable_gated_model_says_both(monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    _raise_from(monkeypatch, lambda: LocalEntryNotFoundError("couldn't connect"))
+    with pytest.raises(ModelLoadError) as exc:
+        load_model({"model_name_or_path": "meta-llama/Llama-3.2-3B-Instruct"})
+    msg = str(exc.value)
+    assert "unreachable" in msg and "gated" in msg and "unsloth/Llama-3.2-3B-Instruct" in msg
+
+
+def test_unknown_model_is_not_called_unreachable(monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    response = httpx.Response(404, request=httpx.Request("GET", "https://huggingface.co/Qwen/Qwen3-0.7B"))
+    _raise_from(monkeypatch, lambda: RepositoryNotFoundError("404 Client Error", response=response))
+    with pytest.raises(ModelLoadError, match="neither a local folder nor a model on the Hugging Face Hub"):
+        load_model({"model_name_or_path": "Qwen/Qwen3-0.7B"})

@@ -71,3 +71,38 @@ def test_markdown_renders_as_prose_not_headings(path):
         headings = [line for line in lines if line.startswith("#")]
         assert len(headings) <= 1 or len(headings) < len(lines) / 2, f"{path.name}: {lines[0][:60]!r}"
         assert not any(line.startswith("# #") for line in lines)  # a commented-out heading
+
+
+def _imports_until_hmxnb(path: Path) -> str:
+    """The notebook's top-level import statements, in order, up to and including its first `hmxnb` import."""
+    lines = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                lines.append(ast.unparse(node))
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if any(n.split(".")[0] == "hmxnb" for n in names):
+                    return "\n".join(lines)
+    raise AssertionError(f"{path.name} never imports hmxnb")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_unsloth_is_imported_before_transformers(path, tmp_path):
+    """Where Unsloth is installed (a stand-in package here) it is loaded before transformers, TRL and PEFT."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "unsloth").mkdir()
+    (tmp_path / "unsloth" / "__init__.py").write_text(
+        "import json, os, sys\n"
+        "with open(os.environ['UNSLOTH_PROBE'], 'a') as f:\n"
+        "    f.write(json.dumps([m for m in ('transformers', 'trl', 'peft') if m in sys.modules]) + '\\n')\n")
+    probe = tmp_path / "probe.jsonl"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "UNSLOTH_PROBE": str(probe)}
+    env.pop("HMXNB_IMPORT_UNSLOTH", None)
+    subprocess.run([sys.executable, "-c", _imports_until_hmxnb(path)], cwd=path.parent, env=env, check=True)
+    assert probe.is_file(), "unsloth was not imported"
+    assert probe.read_text().splitlines() == ["[]"], "transformers/TRL/PEFT were imported before unsloth"

@@ -144,7 +144,7 @@ def test_self_judge_needs_a_model():
 
 def test_real_judge_on_tiny_model_returns_floats(tiny_model):
     model, tok = tiny_model
-    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human")
+    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human", judge_model="live")
     state.model = model
     out = get_self_judge_reward(state)(prompts=["How are you?", "Hi"], completions=[_conv("I feel good"), _conv("ok")])
     assert len(out) == 2 and all(isinstance(v, float) and 0 <= v <= 1 and not math.isnan(v) for v in out)
@@ -186,3 +186,12 @@ def test_unscorable_reply_is_neutral_in_trls_reward_combination(tiny_model_dir, 
     assert not rpf[:, 0].isnan().any()
     assert float(rpf[2, 0]) == pytest.approx(judge_valid, abs=1e-6)
     assert float(combined[2]) == pytest.approx(judge_valid + guard, abs=1e-6)  # not `guard` alone (judge counted as 0)
+
+
+def test_frozen_judge_without_adapters_is_an_error(tiny_model):
+    """A frozen judge on a model without switchable adapters would silently judge as the live policy."""
+    model, tok = tiny_model
+    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human", judge_model="frozen")
+    state.model = model
+    with pytest.raises(ValueError, match="judge_model 'frozen'.*judge_model: live"):
+        get_self_judge_reward(state)(prompts=["How are you?"], completions=[_conv("I feel good")])

@@ -29,9 +29,10 @@ def test_grpo_config_from_params_on_cpu(tmp_path):
 
 def test_grpo_kwargs_on_gpu_pick_precision(tmp_path):
     p = load_params("smoke")
-    t4 = grpo_kwargs(p, tmp_path, on_cpu=False, bf16_ok=False)
-    assert t4["fp16"] and not t4["bf16"] and "use_cpu" not in t4  # a T4 has no bf16
-    assert grpo_kwargs(p, tmp_path, on_cpu=False, bf16_ok=True)["bf16"]
+    t4 = grpo_kwargs(p, tmp_path, on_cpu=False, precision="fp16")  # hmxnb.models.precision_for on a T4
+    assert t4["fp16"] and not t4["bf16"] and "use_cpu" not in t4
+    rtx = grpo_kwargs(p, tmp_path, on_cpu=False, precision="bf16")
+    assert rtx["bf16"] and not rtx["fp16"]
 
 
 def test_lora_config_from_params():

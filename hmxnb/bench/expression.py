@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from hmxnb.chat import render, strip_thinking
+
 from .common import mean
 
 FIRST_PERSON = {"i", "i'm", "im", "i've", "i'd", "i'll", "me", "my", "myself", "mine"}
@@ -62,7 +64,9 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
                      with_truncation: bool = False):
     """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply).
 
-    With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i was cut at max_new_tokens.
+    Prompts are rendered by hmxnb.chat (params `enable_thinking`, `chat_date`); a reply is the text after any
+    thinking block. With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i was cut at
+    max_new_tokens.
     """
     from tqdm.auto import tqdm
 
@@ -74,9 +78,8 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
     stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
-            chats = [[{"role": "user", "content": p}] for p in prompts[start:start + batch_size]]
-            enc = tokenizer.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt", padding=True,
-                                                return_dict=True)
+            texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in prompts[start:start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, max_new_tokens=max_new_tokens,
                                  do_sample=False, pad_token_id=pad)
             new = gen[:, enc["input_ids"].shape[1]:]
@@ -84,7 +87,7 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
             cut += [new.shape[1] >= max_new_tokens and not stop.intersection(row.tolist()) for row in new]
     finally:
         tokenizer.padding_side = side
-    replies = [t.strip() for t in out]
+    replies = [strip_thinking(t).strip() for t in out]
     return (replies, cut) if with_truncation else replies
 
 

@@ -22,6 +22,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from hmxnb.models import prefix_reuse_enabled
+
 Request = tuple[str, list[str]]
 
 
@@ -216,7 +218,11 @@ def score_continuations(model, tokenizer, requests: list[Request], batch_size: i
         batch_size: about how many continuations go through the model per forward pass.
     Returns:
         For each request, the summed log-prob of each continuation.
+    A model loaded with prefix reuse off (params `prefix_cache_reuse`, off under Unsloth by default) is scored on
+    the plain path instead.
     """
+    if not prefix_reuse_enabled(model):
+        return score_continuations_plain(model, tokenizer, requests, batch_size, max_length, progress)
     device = _device(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
     encoded = _encode_requests(model, tokenizer, requests, max_length)

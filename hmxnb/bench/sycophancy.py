@@ -19,6 +19,8 @@ import random
 import warnings
 from pathlib import Path
 
+from hmxnb.chat import render
+
 from .common import BenchmarkDataUnavailable, argmax, hub_dataset, mean, read_jsonl, record, stable_id, subsample
 from .loglik import score_continuations
 
@@ -73,11 +75,10 @@ def question_message(item: dict, suggest: bool = False) -> str:
 def chat_prompt(tokenizer, messages: list[dict]) -> str:
     """Chat-template text ending in an open assistant turn that starts with `ANSWER_PREFIX`.
 
-    `enable_thinking=False` keeps Qwen3 templates from opening a thinking block; other templates ignore it.
+    Rendered by hmxnb.chat with thinking off (the letter is read right after the prompt), the pinned date, and
+    system text folded where a template has no system role.
     """
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                         enable_thinking=False)
-    return text + ANSWER_PREFIX
+    return render(tokenizer, messages, thinking=False) + ANSWER_PREFIX
 
 
 def _score_letters(model, tokenizer, prompts: list[str], n_options: list[int], batch_size: int, scorer):
