@@ -67,7 +67,7 @@ def model_metric_table(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, val
     s = seed_summary(results[results["contrast"] == contrast])
     s["cell"] = [_cell(r, value) for r in s.itertuples()]
     s["metric"] = s["benchmark"] + "/" + s["metric"]
-    table = s.pivot(index="metric", columns="base_model", values="cell")
+    table = s.pivot(index="metric", columns="base_model", values="cell").fillna("n/a")  # a model without this metric
     return table.loc[list(dict.fromkeys(s["metric"]))]
 
 
@@ -184,7 +184,7 @@ def _share_row(summ: dict, tolerance: float) -> dict:
     share, left = summ["share_pct"], summ["n_not_measured"] + summ["n_undefined"]
     ours = "n/a" if not np.isfinite(share) else f"{share:.1f}% ({summ['n_improved_or_small']}/{summ['n_results']})"
     if left:
-        ours += f"; left out: {summ['n_not_measured']} not measured, {summ['n_undefined']} undefined"
+        ours += f"; left out: {summ['n_not_measured']} not measured, {summ['n_undefined']} without a defined change"
     agrees = "n/a" if not np.isfinite(share) else "yes" if abs(share - PAPER_SHARE_PCT) <= tolerance else "no"
     return {"claim": f"Share of results improved or degraded by < {summ['threshold']:g}% (< {summ['threshold']:g} pp "
                      "for rates and bias scores; training target excluded)",
@@ -226,12 +226,17 @@ def check_claims(results: pd.DataFrame, claims=None, contrast: str = MAIN_CONTRA
     return pd.DataFrame(rows, columns=["claim", "paper", "ours", "agrees?"])
 
 
+def _num(x: float, sign: str = "") -> str:
+    """A value in words: three decimals, one above 100 (bias scores are x100)."""
+    return format(x, f"{sign}.{3 if abs(x) < 100 else 1}f")
+
+
 def _moved(r, several: bool) -> str:
-    """One result in words: 'bbq/acc_ambig 0.41 vs 0.46, -0.05 [-0.09, -0.01] (-10.9%)'."""
+    """One result in words: 'bbq/acc_ambig: 0.410 vs 0.460, difference -0.050 (95% CI -0.090 to -0.010, -10.9%)'."""
     who = f" ({r.base_model}, seed {r.seed})" if several else ""
     change = f", {_fmt_change(r.change, r.change_unit)}" if np.isfinite(r.change) else ""
-    return (f"{r.benchmark}/{r.metric}{who}: {r.value_a:.3g} vs {r.value_b:.3g}, difference {r.diff:+.3g} "
-            f"(95% CI {r.ci_low:+.3g} to {r.ci_high:+.3g}{change})")
+    ci = f"95% CI {_num(r.ci_low, '+')} to {_num(r.ci_high, '+')}" if np.isfinite(r.ci_low) else "no CI"
+    return f"{r.benchmark}/{r.metric}{who}: {_num(r.value_a)} vs {_num(r.value_b)}, difference {_num(r.diff, '+')} ({ci}{change})"
 
 
 def _listing(rows: pd.DataFrame, several: bool, limit: int = 6) -> str:
@@ -241,27 +246,39 @@ def _listing(rows: pd.DataFrame, several: bool, limit: int = 6) -> str:
     return text + (f"; and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
+def _target_sentence(target: pd.DataFrame, several: bool) -> str:
+    """The training target in words: what moved, or that nothing did, always with the numbers."""
+    ok = measured(target)
+    if ok.empty:
+        return "The training target (feeling expression) was not measured."
+    moved = ok[ok["cls"].isin(stats.CLASSES[:2])]
+    if moved.empty:
+        return f"The training target did not move significantly: {_listing(ok, several)}."
+    return "The training target moved: " + "; ".join(
+        f"{cls}: {_listing(moved[moved['cls'] == cls], several)}" for cls in stats.CLASSES[:2] if (moved["cls"] == cls).any()) + "."
+
+
+def _rest_sentence(ok: pd.DataFrame, several: bool) -> str:
+    """The other measured results in words: the enhanced and degraded ones listed, the rest counted."""
+    n = {cls: int((ok["cls"] == cls).sum()) for cls in stats.CLASSES}
+    if not n["enhanced"] and not n["degraded"]:
+        return f"None of the other {len(ok)} measured results changed significantly."
+    parts = [f"{n[cls]} {cls} ({_listing(ok[ok['cls'] == cls], several)})" for cls in stats.CLASSES[:2] if n[cls]]
+    return f"Of the other {len(ok)} measured results, {' and '.join(parts)}; {n[stats.CLASSES[2]]} showed no significant change."
+
+
 def verdict(results: pd.DataFrame, contrast: str = MAIN_CONTRAST) -> str:
-    """The report's opening paragraph: what moved in `contrast`, with CIs, from the per-seed rows."""
+    """The report's opening paragraph: what moved in `contrast`, with 95% CIs, from the per-seed rows."""
     sub = results[results["contrast"] == contrast]
     if sub.empty:
         return f"No results for {contrast.replace('_vs_', ' vs ')}."
     a, b = contrast.split("_vs_")
     several = sub[["base_model", "seed"]].drop_duplicates().shape[0] > 1
-    target, rest = sub[sub["training_target"].astype(bool)], sub[~sub["training_target"].astype(bool)]
-    text = [f"Verdict, {a} vs {b} (the {a} model minus the {b} model on the same items)."]
-    for cls in stats.CLASSES[:2]:
-        t = target[target["cls"] == cls]
-        if len(t):
-            text.append(f"The training target is {cls}: {_listing(t, several)}.")
-    if not measured(target)["cls"].isin(stats.CLASSES[:2]).any():
-        text.append("The training target (feeling expression) shows no significant change.")
-    ok = measured(rest)
-    for cls in stats.CLASSES[:2]:
-        g = ok[ok["cls"] == cls]
-        text.append(f"Of the other {len(ok)} measured results, {len(g)} {cls}" + (f": {_listing(g, several)}." if len(g) else "."))
-    text.append(f"{int((ok['cls'] == stats.CLASSES[2]).sum())} showed no significant change.")
-    left = rest[~rest.index.isin(ok.index)]
+    is_target = sub["training_target"].astype(bool)
+    rest = sub[~is_target]
+    text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs).",
+            _target_sentence(sub[is_target], several), _rest_sentence(measured(rest), several)]
+    left = rest[~rest.index.isin(measured(rest).index)]
     if len(left):
         names = dict.fromkeys(f"{r.benchmark}/{r.metric} ({r.cls})" for r in left.itertuples())
         text.append("Left out of every count: " + "; ".join(names) + ".")

@@ -148,7 +148,8 @@ def _class_counts(results: pd.DataFrame, contrast: str) -> pd.DataFrame:
 
 def _summary_text(summ: dict) -> str:
     """The paper's summary numbers on our results, as one paragraph."""
-    left = f"Left out: {summ['n_not_measured']} not measured, {summ['n_undefined']} undefined, and the training target."
+    left = (f"Left out: {summ['n_not_measured']} not measured, {summ['n_undefined']} without a defined change (no value, "
+            "or a relative change from 0), and the training target.")
     if not summ["n_results"]:
         return "No results with a defined change. " + left
     worst = summ["largest_degradation"]

@@ -178,3 +178,29 @@ def test_report_has_the_expression_section(built):
     out, paths = built
     md = paths["report_md"].read_text()
     assert "The training target: feeling expression on held-out prompts" in md and "carries over" in md
+
+
+def test_report_reads_verdict_claims_examples_then_details(built):
+    md = (built[0] / "report.md").read_text()
+    order = ["> Verdict, human vs reverse", "## The paper's claims beside ours", "## What the models say",
+             "## The training target", "## Every metric", "## All comparisons (per seed)"]
+    positions = [md.index(s) for s in order]
+    assert positions == sorted(positions)
+    verdict = md.splitlines()[2]
+    assert "The training target moved: enhanced: feelings/score" in verdict  # the target, first and apart
+    assert "7 enhanced (" in verdict and "2 degraded (bbq/accuracy_ambig (Gemma 2 IT 2B, seed 0): 0.422 vs 0.500, " \
+        "difference -0.078 (95% CI -0.108 to -0.048, -15.6%)" in verdict  # each with its CI
+    assert "7 showed no significant change" in verdict
+
+
+def test_no_nan_shown_as_a_number(tmp_path):
+    results, _, _ = _load()
+    missing = results.iloc[[0]].assign(metric="opinion_rate", n_items=0, value_a=float("nan"), value_b=float("nan"),
+                                       diff=float("nan"), change=float("nan"), improvement=float("nan"),
+                                       ci_low=float("nan"), ci_high=float("nan"), p_value=float("nan"), p_holm=float("nan"),
+                                       cls="not measured")
+    paths = report.build_report(tmp_path, pd.concat([results, missing], ignore_index=True), profile="smoke")
+    for name in ("report_md", "report_html"):
+        text = re.sub(r"base64,[^\"]+", "", paths[name].read_text())
+        assert not re.search(r"\bnan\b", text, re.I), re.search(r".{60}\bnan\b.{20}", text, re.I).group(0)
+    assert "sycophancy/opinion_rate (not measured)" in paths["report_md"].read_text()
