@@ -239,7 +239,7 @@ def compare_metric(
         "benchmark": metric.benchmark, "metric": metric.name, "kind": metric.kind,
         "higher_is_better": metric.higher_is_better, "training_target": metric.training_target, "n_items": n,
         "value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "change": change,
-        "change_unit": CHANGES[metric.change], "improvement": change if metric.higher_is_better else -change,
+        "change_unit": CHANGES[metric.change], "improvement": (change if metric.higher_is_better else -change) + 0.0,  # + 0.0: never -0.0
         "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method, "test": test, "p_value": p,
     }
 

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 
 from hmxnb.claims import seed_summary
 from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED
+from hmxnb.stats import CLASSES
 
 TIER_ORDER = ["degenerate", "flat", "expressive"]
 CLASS_COLORS = {"enhanced": "#2a9d8f", "degraded": "#e76f51", "no significant change": "#8d99ae",
@@ -148,8 +149,8 @@ def _empty_figure(text: str):
 
 
 def _class_legend(fig) -> None:
-    """One legend of the three classes for a whole figure."""
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in CLASS_COLORS.items()]
+    """One legend of the three classes for a whole figure (not measured / undefined rows say so in words)."""
+    handles = [Line2D([], [], marker="o", ls="", color=CLASS_COLORS[k], label=k) for k in CLASSES]
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 
@@ -176,6 +177,9 @@ def plot_forest(results: pd.DataFrame, contrast: str = MAIN_CONTRAST):
                 y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
                 err = [[max(r.diff - r.ci_low, 0)], [max(r.ci_high - r.diff, 0)]] if np.isfinite(r.ci_low) else None
                 ax.errorbar(r.diff, y, xerr=err, fmt="o", color=CLASS_COLORS[r.cls], ms=5, capsize=2)
+            for r in g[~np.isfinite(g["diff"])].itertuples():
+                y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
+                ax.text(0.5, y, r.cls, transform=ax.get_yaxis_transform(), ha="center", va="center", color="grey")
             if len(seeds) > 1:
                 means = g.groupby(["metric", "base_model"], sort=False)["diff"].mean()
                 for (metric, base_model), m in means.items():
@@ -192,32 +196,33 @@ def plot_forest(results: pd.DataFrame, contrast: str = MAIN_CONTRAST):
 
 
 def plot_heatmap(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, clip: float = HEATMAP_CLIP):
-    """Heatmap model x metric of the seed-mean improvement (% relative or pp, as annotated), + = better.
+    """Heatmap metric x model of the seed-mean improvement (% relative or pp, as annotated), + = better.
 
-    Cells are annotated with mean (and ± sd over seeds); colours saturate at ±clip so that near-zero
-    reference values (e.g. bias scores) do not wash out the rest.
+    A row per metric and a column per model, so it stays readable with many metrics. Cells are annotated with
+    mean (and ± sd over seeds); colours saturate at ±clip so that one large change does not wash out the rest.
     """
     s = seed_summary(results[results["contrast"] == contrast])
     if s.empty:
         return _empty_figure(f"no results for {contrast}")
-    s["column"] = s["benchmark"] + "/" + s["metric"]
-    cols = list(dict.fromkeys(s["column"]))
-    values = s.pivot(index="base_model", columns="column", values="improvement_mean")[cols]
-    s["text"] = [f"{m:+.1f} {u}" + (f"\n±{sd:.1f}" if np.isfinite(sd) else "") if np.isfinite(m) else "n/a"
+    s["row"] = s["benchmark"] + "/" + s["metric"]
+    rows = list(dict.fromkeys(s["row"]))
+    values = s.pivot(index="row", columns="base_model", values="improvement_mean").loc[rows]
+    s["text"] = [f"{m:+.1f} {u}" + (f" ± {sd:.1f}" if np.isfinite(sd) else "") if np.isfinite(m) else ""
                  for m, sd, u in zip(s["improvement_mean"], s["improvement_sd"], s["change_unit"])]
-    text = s.pivot(index="base_model", columns="column", values="text")[cols]
+    text = s.pivot(index="row", columns="base_model", values="text").loc[rows].fillna("")
     finite = np.abs(values.to_numpy(float)[np.isfinite(values.to_numpy(float))])
     vlim = min(float(finite.max()), clip) if finite.size and finite.max() > 0 else 1.0
-    fig = Figure(figsize=(1.6 + 1.3 * len(cols), 1.6 + 0.6 * len(values)))
+    fig = Figure(figsize=(4.5 + 1.8 * values.shape[1], 1.4 + 0.4 * len(rows)))
     ax = fig.subplots()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn 0.13 calls cmap.set_bad
         sns.heatmap(values, annot=text.to_numpy(), fmt="", cmap="RdYlGn", center=0, vmin=-vlim, vmax=vlim, ax=ax,
                     cbar_kws={"label": "improvement, % or pp (+ = better)"}, linewidths=0.5)
+    for i, j in zip(*np.nonzero(~np.isfinite(values.to_numpy(float)))):
+        ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="grey", fontsize=8)
     ax.set_xlabel("")
     ax.set_ylabel("")
-    ax.set_title(f"{contrast.replace('_vs_', ' vs ')}: improvement, % relative or pp (mean over seeds)", fontsize=10)
-    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(f"{contrast.replace('_vs_', ' vs ')}: improvement (mean over seeds)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -78,7 +78,7 @@ def expression_table(results: pd.DataFrame) -> pd.DataFrame:
         "model": df["base_model"].astype(str), "seed": df["seed"].astype(str),
         "contrast": df["contrast"].str.replace("_vs_", " vs "), "metric": df["benchmark"],
         "A": [_fmt(v, ".3f") for v in df["value_a"]], "B": [_fmt(v, ".3f") for v in df["value_b"]],
-        "A − B [95% CI]": [f"{_fmt(d, '+.3f')} {_ci_text(lo, hi)}" for d, lo, hi in zip(df["diff"], df["ci_low"], df["ci_high"])],
+        "A − B [95% CI]": [_diff_text(d, lo, hi) for d, lo, hi in zip(df["diff"], df["ci_low"], df["ci_high"])],
         "p (Holm)": [_fmt(v, ".3g") for v in df["p_holm"]], "class": df["cls"],
     }).reset_index(drop=True)
 
@@ -121,18 +121,23 @@ METHODS = (
 )
 
 
+def _diff_text(d, lo, hi) -> str:
+    """'+0.037 [+0.011, +0.069]', or 'n/a' when nothing was measured."""
+    return "n/a" if not np.isfinite(d) else f"{d:+.3f} {_ci_text(lo, hi)}"
+
+
 def results_table(results: pd.DataFrame) -> pd.DataFrame:
-    """The per-seed results, formatted for the report."""
-    return pd.DataFrame({
+    """The per-seed results, formatted; model, seed and contrast columns only where they vary."""
+    table = pd.DataFrame({
         "model": results["base_model"].astype(str), "seed": results["seed"].astype(str),
         "contrast": results["contrast"].str.replace("_vs_", " vs "), "metric": results["benchmark"] + "/" + results["metric"],
         "n": results["n_items"].astype(str),
         "A": [_fmt(v, ".3f") for v in results["value_a"]], "B": [_fmt(v, ".3f") for v in results["value_b"]],
-        "A − B [95% CI]": [f"{_fmt(d, '+.3f')} {_ci_text(lo, hi)}"
-                           for d, lo, hi in zip(results["diff"], results["ci_low"], results["ci_high"])],
+        "A − B [95% CI]": [_diff_text(d, lo, hi) for d, lo, hi in zip(results["diff"], results["ci_low"], results["ci_high"])],
         "improvement": [_change_text(v, u) for v, u in zip(results["improvement"], results["change_unit"])],
         "test": results["test"], "p (Holm)": [_fmt(v, ".3g") for v in results["p_holm"]], "class": results["cls"],
     })
+    return table.drop(columns=[c for c in ("model", "seed", "contrast") if table[c].nunique() <= 1])
 
 
 def _class_counts(results: pd.DataFrame, contrast: str) -> pd.DataFrame:
@@ -184,12 +189,12 @@ def _html_table(df: pd.DataFrame) -> str:
 
 
 def render_markdown(blocks: list[tuple]) -> str:
-    """Blocks ("h1"|"h2"|"p"|"verdict", text), ("table", df), ("figure", file name, caption) as Markdown; figures
+    """Blocks ("h1"|"h2"|"h3"|"p"|"verdict", text), ("table", df), ("figure", file name, caption) as Markdown; figures
     in figures/; the verdict as a block quote."""
     out = []
     for kind, *rest in blocks:
-        if kind in ("h1", "h2"):
-            out.append(("# " if kind == "h1" else "## ") + rest[0])
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + rest[0])
         elif kind in ("p", "verdict"):
             out.append(("> " if kind == "verdict" else "") + rest[0])
         elif kind == "table":
@@ -211,7 +216,7 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> st
     inside the page instead of running off its right edge."""
     out = []
     for kind, *rest in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             out.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
         elif kind in ("p", "verdict"):
             attr = ' class="verdict"' if kind == "verdict" else ""
@@ -257,7 +262,10 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
         blocks += [("h2", "Training curves"),
                    ("figure", "training_curves.png", "Training of the human-like (02) and reverse (03) runs: reward "
                                                      "(band: ±reward_std within groups), KL and completion length where logged.")]
-    return blocks + [("h2", "All comparisons (per seed)"), ("table", results_table(results)), ("p", METHODS)]
+    blocks.append(("h2", "All comparisons (per seed)"))
+    for name, rows in results.groupby("contrast", sort=False):
+        blocks += [("h3", name.replace("_vs_", " vs ")), ("table", results_table(rows))]
+    return blocks + [("p", METHODS)]
 
 
 def build_report(
