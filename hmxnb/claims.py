@@ -172,8 +172,8 @@ def _direction_claim(rows: pd.DataFrame, claim: dict) -> dict:
         return {**base, "ours": ours + (f" ({len(rows)} result{'s' * (len(rows) != 1)})" if len(rows) else ""),
                 "agrees?": "n/a"}
     counts = ok["cls"].value_counts()
-    parts = [f"{counts.get(c, 0)} {c}" for c in stats.CLASSES if counts.get(c, 0)]
-    ours = f"{', '.join(parts)} of {len(ok)} (mean improvement {_mean_by_unit(ok)}){note}"
+    parts = [f"{c} in {counts.get(c, 0)} of {len(ok)}" for c in stats.CLASSES if counts.get(c, 0)]
+    ours = f"{', '.join(parts)} (mean improvement {_mean_by_unit(ok)}){note}"
     hits = counts.get(claim["expect"], 0)
     agrees = "yes" if hits == len(ok) else "no" if hits == 0 else "partly"
     return {**base, "ours": ours, "agrees?": agrees}
