@@ -91,7 +91,9 @@ def test_05_report(smoke_run):
 
     rows = list(csv.DictReader(open(root / "05_compare_report" / "comparisons.csv")))
     assert {r["contrast"] for r in rows} == {"human_vs_reverse", "human_vs_base", "reverse_vs_base"}
-    assert {r["cls"] for r in rows} <= {"enhanced", "degraded", "no significant change"}
+    assert {r["cls"] for r in rows} <= {"enhanced", "degraded", "no significant change", "not measured", "undefined"}
+    # opinion sycophancy needs the Hub: offline it is "not measured", never "no significant change"
+    assert {r["cls"] for r in rows if r["benchmark"] == "sycophancy_anthropic"} == {"not measured"}
 
 
 def test_pages_in_a_real_browser(smoke_run):
