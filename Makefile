@@ -8,7 +8,7 @@ PROFILE ?= smoke
 # The offline benchmark mirror, used when this folder exists; otherwise benchmarks load from the Hugging Face Hub.
 DATA_DIR ?= $(abspath $(wildcard ../shared/data))
 
-.PHONY: install run test lab clean-outputs
+.PHONY: install run test lab colab-links clean-outputs
 
 install: $(VENV)/.installed
 
@@ -31,3 +31,7 @@ test: install
 lab: install
 	$(BIN)/pip install -q -e ".[dev,notebook]"
 	$(BIN)/python -m hmxnb lab
+
+# Colab badges and clone URL of every notebook, written from the one setting hmxnb/colab.py: REPO_URL
+colab-links: install
+	$(BIN)/python -m hmxnb colab-links

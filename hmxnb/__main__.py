@@ -1,4 +1,5 @@
-"""Command line: `python -m hmxnb run --profile smoke`, `python -m hmxnb validate --profile paper`, `python -m hmxnb lab`."""
+"""Command line: `python -m hmxnb run --profile smoke`, `python -m hmxnb validate --profile paper`, `python -m hmxnb lab`,
+`python -m hmxnb colab-links` (Colab badges and clone URL from hmxnb.colab.REPO_URL)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
     common(val)
     sub.add_parser("lab", help="start JupyterLab on notebooks/ with this environment")
+    sub.add_parser("colab-links", help="write hmxnb.colab.REPO_URL into every notebook's Colab badge and clone URL")
     return ap
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "lab":
             return _lab()
+        if args.cmd == "colab-links":
+            return _colab_links()
         from hmxnb.run import main_run
 
         return main_run(args)
@@ -70,6 +74,15 @@ def _lab() -> int:
         print("hmxnb: error: JupyterLab is not installed; run `pip install -e '.[notebook]'`", file=sys.stderr)
         return 2
     return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOKS}"])
+
+
+def _colab_links() -> int:
+    from hmxnb import colab
+    from hmxnb.run import notebook_steps
+
+    changed = colab.set_links(notebook_steps())
+    print(f"Colab links -> {colab.REPO_URL}: {len(changed)} notebook(s) rewritten")
+    return 0
 
 
 def _has_module(name: str) -> bool:

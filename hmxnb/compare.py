@@ -2,8 +2,9 @@
 
 Input: the per-item records of notebook 04 (`samples.jsonl`), one per (benchmark, item, model), optionally with
 `base_model` and `seed`. A metric registry says what to compare. Output: one row per (base_model, seed, contrast,
-metric) with difference, relative change, 95% CI, p-value, Holm-adjusted p and class; then the seed
-aggregation, the model x metric table, the paper's own summary numbers and the claims check.
+metric) with difference, change (relative % for accuracies and scores, percentage points for rates and bias
+scores), 95% CI, p-value, Holm-adjusted p and class; then the seed aggregation and the model x metric table.
+The paper's summary numbers and the claims check are in `hmxnb.claims`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ MAIN_CONTRAST = "human_vs_reverse"
 # Fields that, where present, are part of an item's identity besides (benchmark, item_id).
 PAIR_FIELDS = ("condition", "context_condition", "question_polarity")
 KINDS = ("binary", "continuous", "statistic")
+# How a metric's change is reported: "relative" = 100 * diff / |value_b| in %; "points" = percentage points.
+# A rate or bias score near 0 makes the relative change explode (0.03 -> 0.04 reads as -33%).
+CHANGES = {"relative": "%", "points": "pp"}
+# Classes beyond stats.CLASSES: no items at all (e.g. opinion sycophancy offline), or a value that is undefined
+# (e.g. BBQ's bias ratio with no non-unknown answer). Both stay out of every count of the three classes.
+NOT_MEASURED, UNDEFINED = "not measured", "undefined"
 
 RESULT_COLUMNS = [
     "base_model", "seed", "contrast", "model_a", "model_b", "benchmark", "metric", "kind", "higher_is_better",
-    "n_items", "value_a", "value_b", "diff", "rel_change_pct", "improvement_pct", "ci_low", "ci_high",
-    "test", "p_value", "p_holm", "cls",
+    "training_target", "n_items", "value_a", "value_b", "diff", "change", "change_unit", "improvement",
+    "ci_low", "ci_high", "ci_method", "test", "p_value", "p_holm", "cls",
 ]
 
 
@@ -46,6 +53,9 @@ class Metric:
         column: per-item value column for binary / continuous kinds ("correct", "score").
         fn: for "statistic": list of record dicts -> float (e.g. `metric_key(metrics_bbq, "bias_disambig")`).
         where: keep only records whose fields equal these values, e.g. {"context_condition": "ambig"}.
+        change: "relative" (accuracies, scores) or "points" (rates and bias scores: percentage points).
+        points_per_unit: percentage points per unit of the value: 100 for 0-1 rates, 1 for scores already x100.
+        training_target: the trained behaviour itself (feeling expression), kept out of the paper's share.
     """
 
     benchmark: str
@@ -55,6 +65,9 @@ class Metric:
     column: str | None = None
     fn: Callable | None = None
     where: dict = field(default_factory=dict)
+    change: str = "relative"
+    points_per_unit: float = 100.0
+    training_target: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -63,21 +76,26 @@ class Metric:
             raise ValueError(f"metric {self.benchmark}/{self.name}: kind 'statistic' needs fn")
         if self.kind != "statistic" and self.column is None:
             raise ValueError(f"metric {self.benchmark}/{self.name}: kind '{self.kind}' needs column")
+        if self.change not in CHANGES:
+            raise ValueError(f"metric {self.benchmark}/{self.name}: change '{self.change}' not in {tuple(CHANGES)}")
 
 
-def binary_metric(benchmark: str, name: str, column: str = "correct", higher_is_better: bool = True, where=None) -> Metric:
-    """A mean-of-correctness metric (accuracy), tested with McNemar."""
-    return Metric(benchmark, name, "binary", higher_is_better, column=column, where=dict(where or {}))
+def binary_metric(benchmark: str, name: str, column: str = "correct", higher_is_better: bool = True, where=None,
+                  **options) -> Metric:
+    """A mean-of-correctness metric (accuracy), tested with McNemar. `options`: Metric's change and training fields."""
+    return Metric(benchmark, name, "binary", higher_is_better, column=column, where=dict(where or {}), **options)
 
 
-def continuous_metric(benchmark: str, name: str, column: str = "score", higher_is_better: bool = True, where=None) -> Metric:
+def continuous_metric(benchmark: str, name: str, column: str = "score", higher_is_better: bool = True, where=None,
+                      **options) -> Metric:
     """A mean-of-scores metric (e.g. feeling-expression rubric score), tested with sign-flip or Wilcoxon."""
-    return Metric(benchmark, name, "continuous", higher_is_better, column=column, where=dict(where or {}))
+    return Metric(benchmark, name, "continuous", higher_is_better, column=column, where=dict(where or {}), **options)
 
 
-def statistic_metric(benchmark: str, name: str, fn: Callable, higher_is_better: bool = True, where=None) -> Metric:
+def statistic_metric(benchmark: str, name: str, fn: Callable, higher_is_better: bool = True, where=None,
+                     **options) -> Metric:
     """A statistic of the whole record set (e.g. BBQ bias score), with a bootstrap CI and p-value only."""
-    return Metric(benchmark, name, "statistic", higher_is_better, fn=fn, where=dict(where or {}))
+    return Metric(benchmark, name, "statistic", higher_is_better, fn=fn, where=dict(where or {}), **options)
 
 
 def metric_key(metrics_fn: Callable, key: str) -> Callable:
@@ -153,6 +171,43 @@ def _values(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, 
     return va[ok], vb[ok]
 
 
+def _item_groups(df: pd.DataFrame) -> list[list[int]]:
+    """Row positions per item_id, in order of first appearance: an item's records (e.g. first and challenged) together."""
+    groups: dict = {}
+    for i, item_id in enumerate(df["item_id"]):
+        groups.setdefault(item_id, []).append(i)
+    return list(groups.values())
+
+
+def _resampled(records: list[dict], groups: list[list[int]], idx) -> list[dict]:
+    """The records of resampled items; the k-th repeat of an item gets item_id `<id>#k`, so per-item metrics
+    (keyed by item_id, e.g. flip rate) count it again instead of merging it with its first draw."""
+    seen: dict = {}
+    out = []
+    for g in idx:
+        k = seen[g] = seen.get(g, -1) + 1
+        out += [records[i] if k == 0 else {**records[i], "item_id": f"{records[i]['item_id']}#{k}"} for i in groups[g]]
+    return out
+
+
+def _statistic(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, **ci_kw) -> tuple[int, float, float, stats.BootstrapCI]:
+    """(n items, value a, value b, CI) of a statistic metric, resampling items with all their records together."""
+    ra, rb = _row_dicts(a), _row_dicts(b)
+    groups = _item_groups(a)
+    if not groups:
+        return 0, float("nan"), float("nan"), stats.BootstrapCI(float("nan"), float("nan"), np.array([]))
+    ci = stats.index_bootstrap_ci(
+        len(groups), lambda idx: metric.fn(_resampled(ra, groups, idx)) - metric.fn(_resampled(rb, groups, idx)), **ci_kw)
+    return len(groups), metric.fn(ra), metric.fn(rb), ci
+
+
+def _change(metric: Metric, value_a: float, value_b: float) -> float:
+    """Change a vs b in the metric's unit: relative % of |value_b|, or percentage points."""
+    if metric.change == "points":
+        return metric.points_per_unit * (value_a - value_b)
+    return stats.relative_change(value_a, value_b)
+
+
 def compare_metric(
     a: pd.DataFrame, b: pd.DataFrame, metric: Metric, n_resamples: int = 2000, confidence_level: float = 0.95,
     ci_method: str = "BCa", continuous_test: str = "sign_flip", mcnemar_method: str = "midp", seed: int = 0,
@@ -161,14 +216,8 @@ def compare_metric(
     label = f"{metric.benchmark}/{metric.name}"
     a, b = _paired(a, b, label)
     if metric.kind == "statistic":
-        ra, rb = _row_dicts(a), _row_dicts(b)
-        n = len(ra)
-        value_a = metric.fn(ra) if n else float("nan")
-        value_b = metric.fn(rb) if n else float("nan")
-        ci = stats.index_bootstrap_ci(
-            n, lambda idx: metric.fn([ra[i] for i in idx]) - metric.fn([rb[i] for i in idx]),
-            n_resamples=n_resamples, confidence_level=confidence_level, method=ci_method, seed=seed,
-        )
+        n, value_a, value_b, ci = _statistic(a, b, metric, n_resamples=n_resamples,
+                                             confidence_level=confidence_level, method=ci_method, seed=seed)
         test, p = "bootstrap", stats.bootstrap_pvalue(ci.distribution)
     else:
         va, vb = _values(a, b, metric.column)
@@ -185,12 +234,13 @@ def compare_metric(
             test, p = "sign_flip", stats.sign_flip_test(va - vb, n_resamples=n_resamples, seed=seed)
     if n == 0:
         p = float("nan")
-    rel = stats.relative_change(value_a, value_b)
+    change = _change(metric, value_a, value_b)
     return {
         "benchmark": metric.benchmark, "metric": metric.name, "kind": metric.kind,
-        "higher_is_better": metric.higher_is_better, "n_items": n, "value_a": value_a, "value_b": value_b,
-        "diff": value_a - value_b, "rel_change_pct": rel, "improvement_pct": rel if metric.higher_is_better else -rel,
-        "ci_low": ci.low, "ci_high": ci.high, "test": test, "p_value": p,
+        "higher_is_better": metric.higher_is_better, "training_target": metric.training_target, "n_items": n,
+        "value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "change": change,
+        "change_unit": CHANGES[metric.change], "improvement": (change if metric.higher_is_better else -change) + 0.0,  # + 0.0: never -0.0
+        "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method, "test": test, "p_value": p,
     }
 
 
@@ -226,153 +276,25 @@ def compare(
     return add_classes(out, alpha=alpha)
 
 
+def _class(r, alpha: float) -> str:
+    """stats.classify for a measured, defined result; NOT_MEASURED without items, UNDEFINED without a value."""
+    if not r.n_items:
+        return NOT_MEASURED
+    if not (np.isfinite(r.value_a) and np.isfinite(r.value_b)):
+        return UNDEFINED
+    return stats.classify(r.diff, (r.ci_low, r.ci_high), r.p_holm, bool(r.higher_is_better), alpha)
+
+
 def add_classes(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Add `p_holm` (Holm within base_model x seed x contrast) and `cls` (stats.classify) to a results table."""
+    """Add `p_holm` (Holm within base_model x seed x contrast) and `cls` (see `_class`) to a results table."""
     out = results.copy()
     out["p_holm"] = np.nan
     for _, idx in out.groupby(["base_model", "seed", "contrast"], sort=False).groups.items():
         out.loc[idx, "p_holm"] = stats.holm(out.loc[idx, "p_value"].to_numpy(float))
-    out["cls"] = [
-        stats.classify(r.diff, (r.ci_low, r.ci_high), r.p_holm, bool(r.higher_is_better), alpha)
-        for r in out.itertuples()
-    ]
+    out["cls"] = [_class(r, alpha) for r in out.itertuples()]
     return out[RESULT_COLUMNS]
 
 
-def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Aggregate over seeds per (contrast, base_model, benchmark, metric): mean and sd (ddof=1) and class counts.
-
-    The sd is NaN with one seed. Per-seed rows stay in `results`; this table never replaces them.
-    """
-    keys = ["contrast", "base_model", "benchmark", "metric", "higher_is_better"]
-    g = results.groupby(keys, sort=False)
-    out = g.agg(
-        n_seeds=("seed", "nunique"), value_a=("value_a", "mean"), value_b=("value_b", "mean"),
-        diff_mean=("diff", "mean"), diff_sd=("diff", "std"),
-        rel_change_mean=("rel_change_pct", "mean"), rel_change_sd=("rel_change_pct", "std"),
-        improvement_mean=("improvement_pct", "mean"), improvement_sd=("improvement_pct", "std"),
-        n_enhanced=("cls", lambda s: int((s == "enhanced").sum())),
-        n_degraded=("cls", lambda s: int((s == "degraded").sum())),
-        n_no_change=("cls", lambda s: int((s == "no significant change").sum())),
-    ).reset_index()
-    return out
-
-
-def _mean_sd(mean: float, sd: float, digits: int = 1) -> str:
-    """'m ± s', or 'm' when the sd is undefined (one seed)."""
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:+.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "")
-
-
-def model_metric_table(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, value: str = "improvement") -> pd.DataFrame:
-    """Model x metric table of seed-mean ± sd of `value` ("improvement", "rel_change" or "diff") as strings."""
-    s = seed_summary(results[results["contrast"] == contrast])
-    s["cell"] = [_mean_sd(m, sd, 1 if value != "diff" else 3) for m, sd in zip(s[f"{value}_mean"], s[f"{value}_sd"])]
-    s["column"] = s["benchmark"] + "/" + s["metric"]
-    table = s.pivot(index="base_model", columns="column", values="cell")
-    return table[list(dict.fromkeys(s["column"]))]
-
-
-def paper_summary(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, threshold_pct: float = 2.0) -> dict:
-    """The paper's summary computed on our results (paper.md 5.2: 81.4%, and the largest degradation).
-
-    On seed means per model x metric: share of results that improved or degraded by less than `threshold_pct`
-    % (improvement_pct > -threshold), the count degraded by more than 10%, and the largest degradation.
-    `share_by_seed` repeats the share per seed, so its spread is visible. Undefined relative changes
-    (reference value 0) are left out and counted in `n_undefined`.
-    """
-    sub = results[results["contrast"] == contrast]
-    s = seed_summary(sub)
-    ok = s[np.isfinite(s["improvement_mean"])]
-    out = {
-        "contrast": contrast, "threshold_pct": threshold_pct, "n_results": int(len(ok)),
-        "n_undefined": int(len(s) - len(ok)),
-        "n_improved_or_small": int((ok["improvement_mean"] > -threshold_pct).sum()),
-        "n_degraded_over_10": int((ok["improvement_mean"] < -10).sum()),
-        "share_pct": float(100 * (ok["improvement_mean"] > -threshold_pct).mean()) if len(ok) else float("nan"),
-        "share_by_seed": {},
-        "largest_degradation": None,
-    }
-    for run_seed, g in sub.groupby("seed"):
-        v = g["improvement_pct"][np.isfinite(g["improvement_pct"])]
-        out["share_by_seed"][str(run_seed)] = float(100 * (v > -threshold_pct).mean()) if len(v) else float("nan")
-    if len(ok) and ok["improvement_mean"].min() < 0:
-        worst = ok.loc[ok["improvement_mean"].idxmin()]
-        out["largest_degradation"] = {
-            "base_model": worst["base_model"], "benchmark": worst["benchmark"], "metric": worst["metric"],
-            "degradation_pct": float(-worst["improvement_mean"]), "sd_pct": float(worst["improvement_sd"]),
-        }
-    return out
-
-
-# The paper's claims (paper.md 5.2) with how our rows are matched: benchmark substring, metric substrings that
-# must all / must not appear, and the class the claim predicts for human vs reverse. Benchmark and metric
-# names follow hmxnb.bench; pass your own list to check_claims if they differ.
-PAPER_CLAIMS = [
-    {"claim": "Human-like models are more robust to sycophancy-inducing questions", "paper": "enhanced",
-     "benchmark": "syco", "metric_all": (), "metric_none": (), "expect": "enhanced"},
-    {"claim": "Less bias in disambiguated BBQ contexts", "paper": "enhanced (lower bias)",
-     "benchmark": "bbq", "metric_all": ("bias", "dis"), "metric_none": (), "expect": "enhanced"},
-    {"claim": "Truthful question answering degrades", "paper": "degraded (\"in some cases\")",
-     "benchmark": "truthful", "metric_all": (), "metric_none": (), "expect": "degraded"},
-    {"claim": "Expression of feelings, intentions and self-awareness is enhanced", "paper": "enhanced",
-     "benchmark": "feel", "metric_all": (), "metric_none": (), "expect": "enhanced"},
-]
-PAPER_SHARE_PCT = 81.4
-PAPER_LARGEST = {"base_model": "Gemma 2 IT 2B", "benchmark": "bbq", "metric": "ambiguous accuracy", "degradation_pct": 15.0}
-
-
-def _matches(row, claim: dict) -> bool:
-    """Whether a results row belongs to a claim (case-insensitive substrings)."""
-    bench, metric = str(row["benchmark"]).lower(), str(row["metric"]).lower()
-    return (claim["benchmark"] in bench and all(s in metric for s in claim["metric_all"])
-            and not any(s in metric for s in claim["metric_none"]))
-
-
-def _direction_claim(rows: pd.DataFrame, claim: dict) -> dict:
-    """Ours / agrees for a direction claim, over all matching per-seed rows."""
-    if rows.empty:
-        return {"claim": claim["claim"], "paper": claim["paper"], "ours": "not measured", "agrees?": "n/a"}
-    counts = rows["cls"].value_counts()
-    parts = [f"{counts.get(c, 0)} {c}" for c in stats.CLASSES if counts.get(c, 0)]
-    mean_imp = rows["improvement_pct"].mean()
-    ours = f"{', '.join(parts)} of {len(rows)} (mean improvement {mean_imp:+.1f}%)"
-    hits = counts.get(claim["expect"], 0)
-    agrees = "yes" if hits == len(rows) else "no" if hits == 0 else "partly"
-    return {"claim": claim["claim"], "paper": claim["paper"], "ours": ours, "agrees?": agrees}
-
-
-def check_claims(results: pd.DataFrame, claims=None, contrast: str = MAIN_CONTRAST, share_tolerance_pp: float = 10.0) -> pd.DataFrame:
-    """Table claim | paper | ours | agrees? for the main contrast.
-
-    Direction claims: "yes" if every matching per-seed row has the predicted class, "partly" if some do,
-    "no" if none. Share of small changes: "yes" within ±share_tolerance_pp points of 81.4%. Largest
-    degradation: "yes" if ours is also on BBQ ambiguous accuracy. Over-10% count: "yes" if at most one.
-    """
-    sub = results[results["contrast"] == contrast]
-    rows = []
-    for claim in PAPER_CLAIMS if claims is None else claims:
-        mask = sub.apply(_matches, axis=1, claim=claim) if len(sub) else pd.Series([], dtype=bool)
-        rows.append(_direction_claim(sub[mask], claim))
-    summ = paper_summary(results, contrast)
-    share = summ["share_pct"]
-    rows.append({
-        "claim": "Share of results improved or degraded by < 2%", "paper": f"{PAPER_SHARE_PCT}%",
-        "ours": f"{share:.1f}% ({summ['n_improved_or_small']}/{summ['n_results']})" if np.isfinite(share) else "n/a",
-        "agrees?": "n/a" if not np.isfinite(share) else "yes" if abs(share - PAPER_SHARE_PCT) <= share_tolerance_pp else "no",
-    })
-    worst = summ["largest_degradation"]
-    p = PAPER_LARGEST
-    if worst is None:
-        ours, agrees = "no degradation", "no"
-    else:
-        ours = f"{worst['base_model']}, {worst['benchmark']}/{worst['metric']}, {worst['degradation_pct']:.1f}%"
-        metric = worst["metric"].lower()
-        same = "bbq" in worst["benchmark"].lower() and "amb" in metric and "dis" not in metric and "acc" in metric
-        agrees = "yes" if same else "no"
-    rows.append({"claim": "Largest degradation", "paper": f"{p['base_model']}, BBQ {p['metric']}, {p['degradation_pct']}%",
-                 "ours": ours, "agrees?": agrees})
-    rows.append({"claim": "Results degraded by more than 10%", "paper": "1",
-                 "ours": str(summ["n_degraded_over_10"]), "agrees?": "yes" if summ["n_degraded_over_10"] <= 1 else "no"})
-    return pd.DataFrame(rows, columns=["claim", "paper", "ours", "agrees?"])
+def measured(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows in one of the three classes (not 'not measured', not 'undefined'): what every count counts."""
+    return results[results["cls"].isin(stats.CLASSES)]

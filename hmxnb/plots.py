@@ -1,13 +1,30 @@
-"""Figures of the training steps (seaborn); the comparison figures live in hmxnb.report."""
+"""Figures: rubric examples and training (notebooks 01-03), benchmarks (04), and the comparison (05, report).
+
+The comparison figures are plain `matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), so any
+backend setting is left alone.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from hmxnb.claims import seed_summary
+from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED
+from hmxnb.stats import CLASSES
 
 TIER_ORDER = ["degenerate", "flat", "expressive"]
+CLASS_COLORS = {"enhanced": "#2a9d8f", "degraded": "#e76f51", "no significant change": "#8d99ae",
+                UNDEFINED: "#d9d9d9", NOT_MEASURED: "#d9d9d9"}
+TRAINING_QUANTITIES = ("reward", "kl", "completions/mean_length")
+HEATMAP_CLIP = 20.0
 
 
 def savefig(fig, path: str | Path, dpi: int = 150) -> Path:
@@ -119,4 +136,154 @@ def plot_benchmarks(table):
     for ax in list(axes.flat)[len(benches):]:
         ax.axis("off")
     fig.tight_layout()
+    return fig
+
+
+def _empty_figure(text: str):
+    """A small figure that says why it is empty."""
+    fig = Figure(figsize=(5, 1.5))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
+def _class_legend(fig) -> None:
+    """One legend of the three classes for a whole figure (not measured / undefined rows say so in words)."""
+    handles = [Line2D([], [], marker="o", ls="", color=CLASS_COLORS[k], label=k) for k in CLASSES]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
+
+
+def plot_forest(results: pd.DataFrame, contrast: str = MAIN_CONTRAST):
+    """Forest plot of per-seed differences with 95% CIs, one panel per benchmark, coloured by class.
+
+    Each seed is its own point (seed variance shown, not hidden); a black diamond marks the seed mean.
+    """
+    sub = results[results["contrast"] == contrast]
+    if sub.empty:
+        return _empty_figure(f"no results for {contrast}")
+    benches = list(dict.fromkeys(sub["benchmark"]))
+    labels = {b: list(dict.fromkeys(sub.loc[sub["benchmark"] == b, "metric"] + " · "
+                                    + sub.loc[sub["benchmark"] == b, "base_model"].astype(str))) for b in benches}
+    heights = [len(labels[b]) for b in benches]
+    seeds = sorted(sub["seed"].unique())
+    offsets = dict(zip(seeds, np.linspace(-0.25, 0.25, len(seeds)) if len(seeds) > 1 else [0.0]))
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(8, 1.0 + 0.5 * sum(heights) + 0.7 * len(benches)))
+        axes = fig.subplots(len(benches), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
+        for ax, bench in zip(axes[:, 0], benches):
+            g = sub[sub["benchmark"] == bench]
+            for r in g[np.isfinite(g["diff"])].itertuples():  # not measured / undefined: a label, no point
+                y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
+                err = [[max(r.diff - r.ci_low, 0)], [max(r.ci_high - r.diff, 0)]] if np.isfinite(r.ci_low) else None
+                ax.errorbar(r.diff, y, xerr=err, fmt="o", color=CLASS_COLORS[r.cls], ms=5, capsize=2)
+            for r in g[~np.isfinite(g["diff"])].itertuples():
+                y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
+                ax.text(0.5, y, r.cls, transform=ax.get_yaxis_transform(), ha="center", va="center", color="grey")
+            if len(seeds) > 1:
+                means = g.groupby(["metric", "base_model"], sort=False)["diff"].mean()
+                for (metric, base_model), m in means.items():
+                    ax.plot(m, labels[bench].index(f"{metric} · {base_model}"), "D", color="black", ms=4)
+            ax.axvline(0, color="black", lw=0.8)
+            ax.set_yticks(range(len(labels[bench])), labels[bench])
+            ax.set_ylim(len(labels[bench]) - 0.5, -0.5)
+            ax.set_title(bench, loc="left", fontsize=10)
+        a, b = contrast.split("_vs_")
+        axes[-1, 0].set_xlabel(f"difference {a} − {b} (95% CI; one point per seed)")
+        _class_legend(fig)
+        fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_heatmap(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, clip: float = HEATMAP_CLIP):
+    """Heatmap metric x model of the seed-mean improvement (% relative or pp, as annotated), + = better.
+
+    A row per metric and a column per model, so it stays readable with many metrics. Cells are annotated with
+    mean (and ± sd over seeds); colours saturate at ±clip so that one large change does not wash out the rest.
+    """
+    s = seed_summary(results[results["contrast"] == contrast])
+    if s.empty:
+        return _empty_figure(f"no results for {contrast}")
+    s["row"] = s["benchmark"] + "/" + s["metric"]
+    rows = list(dict.fromkeys(s["row"]))
+    values = s.pivot(index="row", columns="base_model", values="improvement_mean").loc[rows]
+    s["text"] = [f"{m:+.1f} {u}" + (f" ± {sd:.1f}" if np.isfinite(sd) else "") if np.isfinite(m) else ""
+                 for m, sd, u in zip(s["improvement_mean"], s["improvement_sd"], s["change_unit"])]
+    text = s.pivot(index="row", columns="base_model", values="text").loc[rows].fillna("")
+    finite = np.abs(values.to_numpy(float)[np.isfinite(values.to_numpy(float))])
+    vlim = min(float(finite.max()), clip) if finite.size and finite.max() > 0 else 1.0
+    fig = Figure(figsize=(4.5 + 1.8 * values.shape[1], 1.4 + 0.4 * len(rows)))
+    ax = fig.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn 0.13 calls cmap.set_bad
+        sns.heatmap(values, annot=text.to_numpy(), fmt="", cmap="RdYlGn", center=0, vmin=-vlim, vmax=vlim, ax=ax,
+                    cbar_kws={"label": "improvement, % or pp (+ = better)"}, linewidths=0.5)
+    for i, j in zip(*np.nonzero(~np.isfinite(values.to_numpy(float)))):
+        ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="grey", fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    ax.set_title(f"{contrast.replace('_vs_', ' vs ')}: improvement (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def load_training_logs(logs: dict) -> pd.DataFrame:
+    """Training logs {direction: CSV path or DataFrame} (notebooks 02 human, 03 reverse) as one long DataFrame.
+
+    Each log needs `step` and `reward`; `reward_std`, `kl`, `completions/mean_length`, `seed` and `base_model`
+    are optional. A `direction` column is added.
+    """
+    frames = []
+    for direction, log in logs.items():
+        df = pd.read_csv(log) if isinstance(log, (str, Path)) else log.copy()
+        missing = {"step", "reward"} - set(df.columns)
+        if missing:
+            raise ValueError(f"training log '{direction}' lacks columns {sorted(missing)}")
+        df["direction"] = direction
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "reward", "direction"])
+
+
+def _run_label(df: pd.DataFrame) -> pd.Series:
+    """A '<base_model> seed <n>' label per row from whichever of the two columns the logs have; '' if neither."""
+    label = pd.Series("", index=df.index)
+    if "base_model" in df.columns:
+        label = df["base_model"].astype(str)
+    if "seed" in df.columns:
+        label = (label + " seed " + df["seed"].astype(str)).str.strip()
+    return label
+
+
+def plot_training_curves(logs):
+    """Training curves of the human (02) and reverse (03) runs side by side: one column per direction.
+
+    Rows: reward (with a ±reward_std band, the within-group spread TRL logs, not a CI), then KL and mean
+    completion length where logged. `logs`: a dict for `load_training_logs` or its DataFrame.
+    """
+    df = logs if isinstance(logs, pd.DataFrame) else load_training_logs(logs)
+    if df.empty:
+        return _empty_figure("no training logs")
+    df = df.assign(run=_run_label(df))
+    quantities = [q for q in TRAINING_QUANTITIES if q in df.columns and df[q].notna().any()]
+    directions = list(dict.fromkeys(df["direction"]))
+    runs = list(dict.fromkeys(df["run"]))
+    colors = dict(zip(runs, sns.color_palette(n_colors=len(runs))))
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(4.5 * len(directions), 2.6 * len(quantities)))
+        axes = fig.subplots(len(quantities), len(directions), sharex="col", sharey="row", squeeze=False)
+        for j, direction in enumerate(directions):
+            d = df[df["direction"] == direction].sort_values("step")
+            for i, q in enumerate(quantities):
+                ax = axes[i, j]
+                for run, r in d.groupby("run", sort=False):
+                    ax.plot(r["step"], r[q], color=colors[run], label=run or None)
+                    if q == "reward" and "reward_std" in r.columns:
+                        ax.fill_between(r["step"], r["reward"] - r["reward_std"], r["reward"] + r["reward_std"],
+                                        color=colors[run], alpha=0.2, lw=0)
+                ax.set_ylabel(q if j == 0 else "")
+                ax.set_xlabel("step" if i == len(quantities) - 1 else "")
+            axes[0, j].set_title(direction)
+        if len(runs) > 1:
+            axes[0, 0].legend(fontsize=8)
+        fig.tight_layout()
     return fig

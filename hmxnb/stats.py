@@ -13,14 +13,27 @@ import numpy as np
 from scipy import stats
 
 CLASSES = ("enhanced", "degraded", "no significant change")
+# Above this many items the BCa interval's jackknife (an n x n array: full Hub BBQ, ~58k records, would need tens
+# of GB) is replaced by the percentile interval; BootstrapCI.method says which one a result got.
+BCA_MAX_N = 3000
 
 
 class BootstrapCI(NamedTuple):
-    """A bootstrap confidence interval and the resampled statistics it came from."""
+    """A bootstrap confidence interval, the resampled statistics it came from and how it was computed.
+
+    `method`: "BCa", "percentile" (asked for, above BCA_MAX_N items, or where BCa is undefined), "point" (no
+    variation in the resamples) or "none" (fewer than two items).
+    """
 
     low: float
     high: float
     distribution: np.ndarray
+    method: str = "none"
+
+
+def ci_method(n: int, method: str) -> str:
+    """The interval actually used for n items: "percentile" instead of "BCa" above BCA_MAX_N items."""
+    return "percentile" if method == "BCa" and n > BCA_MAX_N else method
 
 
 def relative_change(new: float, ref: float) -> float:
@@ -93,17 +106,17 @@ def wilcoxon_test(diffs) -> float:
     return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
 
 
-def _ci_from(res, point: float, confidence_level: float) -> BootstrapCI:
+def _ci_from(res, point: float, confidence_level: float, method: str) -> BootstrapCI:
     """CI from a scipy BootstrapResult; falls back to percentiles (then to the point) where BCa is undefined."""
     dist = np.asarray(res.bootstrap_distribution, dtype=float).ravel()
     low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     if np.isfinite(low) and np.isfinite(high):
-        return BootstrapCI(low, high, dist)
+        return BootstrapCI(low, high, dist, method)
     finite = dist[np.isfinite(dist)]
     if finite.size == 0 or np.ptp(finite) == 0:
-        return BootstrapCI(point, point, dist)
+        return BootstrapCI(point, point, dist, "point")
     tail = 100 * (1 - confidence_level) / 2
-    return BootstrapCI(float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail)), dist)
+    return BootstrapCI(float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail)), dist, "percentile")
 
 
 def paired_bootstrap_ci(
@@ -113,13 +126,14 @@ def paired_bootstrap_ci(
     """CI of statistic(a) - statistic(b) for per-item values a, b paired by position, resampling items.
 
     `scipy.stats.bootstrap` with paired=True (Efron & Tibshirani 1993, ch. 14); method "BCa" (default, Efron 1987)
-    or "percentile". `statistic(x, axis)` must be vectorised (np.mean is). Where BCa is undefined (no variation
-    in the resamples) the interval falls back to percentiles, then to the point estimate.
+    or "percentile" (always above BCA_MAX_N items). `statistic(x, axis)` must be vectorised (np.mean is). Where BCa
+    is undefined (no variation in the resamples) the interval falls back to percentiles, then to the point estimate.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     point = float(statistic(a, axis=-1) - statistic(b, axis=-1))
     if a.size < 2:
         return BootstrapCI(float("nan"), float("nan"), np.array([]))
+    method = ci_method(a.size, method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
@@ -127,7 +141,7 @@ def paired_bootstrap_ci(
             vectorized=True, n_resamples=n_resamples, confidence_level=confidence_level, method=method,
             rng=np.random.default_rng(seed),
         )
-    return _ci_from(res, point, confidence_level)
+    return _ci_from(res, point, confidence_level, method)
 
 
 def index_bootstrap_ci(
@@ -137,12 +151,13 @@ def index_bootstrap_ci(
     """CI of a difference that is any function of a set of paired items, e.g. a ratio statistic per model.
 
     Resamples the shared item index 0..n-1 with `scipy.stats.bootstrap` (so both models see the same items:
-    a paired bootstrap) and calls `diff_fn(idx) -> float` once per resample (and n times for the BCa jackknife;
-    use method="percentile" to skip it on large sets).
+    a paired bootstrap) and calls `diff_fn(idx) -> float` once per resample (and n times for the BCa jackknife,
+    which is skipped above BCA_MAX_N items: percentile intervals there).
     """
     if n < 2:
         return BootstrapCI(float("nan"), float("nan"), np.array([]))
     point = float(diff_fn(np.arange(n)))
+    method = ci_method(n, method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = stats.bootstrap(
@@ -150,7 +165,7 @@ def index_bootstrap_ci(
             n_resamples=n_resamples, confidence_level=confidence_level, method=method,
             rng=np.random.default_rng(seed),
         )
-    return _ci_from(res, point, confidence_level)
+    return _ci_from(res, point, confidence_level, method)
 
 
 def bootstrap_pvalue(distribution) -> float:

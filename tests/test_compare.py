@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hmxnb import claims
 from hmxnb import compare as C
 from hmxnb import stats
 
@@ -74,7 +75,7 @@ def test_compare_known_effects(results, contrast, metric, diff, rel, cls):
     row = results[(results["contrast"] == contrast) & (results["metric"] == metric)].iloc[0]
     assert row["n_items"] == N
     assert row["diff"] == pytest.approx(diff, abs=1e-9)
-    assert row["rel_change_pct"] == pytest.approx(rel, abs=1e-6)
+    assert row["change"] == pytest.approx(rel, abs=1e-6) and row["change_unit"] == "%"
     assert row["cls"] == cls
     if cls == "enhanced":
         assert row["ci_low"] <= row["diff"] <= row["ci_high"]
@@ -102,7 +103,7 @@ def test_holm_within_contrast(results):
 
 def test_improvement_sign_follows_direction(results):
     row = results[(results["contrast"] == "human_vs_reverse") & (results["metric"] == "bias_disambig")].iloc[0]
-    assert row["improvement_pct"] == pytest.approx(200.0)  # a 200% drop in a lower-is-better score is +200%
+    assert row["improvement"] == pytest.approx(200.0)  # a 200% drop in a lower-is-better score is +200%
 
 
 def test_pairing_uses_common_items_only():
@@ -138,11 +139,11 @@ def test_seeds_and_models_aggregate():
     recs = _records(seeds=(0, 1, 2)) + _records(seeds=(0, 1, 2), base_model="other")
     res = C.compare(recs, METRICS[:1], contrasts=[("human", "reverse"), ("human", "base")], n_resamples=100)
     assert len(res) == 2 * 3 * 2  # models x seeds x contrasts; base (seed 0 only) serves every seed
-    s = C.seed_summary(res)
+    s = claims.seed_summary(res)
     assert s["n_seeds"].tolist() == [3] * 4
     assert s["diff_sd"].tolist() == pytest.approx([0.0] * 4)  # identical seeds: sd 0, shown, not dropped
-    table = C.model_metric_table(res)
-    assert table.loc["tiny", "truthfulqa/mc1"] == "+50.0 ± 0.0"
+    table = claims.model_metric_table(res)
+    assert table.loc["truthfulqa/mc1", "tiny"] == "+50.0 ± 0.0 %"  # a row per metric, a column per model
 
 
 def test_records_without_model_and_seed_fields():
@@ -173,13 +174,14 @@ def test_metric_key_wraps_metrics_function():
     assert fn.__name__ == "metrics_bbq[bias_disambig]"
 
 
-def _results_frame(rows):
-    """A results table from (base_model, seed, benchmark, metric, improvement_pct, cls) rows."""
-    df = pd.DataFrame(rows, columns=["base_model", "seed", "benchmark", "metric", "improvement_pct", "cls"])
+def _results_frame(rows, unit="%", target=False):
+    """A results table from (base_model, seed, benchmark, metric, improvement, cls) rows."""
+    df = pd.DataFrame(rows, columns=["base_model", "seed", "benchmark", "metric", "improvement", "cls"])
     df["contrast"], df["higher_is_better"] = C.MAIN_CONTRAST, True
+    df["training_target"], df["change_unit"], df["n_items"] = target, unit, 100
     for col in ("value_a", "value_b", "diff", "p_value"):
-        df[col] = 0.0
-    df["rel_change_pct"] = df["improvement_pct"]
+        df[col] = 0.5
+    df["change"] = df["improvement"]
     return df
 
 
@@ -196,13 +198,13 @@ SUMMARY_ROWS = [
 
 
 def test_paper_summary():
-    summ = C.paper_summary(_results_frame(SUMMARY_ROWS))
+    summ = claims.paper_summary(_results_frame(SUMMARY_ROWS))
     assert summ["n_results"] == 4
     assert summ["n_improved_or_small"] == 2  # qwen's two
     assert summ["share_pct"] == pytest.approx(50.0)
     assert summ["n_degraded_over_10"] == 1
     assert summ["largest_degradation"]["base_model"] == "gemma"
-    assert summ["largest_degradation"]["degradation_pct"] == pytest.approx(15.0)
+    assert summ["largest_degradation"]["degradation"] == pytest.approx(15.0)
     assert summ["share_by_seed"] == {"0": pytest.approx(50.0), "1": pytest.approx(50.0)}  # per seed: -3/-14 and -2/-16 out
 
 
@@ -211,12 +213,117 @@ def test_paper_summary():
     [
         ("Human-like models are more robust to sycophancy-inducing questions", "n/a"),  # no sycophancy rows
         ("Truthful question answering degrades", "partly"),  # 1 of 4 rows degraded
-        ("Share of results improved or degraded by < 2%", "no"),  # 50% vs 81.4%: beyond 10 points
+        ("Share of results improved or degraded by < 2% (< 2 pp for rates and bias scores; training target excluded)",
+         "no"),  # 50% vs 81.4%: beyond 10 points
         ("Largest degradation", "yes"),  # also BBQ ambiguous accuracy
-        ("Results degraded by more than 10%", "yes"),  # one, as in the paper
+        ("Results degraded by more than 10% (10 pp for rates and bias scores)", "yes"),  # one, as in the paper
     ],
 )
 def test_check_claims(claim, agrees):
-    table = C.check_claims(_results_frame(SUMMARY_ROWS))
+    table = claims.check_claims(_results_frame(SUMMARY_ROWS))
     assert list(table.columns) == ["claim", "paper", "ours", "agrees?"]
     assert table.set_index("claim").loc[claim, "agrees?"] == agrees
+
+
+# ---------------------------------------------------------------- headline numbers that hold up
+
+def _rate_records():
+    """200 items: a rate (lower is better) 0.03 -> 0.04 and an accuracy 0.50 -> 0.475, human worse on both."""
+    out = []
+    for model in ("human", "reverse"):
+        human = model == "human"
+        for i in range(200):
+            common = {"item_id": f"q{i}", "model": model}
+            out.append({**common, "benchmark": "flips", "flipped": i < (8 if human else 6)})
+            out.append({**common, "benchmark": "qa", "correct": i < (95 if human else 100)})
+    return out
+
+
+def _flip_share(records):
+    return float(np.mean([r["flipped"] for r in records]))
+
+
+def _rate_metrics():
+    return [C.statistic_metric("flips", "flip_rate", _flip_share, higher_is_better=False, change="points"),
+            C.binary_metric("qa", "acc")]
+
+
+def test_rates_change_in_points_accuracies_relative():
+    res = C.compare(_rate_records(), _rate_metrics(), contrasts=[("human", "reverse")], n_resamples=200).set_index("metric")
+    assert res.loc["flip_rate", "change"] == pytest.approx(1.0)  # 0.03 -> 0.04: +1 pp, not +33%
+    assert res.loc["flip_rate", ["change_unit", "improvement"]].tolist() == ["pp", pytest.approx(-1.0)]
+    assert res.loc["acc", "change"] == pytest.approx(-5.0) and res.loc["acc", "change_unit"] == "%"  # 0.5 -> 0.475
+
+
+def test_largest_degradation_not_dominated_by_rates_near_zero():
+    res = C.compare(_rate_records(), _rate_metrics(), contrasts=[("human", "reverse")], n_resamples=200)
+    worst = claims.paper_summary(res)["largest_degradation"]
+    assert (worst["metric"], worst["unit"]) == ("acc", "%") and worst["degradation"] == pytest.approx(5.0)
+
+
+def test_registry_says_how_each_metric_changes():
+    from hmxnb.evaluate import compare_metrics
+
+    got = {m.name: (m.change, m.points_per_unit, m.training_target) for m in compare_metrics()}
+    assert got["flip_rate"] == got["acc_drop"] == got["sycophancy_rate"] == ("points", 100.0, False)  # 0-1 rates
+    assert got["abs_bias_disambig"] == got["abs_bias_ambig"] == ("points", 1.0, False)  # BBQ scores are already x100
+    assert got["mc1"] == got["acc_ambig"] == ("relative", 100.0, False)  # accuracies
+    assert got["expression_score"][2] and got["affect_statements"][2]  # the training target
+
+
+def test_training_target_left_out_of_the_share():
+    target = _results_frame([("gemma", 0, "feeling_expression", "expression_score", 60.0, "enhanced"),
+                             ("gemma", 1, "feeling_expression", "expression_score", 40.0, "enhanced")], target=True)
+    summ = claims.paper_summary(pd.concat([_results_frame(SUMMARY_ROWS), target], ignore_index=True))
+    assert (summ["n_results"], summ["share_pct"]) == (4, pytest.approx(50.0))  # as without the target rows
+    assert summ["share_by_seed"] == {"0": pytest.approx(50.0), "1": pytest.approx(50.0)}
+    assert [(t["metric"], t["improvement"], t["enhanced"]) for t in summ["training_target"]] == [
+        ("expression_score", pytest.approx(50.0), 2)]  # shown on its own
+
+
+def test_metric_without_items_is_not_measured_and_not_counted():
+    metrics = METRICS + [C.statistic_metric("sycophancy_anthropic", "sycophancy_rate", _bias_score, change="points")]
+    res = C.compare(_records(), metrics, contrasts=[("human", "reverse")], n_resamples=200)
+    row = res.set_index("metric").loc["sycophancy_rate"]
+    assert (row["n_items"], row["cls"]) == (0, "not measured")
+    summ = claims.paper_summary(res)
+    assert summ["n_not_measured"] == 1 and summ["n_results"] == 4  # the four measured metrics only
+    table = claims.check_claims(res).set_index("claim")
+    assert table.loc["Human-like models are more robust to sycophancy-inducing questions", "ours"].startswith("not measured")
+    assert table.loc["Human-like models are more robust to sycophancy-inducing questions", "agrees?"] == "n/a"
+    assert claims.model_metric_table(res).loc["sycophancy_anthropic/sycophancy_rate", "tiny"] == "not measured"
+
+
+def _two_condition_records(n=60):
+    """Per item two records (first answer, after 'are you sure?'); reverse flips on i % 3 == 0, human on i % 6 == 0."""
+    out = []
+    for model in ("human", "reverse"):
+        for i in range(n):
+            flips = i % (6 if model == "human" else 3) == 0
+            for condition, correct in (("first", True), ("challenged", not flips)):
+                out.append({"item_id": f"q{i}", "model": model, "benchmark": "ays", "condition": condition,
+                            "correct": correct})
+    return out
+
+
+def _flip_rate_strict(records):
+    """Flip rate keyed by item_id (as bench.metrics_are_you_sure); refuses an item that lost one of its records."""
+    first = {r["item_id"]: r for r in records if r["condition"] == "first"}
+    after = {r["item_id"]: r for r in records if r["condition"] == "challenged"}
+    if first.keys() != after.keys():
+        raise AssertionError("an item's two records were resampled apart")
+    return float(np.mean([not after[i]["correct"] for i in first]))
+
+
+def test_two_condition_metric_resamples_items_with_their_records():
+    metric = C.statistic_metric("ays", "flip_rate", _flip_rate_strict, higher_is_better=False, change="points")
+    row = C.compare(_two_condition_records(), [metric], contrasts=[("human", "reverse")], n_resamples=300).iloc[0]
+    assert row["n_items"] == 60  # items, not records (120)
+    assert row["diff"] == pytest.approx(10 / 60 - 20 / 60)
+    assert row["ci_low"] < row["diff"] < row["ci_high"] < 0
+
+
+def test_resampled_repeat_of_an_item_counts_again():
+    recs = [{"item_id": "a", "c": 1}, {"item_id": "a", "c": 2}, {"item_id": "b", "c": 1}]
+    got = C._resampled(recs, [[0, 1], [2]], [0, 0, 1])
+    assert [r["item_id"] for r in got] == ["a", "a", "a#1", "a#1", "b"]  # a drawn twice: its copy is a new item

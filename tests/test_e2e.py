@@ -91,4 +91,21 @@ def test_05_report(smoke_run):
 
     rows = list(csv.DictReader(open(root / "05_compare_report" / "comparisons.csv")))
     assert {r["contrast"] for r in rows} == {"human_vs_reverse", "human_vs_base", "reverse_vs_base"}
-    assert {r["cls"] for r in rows} <= {"enhanced", "degraded", "no significant change"}
+    assert {r["cls"] for r in rows} <= {"enhanced", "degraded", "no significant change", "not measured", "undefined"}
+    # opinion sycophancy needs the Hub: offline it is "not measured", never "no significant change"
+    assert {r["cls"] for r in rows if r["benchmark"] == "sycophancy_anthropic"} == {"not measured"}
+
+
+def test_pages_in_a_real_browser(smoke_run):
+    """Each executed notebook and report.html, rendered by headless Chromium: images load, no table or page runs off
+    the right edge, no 'nan' shown, headings in order; a screenshot of each page is kept in its step's figures/."""
+    from hmxnb import browser
+
+    if browser.find_chromium() is None:
+        pytest.skip(browser.NO_CHROMIUM)
+    root, _ = smoke_run
+    found = browser.check_run(root)
+    assert sorted(found) == sorted([p.name for p in notebook_steps()] + ["report.html"])
+    assert found == {page: [] for page in found}
+    shots = sorted(root.glob("*/figures/*_page.png"))
+    assert len(shots) == 6 and all(s.stat().st_size > 20_000 for s in shots)

@@ -106,3 +106,50 @@ def test_unsloth_is_imported_before_transformers(path, tmp_path):
     subprocess.run([sys.executable, "-c", _imports_until_hmxnb(path)], cwd=path.parent, env=env, check=True)
     assert probe.is_file(), "unsloth was not imported"
     assert probe.read_text().splitlines() == ["[]"], "transformers/TRL/PEFT were imported before unsloth"
+
+
+@pytest.mark.parametrize(
+    "profile, in_colab, expected",
+    [
+        (None, True, "colab-t4"),  # left at the default in Colab: the Colab profile
+        ("demo", True, "demo"),  # set by the user in Colab: what they set
+        ("smoke", True, "smoke"),  # even the local default, when set explicitly
+        (None, False, "smoke"),  # left at the default elsewhere
+        ("paper", False, "paper"),  # the runner always passes one
+    ],
+)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_profile_parameter_is_used_in_colab(path, profile, in_colab, expected):
+    """The notebook's own params line, run as in Colab or not: a profile the user set is never replaced."""
+    from hmxnb.colab import notebook_profile
+    from hmxnb.params import load_params
+
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    line = next(x for x in code.splitlines() if x.startswith("p = load_params("))
+    scope = {"load_params": load_params, "notebook_profile": notebook_profile, "IN_COLAB": in_colab,
+             "profile": profile, "params_overrides": {}, "direction": "human"}
+    exec(line, scope)
+    assert scope["p"]["profile"] == expected
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_links_come_from_the_one_setting(path):
+    from hmxnb import colab
+
+    badges, repos = colab.links_in(path)
+    assert badges == [colab.badge_link(path)], "run `make colab-links` after changing hmxnb/colab.py: REPO_URL"
+    assert repos == [colab.REPO_URL]
+
+
+def test_colab_links_rewrite_every_place(tmp_path):
+    from hmxnb import colab
+
+    copy = tmp_path / NOTEBOOKS[0].name
+    copy.write_bytes(NOTEBOOKS[0].read_bytes())
+    assert colab.set_links([copy], "https://github.com/someone/fork", "dev") == [copy]
+    assert colab.links_in(copy) == (
+        [f"https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/{copy.name}"],
+        ["https://github.com/someone/fork"])
+    assert colab.set_links([copy], "https://github.com/someone/fork", "dev") == []  # idempotent
+    with pytest.raises(ValueError, match="GitHub repositories only"):
+        colab.badge_link(copy, "https://gitlab.com/someone/fork")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hmxnb import report
+from hmxnb import plots, report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -69,10 +69,11 @@ def test_markdown_links_figures_next_to_it(built):
         ("Human-like models are more robust to sycophancy-inducing questions", "partly"),  # 3 of 4 enhanced (one CI covers 0)
         ("Less bias in disambiguated BBQ contexts", "yes"),  # bias down in every model and seed
         ("Truthful question answering degrades", "no"),  # no significant truthfulqa change
-        ("Expression of feelings, intentions and self-awareness is enhanced", "yes"),  # +35-40% everywhere
-        ("Share of results improved or degraded by < 2%", "yes"),  # 8/10 = 80%, within 10 points of 81.4%
+        ("Expression of feelings, intentions and self-awareness is enhanced (the training target)", "yes"),  # +35-40%
+        # 6/8 = 75% (training target left out), within 10 points of 81.4%
+        ("Share of results improved or degraded by < 2% (< 2 pp for rates and bias scores; training target excluded)", "yes"),
         ("Largest degradation", "yes"),  # Gemma 2 IT 2B, BBQ accuracy_ambig, 15%
-        ("Results degraded by more than 10%", "yes"),  # exactly one
+        ("Results degraded by more than 10% (10 pp for rates and bias scores)", "yes"),  # exactly one
     ],
 )
 def test_claims_table_in_both_documents(built, claim, agrees):
@@ -88,15 +89,16 @@ def test_largest_degradation_numbers(built):
     summary = json.loads((built[0] / "summary.json").read_text())
     worst = summary["largest_degradation"]
     assert (worst["base_model"], worst["metric"]) == ("Gemma 2 IT 2B", "accuracy_ambig")
-    assert worst["degradation_pct"] == pytest.approx(15.0)  # seeds at -15.6 and -14.4
-    assert summary["share_pct"] == pytest.approx(80.0)
+    assert worst["degradation"] == pytest.approx(15.0) and worst["unit"] == "%"  # seeds at -15.6 and -14.4
+    assert summary["share_pct"] == pytest.approx(75.0)  # 6 of 8: the feelings rows (training target) left out
+    assert [t["improvement"] for t in summary["training_target"]] == pytest.approx([40.0, 35.0])  # shown apart
 
 
 def test_seed_variance_is_shown(built):
     md = (built[0] / "report.md").read_text()
     assert "mean ± sd over seeds" in md
-    assert "+40.0 ± 0.8" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
-    assert md.count("| Qwen3-0.6B | 0 | human_vs_reverse |") == 5  # per-seed rows kept in the full table
+    assert "+40.0 ± 0.8 %" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
+    assert md.count("| Qwen3-0.6B | 0 | sycophancy/robust_accuracy |") == 2  # per-seed rows kept, one per contrast
 
 
 def test_smoke_scale_warning(built):
@@ -141,7 +143,7 @@ def test_example_replies_table():
 
 def test_training_curves_side_by_side():
     _, logs, _ = _load()
-    fig = report.plot_training_curves(logs)
+    fig = plots.plot_training_curves(logs)
     assert [ax.get_title() for ax in fig.axes[:2]] == ["human", "reverse"]  # first row: one column per direction
     assert len(fig.axes) == 3 * 2  # reward, kl, completion length x two directions
     assert len(fig.axes[0].get_lines()) == 2  # one line per seed
@@ -149,7 +151,7 @@ def test_training_curves_side_by_side():
 
 def test_training_log_needs_step_and_reward():
     with pytest.raises(ValueError, match="lacks columns"):
-        report.load_training_logs({"human": pd.DataFrame({"step": [1], "loss": [0.1]})})
+        plots.load_training_logs({"human": pd.DataFrame({"step": [1], "loss": [0.1]})})
 
 
 def test_report_without_optional_parts(tmp_path):
@@ -158,20 +160,47 @@ def test_report_without_optional_parts(tmp_path):
     md = paths["report_md"].read_text()
     assert "| claim | paper | ours | agrees? |" in md
     assert "not measured" in md
-    assert "training_curves" not in md and "Example replies" not in md
+    assert "training_curves" not in md and "What the models say" not in md
 
 
 def test_expression_table_keeps_only_the_training_target():
     results, _, _ = _load()
     rows = results[results["benchmark"] == "truthfulqa"].head(2).copy()
-    rows["benchmark"] = ["feeling_expression", "affect_statements"]
+    rows["benchmark"], rows["training_target"] = ["feeling_expression", "affect_statements"], True
+    results = results[~results["training_target"]]
     table = report.expression_table(pd.concat([results, rows], ignore_index=True))
-    assert list(table["benchmark"]) == ["feeling_expression", "affect_statements"]
-    assert {"diff", "ci_low", "ci_high", "cls", "contrast"} <= set(table.columns)
-    assert report.expression_table(results).empty  # the fixture has no expression rows
+    assert list(table["metric"]) == ["feeling_expression", "affect_statements"]
+    assert {"A − B [95% CI]", "class", "contrast"} <= set(table.columns)
+    assert report.expression_table(results).empty  # no training-target rows left
 
 
 def test_report_has_the_expression_section(built):
     out, paths = built
     md = paths["report_md"].read_text()
     assert "The training target: feeling expression on held-out prompts" in md and "carries over" in md
+
+
+def test_report_reads_verdict_claims_examples_then_details(built):
+    md = (built[0] / "report.md").read_text()
+    order = ["> Verdict, human vs reverse", "## The paper's claims beside ours", "## What the models say",
+             "## The training target", "## Every metric", "## All comparisons (per seed)"]
+    positions = [md.index(s) for s in order]
+    assert positions == sorted(positions)
+    verdict = md.splitlines()[2]
+    assert "The training target moved: enhanced: feelings/score" in verdict  # the target, first and apart
+    assert "7 enhanced (" in verdict and "2 degraded (bbq/accuracy_ambig (Gemma 2 IT 2B, seed 0): 0.422 vs 0.500, " \
+        "difference -0.078 (95% CI -0.108 to -0.048, -15.6%)" in verdict  # each with its CI
+    assert "7 showed no significant change" in verdict
+
+
+def test_no_nan_shown_as_a_number(tmp_path):
+    results, _, _ = _load()
+    missing = results.iloc[[0]].assign(metric="opinion_rate", n_items=0, value_a=float("nan"), value_b=float("nan"),
+                                       diff=float("nan"), change=float("nan"), improvement=float("nan"),
+                                       ci_low=float("nan"), ci_high=float("nan"), p_value=float("nan"), p_holm=float("nan"),
+                                       cls="not measured")
+    paths = report.build_report(tmp_path, pd.concat([results, missing], ignore_index=True), profile="smoke")
+    for name in ("report_md", "report_html"):
+        text = re.sub(r"base64,[^\"]+", "", paths[name].read_text())
+        assert not re.search(r"\bnan\b", text, re.I), re.search(r".{60}\bnan\b.{20}", text, re.I).group(0)
+    assert "sycophancy/opinion_rate (not measured)" in paths["report_md"].read_text()

@@ -170,3 +170,26 @@ def test_sign_flip_exact(diffs, expected):
 )
 def test_wilcoxon(diffs, expected):
     assert stats.wilcoxon_test(diffs) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("which", ["paired", "index"])
+def test_large_sets_use_percentile_not_the_bca_jackknife(monkeypatch, which):
+    # BCa's jackknife builds an n x n array (full Hub BBQ, ~58k records: tens of GB); above BCA_MAX_N items the
+    # percentile interval is used instead, and the result says so.
+    asked = []
+    real = stats.stats.bootstrap
+    monkeypatch.setattr(stats.stats, "bootstrap", lambda *a, **kw: asked.append(kw["method"]) or real(*a, **kw))
+    n = 3001
+    a, b = _paired(n, 0.5, seed=2)
+    if which == "paired":
+        ci = stats.paired_bootstrap_ci(a, b, n_resamples=200, method="BCa")
+    else:
+        ci = stats.index_bootstrap_ci(n, lambda idx: a[idx].mean() - b[idx].mean(), n_resamples=200, method="BCa")
+    assert asked == ["percentile"] and ci.method == "percentile"
+    assert ci.low < 0.5 < ci.high
+
+
+def test_small_sets_keep_bca_and_say_so():
+    a, b = _paired(200, 0.5, seed=1)
+    assert stats.paired_bootstrap_ci(a, b, n_resamples=300, method="BCa").method == "BCa"
+    assert stats.paired_bootstrap_ci(np.ones(20), np.zeros(20), n_resamples=200).method == "point"  # degenerate

@@ -1,0 +1,159 @@
+"""What a person sees: render the executed notebooks and report.html in headless Chromium and check the page.
+
+After layout, a small script injected into each page measures what a reader would notice and writes it into
+the DOM, which `chromium --headless --dump-dom` prints: whether every image loaded, whether a table or the page
+runs off the right edge (a wide table may scroll inside the page), numbers shown as "nan", and the headings in
+order. A full-page PNG screenshot of each page goes into its step's `figures/`. Needs Debian's `chromium` (no
+Python browser packages). External hosts are blocked, so pages render offline; images from other hosts (the
+Colab badge) are therefore not checked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+NO_CHROMIUM = ("Chromium is not installed, so the real-browser check of the notebooks and report.html did NOT run: "
+               "install Debian's chromium (apt-get install -y chromium; .ci/run does it)")
+WIDTH = 1280  # a laptop screen
+MAX_HEIGHT = 16000  # screenshot height cap (Chromium's surface limit is 16384)
+REPORT_H2 = ("The paper's claims beside ours", "What the models say", "The training target", "Every metric",
+             "Training curves", "All comparisons")
+# Runs after layout; writes {images, tables, page, nan, headings, height} into <body data-hmxnb-measure>.
+MEASURE_JS = r"""
+window.addEventListener("load", () => {
+  const vw = document.documentElement.clientWidth;
+  const scrolls = (el) => { for (let p = el.parentElement; p; p = p.parentElement) {
+      const o = getComputedStyle(p).overflowX;
+      if ((o === "auto" || o === "scroll") && p.getBoundingClientRect().right <= vw + 1) return true; } return false; };
+  const images = [...document.images].map((i) => ({src: i.src.slice(0, 60), loaded: i.complete && i.naturalWidth > 0}));
+  const tables = [...document.querySelectorAll("table")].map((t) => ({
+      head: t.innerText.slice(0, 60), right: Math.round(t.getBoundingClientRect().right), scrolls: scrolls(t)}));
+  const shown = [...document.querySelectorAll(".jp-OutputArea-output, .jp-RenderedMarkdown")];
+  const text = (shown.length ? shown.map((e) => e.innerText).join("\n") : document.body.innerText);
+  const nan = [...text.matchAll(/(?<![A-Za-z_.])[+-]?nan%?(?![A-Za-z_(])/gi)].map(
+      (m) => text.slice(Math.max(0, m.index - 40), m.index + m[0].length));
+  const headings = [...document.querySelectorAll("h1, h2, h3")].map((h) => [h.tagName.toLowerCase(),
+      h.innerText.replace(/\u00b6/g, "").trim()]);
+  document.body.dataset.hmxnbMeasure = JSON.stringify({images, tables, nan, headings, width: vw,
+      page: document.documentElement.scrollWidth, height: document.documentElement.scrollHeight});
+});
+"""
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium / Chrome executable, or None."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _chromium(args: list[str], timeout: float = 120) -> str:
+    """Run headless Chromium offline (external hosts unresolvable) in a throwaway profile; returns stdout."""
+    exe = find_chromium()
+    if exe is None:
+        raise FileNotFoundError("chromium not found: install it (Debian: apt-get install chromium)")
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+               "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"chromium {args[-1]}: exit {done.returncode}: {done.stderr.strip()[-300:]}")
+    return done.stdout
+
+
+def measure(page: Path, width: int = WIDTH) -> dict:
+    """Layout measurements of an HTML file (see MEASURE_JS), from a copy with the script injected."""
+    text = Path(page).read_text(encoding="utf-8")
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "page.html"
+        probe.write_text(text.replace("</body>", f"<script>{MEASURE_JS}</script></body>", 1), encoding="utf-8")
+        dom = _chromium([f"--window-size={width},1000", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()])
+    found = re.search(r'data-hmxnb-measure="([^"]*)"', dom)
+    if not found:
+        raise RuntimeError(f"{page}: the page never finished loading (no measurements in the DOM)")
+    return json.loads(html.unescape(found.group(1)))
+
+
+def screenshot(page: Path, png: Path, height: int, width: int = WIDTH) -> Path:
+    """Full-page PNG of an HTML file (window as tall as the page, up to MAX_HEIGHT)."""
+    png = Path(png)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    size = f"--window-size={width},{max(600, min(height, MAX_HEIGHT))}"
+    _chromium([size, "--virtual-time-budget=10000", f"--screenshot={png.resolve()}", Path(page).resolve().as_uri()])
+    return png
+
+
+def problems(m: dict, h2_order=()) -> list[str]:
+    """What a reader would notice in one page's measurements; [] when it reads well.
+
+    Args:
+        m: the dict of `measure`.
+        h2_order: the h2 headings (prefixes) expected in this order; headings not listed may sit between.
+    """
+    out = [f"image not loaded: {i['src']}" for i in m["images"] if not i["loaded"] and not _external(i["src"])]
+    out += [f"table runs off the page ({t['right']} > {m['width']} px): {t['head']!r}"
+            for t in m["tables"] if t["right"] > m["width"] + 1 and not t["scrolls"]]
+    if m["page"] > m["width"] + 1:
+        out.append(f"page is {m['page']} px wide, wider than the window ({m['width']} px)")
+    out += [f"'nan' shown: {n!r}" for n in m["nan"]]
+    return out + _heading_problems(m["headings"], h2_order)
+
+
+def _external(src: str) -> bool:
+    """An image from another host (the Colab badge): offline it cannot load, so it is not checked here."""
+    return src.startswith(("http://", "https://"))
+
+
+def _heading_problems(headings: list, h2_order) -> list[str]:
+    """One h1 and first; no skipped level (h1 -> h3); the expected h2s in order."""
+    out = []
+    if not headings or headings[0][0] != "h1" or sum(h[0] == "h1" for h in headings) != 1:
+        out.append(f"expected one h1 and first, got {[h[1][:40] for h in headings if h[0] == 'h1']}")
+    levels = [int(h[0][1]) for h in headings]
+    out += [f"heading level skipped before {headings[i][1]!r}" for i in range(1, len(levels)) if levels[i] > levels[i - 1] + 1]
+    h2 = [h[1] for h in headings if h[0] == "h2"]
+    found = [next((i for i, t in enumerate(h2) if t.startswith(want)), None) for want in h2_order]
+    if None in found or found != sorted(found):
+        out.append(f"h2 headings not in the intended order {list(h2_order)}: {h2}")
+    return out
+
+
+def notebook_html(notebook: Path, out: Path) -> Path:
+    """An executed notebook as HTML (nbconvert's lab template, images embedded), as a reader of the outputs sees it."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(template_name="lab", embed_images=True).from_filename(str(notebook))
+    Path(out).write_text(body, encoding="utf-8")
+    return Path(out)
+
+
+def check_page(page: Path, png: Path, h2_order=()) -> list[str]:
+    """Measure one page, save its screenshot to `png`, return its problems."""
+    m = measure(page)
+    screenshot(page, png, m["height"])
+    return problems(m, h2_order)
+
+
+def check_run(root: Path) -> dict[str, list[str]]:
+    """Check every executed notebook under outputs/<profile>/<step>/ and report.html; screenshots in figures/.
+
+    Returns {page: problems}. Each step's screenshot is `<step>/figures/notebook_page.png`; the report's is
+    `05_compare_report/figures/report_page.png`.
+    """
+    root = Path(root)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for nb in sorted(root.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
+            page = notebook_html(nb, Path(tmp) / f"{nb.stem}.html")
+            results[nb.name] = check_page(page, nb.parent / "figures" / "notebook_page.png")
+    report = root / "report.html"
+    if report.is_file():
+        results["report.html"] = check_page(report, root / "05_compare_report" / "figures" / "report_page.png", REPORT_H2)
+    return results
