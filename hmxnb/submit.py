@@ -96,7 +96,12 @@ def plan(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path,
 
 def make_executor(kind: str, folder: Path, resources: dict, name: str):
     """A submitit executor: SlurmExecutor with `resources` (sbatch fields) or LocalExecutor with the time limit."""
-    import submitit
+    try:
+        import submitit
+    except ImportError:
+        from hmxnb.run import RunError
+
+        raise RunError("submitit is not installed: pip install -e '.[cluster]'") from None
 
     if kind == "slurm":
         ex = submitit.SlurmExecutor(folder=folder)
