@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 
+import nbformat
 import pytest
 
 from hmxnb.members import MemberBusy, is_locked, member_lock, member_status
@@ -10,9 +11,6 @@ from hmxnb.run import RunError, run_profile
 from test_run import WRITE, _notebook
 
 SEEDS = {"seeds": [0, 1]}
-# the aggregate notebook writes the members the runner passed it
-AGGREGATE = ("import json, pathlib\nmembers = None\n"
-             "pathlib.Path(out_dir, 'members_seen.json').write_text(json.dumps(members))")
 
 
 @pytest.fixture
@@ -20,7 +18,12 @@ def nbdir(tmp_path):
     d = tmp_path / "notebooks"
     d.mkdir()
     _notebook(d / "01_first.ipynb", WRITE)
-    _notebook(d / "05_compare_report.ipynb", AGGREGATE)
+    # the aggregate notebook declares `members` (as notebook 05 does) and writes what the runner passed it
+    _notebook(d / "05_compare_report.ipynb", "import json, pathlib\n"
+              "pathlib.Path(out_dir, 'members_seen.json').write_text(json.dumps(members))")
+    nb = nbformat.read(d / "05_compare_report.ipynb", as_version=4)
+    nb.cells[0].source += "\nmembers = None"
+    nbformat.write(nb, d / "05_compare_report.ipynb")
     return d
 
 
