@@ -140,3 +140,21 @@ def test_smoke_two_seeds_as_slurm_jobs(slurm, tiny_model_dir, data_dir, tmp_path
     again = subprocess.run(cmd[:-3] + ["--dry-run", "--outputs", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert again.stdout.splitlines()[:2] == ["skip seed0: finished", "skip seed1: finished"], again.stdout + again.stderr
     assert len(again.stdout.splitlines()) == 3 and again.stdout.splitlines()[2].endswith("--only 05 --force")
+
+
+@pytest.mark.slow
+def test_local_executor_runs_members_side_by_side(tiny_model_dir, data_dir, tmp_path):
+    from hmxnb.submit import submit
+
+    out = tmp_path / "outputs"
+    over = {"seeds": [0, 1], "model_name_or_path": tiny_model_dir, **TINY}
+    os.environ["HMXNB_DATA_DIR"] = str(data_dir)  # the jobs inherit this process's environment
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    lines = []
+    res = submit("smoke", over, executor="local", outputs=out, max_parallel=2, log=lines.append)
+    assert sorted(res["results"].values()) == ["ok", "ok", "ok"], lines
+    assert sorted(res["jobs"].values()) == ["aggregate", "seed0", "seed1"]
+    assert json.loads((out / "smoke" / "members.json").read_text()) == {"seed0": "finished", "seed1": "finished"}
+    assert (out / "smoke" / "report.md").is_file()
+    again = submit("smoke", over, executor="local", outputs=out, dry_run=True, log=lines.append)
+    assert again["members"] == [] and again["skipped"] == {"seed0": "finished", "seed1": "finished"}
