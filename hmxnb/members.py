@@ -14,17 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hmxnb.params import load_params, params_hash
+from hmxnb.run import RunError
 
 LOCK_NAME = ".lock"
 
 
-class MemberBusy(RuntimeError):
+class MemberBusy(RunError):
     """Another process holds the member's lock."""
 
 
 def member_overrides(params: dict, member: str) -> dict:
     """The sweep overrides (model, seed) of the member named `member`; RunError naming the members otherwise."""
-    from hmxnb.run import RunError, sweep
+    from hmxnb.run import sweep
 
     runs = dict(sweep(params))
     if list(runs) == [""]:
@@ -116,7 +117,7 @@ def member_status(profile: str, overrides: dict, profile_root: Path, notebooks_d
 def run_member(profile: str, overrides: dict, member: str, steps: list[Path], profile_root: Path, force: bool,
                progress: bool, log, notebooks_dir: Path):
     """Run the selected per-member steps of one sweep member under its lock. Returns the runner's RunReport."""
-    from hmxnb.run import RunError, _run_steps
+    from hmxnb.run import _run_steps
 
     over = member_overrides(load_params(profile, overrides), member)
     per_member = per_member_steps(notebooks_dir)
@@ -127,18 +128,14 @@ def run_member(profile: str, overrides: dict, member: str, steps: list[Path], pr
     if skipped:
         log(f"hmxnb: member '{member}': {', '.join(skipped)} not run per member; `--only {skipped[0][:2]}` aggregates")
     run_over = {**overrides, **over}
-    try:
-        with member_lock(Path(profile_root) / member):
-            return _run_steps(profile, load_params(profile, run_over), run_over, selected, per_member,
-                              Path(profile_root) / member, force, progress, log)
-    except MemberBusy as err:
-        raise RunError(str(err)) from None
+    with member_lock(Path(profile_root) / member):
+        return _run_steps(profile, load_params(profile, run_over), run_over, selected, per_member,
+                          Path(profile_root) / member, force, progress, log)
 
 
 def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path, log) -> tuple[list[str], str]:
     """(finished members, their joined keys) for the aggregate step; logs the others. RunError when none finished."""
     from hmxnb.artifacts import save_json
-    from hmxnb.run import RunError
 
     status = member_status(profile, overrides, profile_root, notebooks_dir)
     finished = [m for m, s in status.items() if s["status"] == "finished"]

@@ -187,8 +187,11 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
         if not selected:
             continue
         run_over = {**overrides, **sweep_over}
-        reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
-                                  profile_root / sub, force, progress, log))
+        from hmxnb.members import member_lock
+
+        with member_lock(profile_root / sub):  # the same per-member lock as `--member` jobs
+            reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
+                                      profile_root / sub, force, progress, log))
         if not reports[-1].ok:
             return reports
     aggregate = [s for s in all_steps if s.stem in AGGREGATE_STEPS]

@@ -94,6 +94,8 @@ def test_lock_is_per_member(nbdir, tmp_path):
         with pytest.raises(RunError, match="being written by another job"):
             _run(nbdir, out, member="seed0")
         assert member_status("smoke", SEEDS, out / "smoke", nbdir)["seed0"]["status"] == "running"
+        with pytest.raises(RunError, match="being written by another job"):
+            _run(nbdir, out)  # the whole sweep in one process takes the same per-member locks
         reports, _ = _run(nbdir, out, member="seed1")  # another member of the same profile runs meanwhile
         assert reports[0].ok
     finally:
