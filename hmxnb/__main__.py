@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from hmxnb.params import ParamsError, available_profiles, load_params, params_hash, parse_override
 
@@ -24,11 +25,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps, e.g. --only 01 02")
     run.add_argument("--from", dest="start", metavar="STEP", help="run from this step on, e.g. --from 02")
     run.add_argument("--force", action="store_true", help="re-run finished steps; archive a different run's outputs first")
+    run.add_argument("--member", metavar="NAME", help="run one sweep member alone (steps 01-04), e.g. qwen3-4b-seed1")
+    run.add_argument("--outputs", type=Path, metavar="DIR", help="output root (default: outputs/ in the repository)")
+    _submit_parser(sub, common)
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
     common(val)
     sub.add_parser("lab", help="start JupyterLab on notebooks/ with this environment")
     sub.add_parser("colab-links", help="write hmxnb.colab.REPO_URL into every notebook's Colab badge and clone URL")
     return ap
+
+
+def _submit_parser(sub, common) -> None:
+    sm = sub.add_parser("submit", help="one job per sweep member, then the aggregate step (SLURM or local processes)")
+    common(sm)
+    sm.add_argument("--executor", choices=("slurm", "local"), default="slurm", help="SLURM jobs or local processes")
+    sm.add_argument("--partition", help="SLURM partition (default: params slurm_partition)")
+    sm.add_argument("--gpus", type=int, help="GPUs per member job (default: params slurm_gpus_per_node)")
+    sm.add_argument("--cpus", type=int, help="CPU cores per job (default: params slurm_cpus_per_task)")
+    sm.add_argument("--mem-gb", type=int, help="memory per job in GB (default: params slurm_mem_gb)")
+    sm.add_argument("--time-min", type=int, help="time limit per member job in minutes (default: params slurm_time_min)")
+    sm.add_argument("--max-parallel", type=int, default=1, help="local executor: members run at once (default 1)")
+    sm.add_argument("--wait", action="store_true", help="wait for the jobs and report their outcome (local always waits)")
+    sm.add_argument("--dry-run", action="store_true", help="print the job commands without submitting")
+    sm.add_argument("--outputs", type=Path, metavar="DIR", help="output root (default: outputs/ in the repository)")
 
 
 def _override(text: str):
@@ -53,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             return _lab()
         if args.cmd == "colab-links":
             return _colab_links()
+        if args.cmd == "submit":
+            from hmxnb.submit import main_submit
+
+            return main_submit(args)
         from hmxnb.run import main_run
 
         return main_run(args)

@@ -89,10 +89,13 @@ def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path
     return d
 
 
-def find_runs(profile_dir: str | Path, step: str = "04_benchmarks") -> list[Path]:
+def find_runs(profile_dir: str | Path, step: str = "04_benchmarks", members: list[str] | None = None) -> list[Path]:
     """Run folders under outputs/<profile>/ that finished `step`: the folder itself for a single run, else each
-    sweep sub-folder (model x seed), sorted."""
+    sweep sub-folder (model x seed), sorted. `members` (the runner passes the finished ones) restricts a sweep to
+    those sub-folders."""
     root = Path(profile_dir)
+    if members is not None:
+        return [root / m for m in sorted(members)]
     if (root / step / "samples.jsonl").is_file():
         return [root]
     return sorted(p.parent.parent for p in root.glob(f"*/{step}/samples.jsonl") if not p.parent.parent.name.startswith("_"))

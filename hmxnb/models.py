@@ -143,6 +143,11 @@ def prefix_reuse_enabled(model) -> bool:
     return bool(getattr(model, "hmxnb_prefix_reuse", True))
 
 
+def local_rank() -> int:
+    """This process's index on its machine under `accelerate launch` / torchrun (LOCAL_RANK), 0 otherwise."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def backend_for(load_in_4bit: bool, use_unsloth: bool = True) -> str:
     """Pick the loading backend for this machine (see module docstring)."""
     if not cuda_available():
@@ -230,7 +235,7 @@ def _load_transformers(path: str, params: dict, backend: str, precision: str = "
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
         )
     if backend != "transformers-cpu":
-        kwargs["device_map"] = {"": 0}
+        kwargs["device_map"] = {"": local_rank()}  # under accelerate launch: this process's own GPU
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     _fix_pad(model, tok)

@@ -123,6 +123,15 @@ SCHEMA: dict[str, Param] = {
     "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one)."),
     "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1)."),
     "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
+    # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
+    "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
+                           "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
+                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps."),
+    "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.submit)", "SLURM partition; None = the cluster's default."),
+    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only."),
+    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job."),
+    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default."),
+    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes."),
     # --- LoRA (names are LoraConfig fields) ---
     "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank."),
     "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", ""),
@@ -144,6 +153,7 @@ SCHEMA: dict[str, Param] = {
     "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation."),
 }
 
+SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))
 _SCALARS = {"str": str, "int": int, "float": (int, float), "bool": bool, "path": str}
 
 
@@ -222,6 +232,8 @@ def _check_consistency(p: dict) -> None:
         raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; use {list(SCHEMA['judge_mode'].choices)}")
     if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
         raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 (single-digit scores)")
+    if p["num_processes"] < 1:
+        raise ParamsError("params key 'num_processes' must be >= 1")
     if p["num_generations"] < 2:
         raise ParamsError("params key 'num_generations' must be >= 2 (GRPO compares completions within a group)")
     gen_batch = p["per_device_train_batch_size"] * p["gradient_accumulation_steps"]
@@ -275,6 +287,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def params_hash(p: dict) -> str:
-    """Short stable hash of resolved params (key order does not matter)."""
-    blob = json.dumps(p, sort_keys=True, default=str).encode()
+    """Short stable hash of resolved params (key order does not matter). The `slurm_*` keys are left out: where
+    and how long a job is scheduled does not change its result, so re-submitting elsewhere keeps finished steps."""
+    blob = json.dumps({k: v for k, v in p.items() if k not in SCHEDULING_KEYS}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -159,8 +159,10 @@ def _error_line(err: Exception) -> str:
 
 def run_profile(profile: str, overrides: dict | None = None, only: list[str] | None = None, start: str | None = None,
                 force: bool = False, output_root: Path | None = None, notebooks_dir: Path = NOTEBOOKS,
-                progress: bool = True, log=print) -> list[RunReport]:
-    """Validate params, then run the selected steps of every run in the profile's sweep. Returns one report per run."""
+                progress: bool = True, log=print, member: str | None = None) -> list[RunReport]:
+    """Validate params, then run the selected steps of every run in the profile's sweep. Returns one report per run.
+
+    `member`: run only that sweep member's steps (hmxnb.members: safe beside other members' jobs)."""
     overrides = dict(overrides or {})
     if os.environ.get("HMXNB_DATA_DIR"):  # notebooks run in notebooks/: a relative path must not change meaning
         os.environ["HMXNB_DATA_DIR"] = str(Path(os.environ["HMXNB_DATA_DIR"]).resolve())
@@ -172,6 +174,10 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
     all_steps = notebook_steps(notebooks_dir)
     profile_root = output_root / base["profile"]
     runs = sweep(base)
+    if member is not None:
+        from hmxnb.members import run_member
+
+        return [run_member(profile, overrides, member, steps, profile_root, force, progress, log, notebooks_dir)]
     if runs == [("", {})]:  # a single run: every step in outputs/<profile>/
         return [_run_steps(profile, base, overrides, steps, all_steps, profile_root, force, progress, log)]
     per_run = [s for s in all_steps if s.stem not in AGGREGATE_STEPS]
@@ -181,19 +187,25 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
         if not selected:
             continue
         run_over = {**overrides, **sweep_over}
-        reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
-                                  profile_root / sub, force, progress, log))
+        from hmxnb.members import member_lock
+
+        with member_lock(profile_root / sub):  # the same per-member lock as `--member` jobs
+            reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
+                                      profile_root / sub, force, progress, log))
         if not reports[-1].ok:
             return reports
     aggregate = [s for s in all_steps if s.stem in AGGREGATE_STEPS]
     if any(s in aggregate for s in steps):
-        run_keys = "|".join(r.last_key for r in reports)
+        from hmxnb.members import aggregate_inputs
+
+        finished, run_keys = aggregate_inputs(profile, overrides, profile_root, notebooks_dir, log)
         reports.append(_run_steps(profile, base, overrides, [s for s in steps if s in aggregate], aggregate,
-                                  profile_root, force, progress, log, start_key=run_keys or "start"))
+                                  profile_root, force, progress, log, start_key=run_keys, extra={"members": finished}))
     return reports
 
 
-def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start") -> RunReport:
+def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start",
+               extra=None) -> RunReport:
     phash = params_hash(params)
     keys, prev = {}, start_key
     for nb in all_steps:  # keys chain through every step, also the ones not selected
@@ -216,7 +228,8 @@ def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, pr
         t0 = time.time()
         out_nb = step_dir / nb.name
         try:
-            _execute(nb, out_nb, {"profile": profile, "params_overrides": overrides, "out_dir": str(step_dir)}, progress)
+            _execute(nb, out_nb, {"profile": profile, "params_overrides": overrides, "out_dir": str(step_dir), **(extra or {})},
+                     progress)
         except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
             secs = time.time() - t0
             msg = _error_line(err)
@@ -266,5 +279,6 @@ def _write_run_json(out_root: Path, params: dict, phash: str, report: RunReport)
 
 def main_run(args) -> int:
     """CLI entry for `python -m hmxnb run` (errors are printed by the caller)."""
-    reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force)
+    reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force, output_root=args.outputs,
+                          member=args.member)
     return 0 if all(r.ok for r in reports) else 1

@@ -15,7 +15,7 @@ import numpy as np
 from hmxnb.artifacts import save_json, save_jsonl
 from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.chat import settings_from_params
-from hmxnb.models import device_capability, load_model, precision_for
+from hmxnb.models import device_capability, load_model, local_rank, precision_for
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
 
@@ -120,7 +120,8 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
         tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
         judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
         max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
-        max_completion_length=params["max_completion_length"], samples_path=out_dir / "samples.jsonl",
+        max_completion_length=params["max_completion_length"],
+        samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
     )
     trainer = GRPOTrainer(
         model=model,
@@ -134,6 +135,22 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
     state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
     state.check_model()
     return trainer, state
+
+
+def is_main_process() -> bool:
+    """Rank 0 of `accelerate launch` (RANK), or the only process: the one that writes the run's artefacts."""
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0 and local_rank() == 0
+
+
+def global_batch_line(args) -> str:
+    """One log line with the batch geometry TRL computed (GRPOConfig.generation_batch_size counts all processes)."""
+    return (f"hmxnb: {args.world_size} process(es) x per_device_train_batch_size {args.per_device_train_batch_size} x "
+            f"gradient_accumulation_steps {args.gradient_accumulation_steps}: global batch "
+            f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps} completions per step, "
+            f"generation_batch_size {args.generation_batch_size} ({args.generation_batch_size // args.num_generations} prompts "
+            f"x {args.num_generations} generations)")
 
 
 def log_frame(log_history: list[dict]):
@@ -151,10 +168,15 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     trainer, state = make_trainer(params, out_dir, model, tokenizer, backend, callbacks)
     resume = last_checkpoint(out_dir / "checkpoints")
     samples_file = out_dir / "samples.jsonl"
-    _trim_samples(samples_file, resume)
+    main = is_main_process()
+    if main:
+        _trim_samples(samples_file, resume)
+        print(global_batch_line(trainer.args), flush=True)
     t0 = time.time()
     trainer.train(resume_from_checkpoint=resume)  # samples.jsonl grows as steps are judged
     seconds = time.time() - t0
+    if not main:
+        return {}  # under accelerate launch, rank 0 writes the adapter, log and metrics
     trainer.model.save_pretrained(out_dir / "adapter")
     trainer.processing_class.save_pretrained(out_dir / "adapter")
     log = log_frame(trainer.state.log_history)

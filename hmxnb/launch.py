@@ -1,0 +1,86 @@
+"""One training run on several processes: `accelerate launch` (the launcher TRL documents) when num_processes > 1.
+
+`run_training(params, out_dir)` trains in this process when params `num_processes` is 1 (the default). With more,
+it writes the params to `out_dir/launch_params.json` and starts
+
+    accelerate launch --multi_gpu --num_processes N -m hmxnb.launch out_dir/launch_params.json out_dir
+
+as a subprocess, streaming its output, then reads back the metrics rank 0 wrote. Each process runs
+`hmxnb.train.train` on its share of the prompts; TRL gathers the rewards across processes, so one GRPO step sees
+per_device_train_batch_size x num_processes x gradient_accumulation_steps completions. `--multi_gpu` makes
+accelerate start the processes with torchrun; on a machine without CUDA, TrainingArguments' `use_cpu` makes them
+talk over gloo (tested on CPU), on GPUs over NCCL with one GPU per process (untested until a GPU check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from hmxnb.artifacts import save_json
+
+
+def launch_command(num_processes: int, params_file: Path, out_dir: Path, port: int, threads: int | None = None) -> list[str]:
+    """The `accelerate launch` command line of a training run on `num_processes` processes."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+    if threads:
+        cmd += ["--num_cpu_threads_per_process", str(threads)]
+    return cmd + ["-m", "hmxnb.launch", str(params_file), str(out_dir)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_threads(num_processes: int) -> int | None:
+    """Threads per process on a CPU-only machine (the cores shared out), None when CUDA is there."""
+    from hmxnb.models import cuda_available
+
+    return None if cuda_available() else max(1, (os.cpu_count() or 1) // num_processes)
+
+
+def run_training(params: dict, out_dir: str | Path, log=print) -> dict:
+    """Train one direction: in this process (num_processes 1) or through `accelerate launch`. Returns the metrics."""
+    n = params["num_processes"]
+    if n == 1:
+        from hmxnb.train import train
+
+        return train(params, out_dir)
+    out_dir = Path(out_dir)
+    params_file = save_json(params, out_dir / "launch_params.json")
+    cmd = launch_command(n, params_file, out_dir, _free_port(), _cpu_threads(n))
+    log(f"hmxnb: training on {n} processes: {' '.join(cmd)}")
+    stream(cmd, log)
+    return json.loads((out_dir / "metrics.json").read_text())
+
+
+def stream(cmd: list[str], log=print) -> None:
+    """Run `cmd`, passing each output line to `log` as it comes; RuntimeError with the last lines on failure."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    tail: list[str] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
+        for line in proc.stdout:
+            log(line.rstrip("\n"))
+            tail = (tail + [line.rstrip("\n")])[-5:]
+    if proc.returncode:
+        raise RuntimeError(f"accelerate launch exited with {proc.returncode}: {' | '.join(tail)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Worker entry under `accelerate launch`: `python -m hmxnb.launch PARAMS_JSON OUT_DIR`."""
+    from hmxnb.train import train
+
+    params_file, out_dir = (argv if argv is not None else sys.argv[1:])[:2]
+    train(json.loads(Path(params_file).read_text()), out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""hmxnb.submit: job commands and resources from params, skipping finished members, and a real SLURM run.
+
+The last test starts a single-node SLURM cluster on localhost (tests/slurm_local.py; installs Debian's slurm-wlm
+and munge when missing), submits the smoke profile with two seeds as SLURM jobs, waits, checks the report covers
+both seeds, and stops the daemons it started.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hmxnb.__main__ import _parser
+from hmxnb.members import expected_keys, per_member_steps
+from hmxnb.params import load_params
+from hmxnb.run import NOTEBOOKS, RunError
+from hmxnb.submit import job_name, plan, run_command, slurm_resources
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_command_round_trips_overrides(tmp_path):
+    over = {"seeds": [0, 1], "learning_rate": 1e-5, "model_name_or_path": "/a b/model", "load_in_4bit": False}
+    cmd = run_command("paper", over, "qwen3-4b-seed1", tmp_path)
+    assert cmd[:3] == [sys.executable, "-m", "hmxnb"] and cmd[-2:] == ["--member", "qwen3-4b-seed1"]
+    args = _parser().parse_args(cmd[3:])
+    assert (args.profile, dict(args.set), args.member, args.outputs) == ("paper", over, "qwen3-4b-seed1", tmp_path)
+    assert run_command("paper", {}, None)[-3:] == ["--only", "05", "--force"]  # the aggregate: always re-made
+
+
+@pytest.mark.parametrize("over, flags, expected", [
+    ({}, {}, {"gpus_per_node": 1, "cpus_per_task": 8, "time": 1440}),  # defaults; partition and memory: the cluster's
+    ({"slurm_partition": "gpu", "slurm_mem_gb": 64}, {}, {"partition": "gpu", "gpus_per_node": 1, "cpus_per_task": 8,
+                                                          "time": 1440, "mem": "64G"}),
+    ({"slurm_partition": "gpu"}, {"slurm_partition": "a100", "slurm_time_min": 90}, {"partition": "a100", "gpus_per_node": 1,
+                                                                                   "cpus_per_task": 8, "time": 90}),
+    ({}, {"slurm_gpus_per_node": 0, "slurm_cpus_per_task": 1}, {"cpus_per_task": 1, "time": 1440}),  # CPU only
+])
+def test_slurm_resources(over, flags, expected):
+    assert slurm_resources(load_params("paper", over), flags) == expected
+
+
+def test_more_processes_than_gpus_is_an_error():
+    with pytest.raises(RunError, match="num_processes"):
+        slurm_resources(load_params("paper", {"num_processes": 2}), {})
+    assert slurm_resources(load_params("paper", {"num_processes": 2}), {"slurm_gpus_per_node": 2})["gpus_per_node"] == 2
+
+
+def test_slurm_keys_do_not_change_step_keys():
+    from hmxnb.params import params_hash
+
+    a, b = load_params("paper"), load_params("paper", {"slurm_partition": "other", "slurm_time_min": 5})
+    assert params_hash(a) == params_hash(b)  # re-submitting elsewhere keeps finished steps
+    assert params_hash(a) != params_hash(load_params("paper", {"num_processes": 2}))  # the global batch does change
+
+
+def _fake_finished(profile_root, over, member):
+    """A member whose last step (04) says it finished with the keys these params give."""
+    p = load_params("smoke", {**over, "seed": int(member[-1])})
+    key = expected_keys(p, per_member_steps(NOTEBOOKS))["04_benchmarks"]
+    d = profile_root / member / "04_benchmarks"
+    d.mkdir(parents=True)
+    (d / "step.json").write_text(json.dumps({"key": key, "status": "ok"}))
+
+
+def test_plan_skips_finished_and_queued(tmp_path):
+    over = {"seeds": [0, 1, 2]}
+    _fake_finished(tmp_path, over, "seed0")
+    todo, skipped = plan("smoke", over, tmp_path, NOTEBOOKS, queued={job_name("smoke", "seed1")})
+    assert todo == ["seed2"] and skipped == {"seed0": "finished", "seed1": "queued"}
+    todo, _ = plan("smoke", {**over, "max_steps": 9}, tmp_path, NOTEBOOKS, queued=set())
+    assert todo == ["seed0", "seed1", "seed2"]  # finished with other params: submitted again
+
+
+def test_dry_run_prints_the_commands(tmp_path, capsys):
+    from hmxnb.__main__ import main
+
+    _fake_finished(tmp_path / "smoke", {"seeds": [0, 1]}, "seed0")
+    assert main(["submit", "--profile", "smoke", "--set", "seeds=[0, 1]", "--executor", "local", "--dry-run",
+                 "--outputs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "skip seed0: finished"
+    assert out[1].endswith("--member seed1") and out[2].endswith("--only 05 --force") and len(out) == 3
+
+
+# --- a real SLURM cluster ---------------------------------------------------------------------------------------
+
+# Everything shrunk to keep two members + the aggregate within a few minutes on 2 CPU cores: a tiny random model
+# (built by conftest), 1 GRPO step, 2 items per benchmark. It checks the plumbing, not the method.
+TINY = {"max_steps": 1, "save_steps": 1, "sample_every": 1, "n_train_prompts": 4, "max_completion_length": 8,
+        "bench_limit": 2, "eval_max_new_tokens": 8, "bootstrap_resamples": 50, "judge_compare_modes": []}
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    from slurm_local import LocalSlurm, install
+
+    why = install()
+    if why:
+        pytest.skip(f"SLURM TEST NOT RUN: {why}")
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=2)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.slow
+def test_smoke_two_seeds_as_slurm_jobs(slurm, tiny_model_dir, data_dir, tmp_path):
+    out = tmp_path / "outputs"
+    sets = [f"--set=seeds=[0, 1]", f"--set=model_name_or_path={tiny_model_dir}"] + [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+    cmd = [sys.executable, "-m", "hmxnb", "submit", "--profile", "smoke", *sets, "--executor", "slurm", "--gpus", "0",
+           "--cpus", "1", "--time-min", "15", "--wait", "--outputs", str(out)]
+    env = {**slurm.env, "PYTHONPATH": str(ROOT), "HMXNB_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    t0 = time.time()
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.time() - t0
+    jobs = [json.loads(line) for line in (out / "smoke" / "_jobs" / "submissions.jsonl").read_text().splitlines()]
+    states = slurm.job_states()
+    print(f"\nSLURM test: submit --wait took {wall:.0f}s; jobs: {states}")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert [j["name"] for j in jobs] == ["hmxnb-smoke-seed0", "hmxnb-smoke-seed1", "hmxnb-smoke-aggregate"]
+    assert all(states[j["job_id"]].endswith(":COMPLETED") for j in jobs), states
+    root = out / "smoke"
+    for member in ("seed0", "seed1"):  # each member job wrote only its own folder and record
+        assert json.loads((root / member / "run.json").read_text())["status"] == "ok"
+        assert (root / member / "03_train_reverse" / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((root / "members.json").read_text()) == {"seed0": "finished", "seed1": "finished"}
+    nb = json.loads((root / "05_compare_report" / "05_compare_report.ipynb").read_text())
+    assert nb["metadata"]["papermill"]["parameters"]["members"] == ["seed0", "seed1"]
+    import pandas as pd
+
+    comparisons = pd.read_csv(root / "05_compare_report" / "comparisons.csv")
+    assert set(comparisons["seed"].dropna().astype(int)) >= {0, 1}, comparisons.columns.tolist()  # both seeds compared
+    assert (root / "report.md").is_file() and (root / "report.html").is_file()
+    # re-submitting skips the finished members: only the aggregate would be submitted
+    again = subprocess.run(cmd[:-3] + ["--dry-run", "--outputs", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.stdout.splitlines()[:2] == ["skip seed0: finished", "skip seed1: finished"], again.stdout + again.stderr
+    assert len(again.stdout.splitlines()) == 3 and again.stdout.splitlines()[2].endswith("--only 05 --force")
+
+
+@pytest.mark.slow
+def test_local_executor_runs_members_side_by_side(tiny_model_dir, data_dir, tmp_path):
+    from hmxnb.submit import submit
+
+    out = tmp_path / "outputs"
+    over = {"seeds": [0, 1], "model_name_or_path": tiny_model_dir, **TINY}
+    os.environ["HMXNB_DATA_DIR"] = str(data_dir)  # the jobs inherit this process's environment
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    lines = []
+    res = submit("smoke", over, executor="local", outputs=out, max_parallel=2, log=lines.append)
+    assert sorted(res["results"].values()) == ["ok", "ok", "ok"], lines
+    assert sorted(res["jobs"].values()) == ["aggregate", "seed0", "seed1"]
+    assert json.loads((out / "smoke" / "members.json").read_text()) == {"seed0": "finished", "seed1": "finished"}
+    assert (out / "smoke" / "report.md").is_file()
+    again = submit("smoke", over, executor="local", outputs=out, dry_run=True, log=lines.append)
+    assert again["members"] == [] and again["skipped"] == {"seed0": "finished", "seed1": "finished"}
