@@ -17,7 +17,8 @@ import argparse
 from hmxnb.data import load_judge_validation, load_rubric_examples
 from hmxnb.models import load_model
 from hmxnb.params import SCHEMA, load_params
-from hmxnb.rubric import Rubric, judge_validity
+from hmxnb.judge import judge_validity
+from hmxnb.rubric import Rubric
 
 
 def main():

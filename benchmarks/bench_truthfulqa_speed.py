@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from hmxnb.bench.loglik import score_continuations, score_continuations_plain
+from hmxnb.loglik import score_continuations, score_continuations_plain
 from hmxnb.bench.truthfulqa import evaluate_truthfulqa, load_truthfulqa, metrics_truthfulqa
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

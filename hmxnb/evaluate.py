@@ -18,7 +18,8 @@ from hmxnb import bench
 from hmxnb.bench.expression import generate_replies, load_expression_items, metrics_expression, score_expression
 from hmxnb.data import load_prompts
 from hmxnb.models import load_model
-from hmxnb.rubric import Rubric, judge
+from hmxnb.judge import judge
+from hmxnb.rubric import Rubric
 
 MODELS = ("base", "human", "reverse")
 

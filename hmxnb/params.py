@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ SCHEMA: dict[str, Param] = {
     "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Inverted descriptions (reverse_mode='invert_rubric')."),
     "rubric_scale_min": Param(1, "int", "hmxnb.rubric.Rubric", "Lowest score the judge can give."),
     "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric", "Highest score the judge can give (single-digit scales only)."),
-    "judge_mode": Param("contrast", "str", "hmxnb.rubric.judge",
+    "judge_mode": Param("contrast", "str", "hmxnb.judge.judge",
                         "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best held-out validity "
                         "with the 135M model); probability: expected rubric score digit; generate: sample and parse 'Score: N'.",
                         ("contrast", "probability", "generate")),
@@ -98,11 +99,11 @@ SCHEMA: dict[str, Param] = {
                                    "Description of the flat speaker the reply is contrasted with."),
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
                                   "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale."),
-    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.rubric.judge_validity)",
+    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge.judge_validity)",
                                  "Other judge modes measured beside judge_mode on the judge-validation set, for comparison."),
-    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge two scored examples per criterion."),
-    "judge_max_new_tokens": Param(16, "int", "hmxnb.rubric.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
-    "judge_batch_size": Param(8, "int", "hmxnb.rubric.judge", "Judge prompts per forward pass."),
+    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
+    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass."),
     "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric", "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
     "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.", ("human", "reverse")),
     "judge_model": Param("frozen", "str", "hmxnb.train", "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters off).",
@@ -291,3 +292,8 @@ def params_hash(p: dict) -> str:
     and how long a job is scheduled does not change its result, so re-submitting elsewhere keeps finished steps."""
     blob = json.dumps({k: v for k, v in p.items() if k not in SCHEDULING_KEYS}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def keys_feeding(target: str) -> tuple[str, ...]:
+    """Params keys passed under their own name to `target` ("GRPOConfig", "LoraConfig"): their `feeds` says so."""
+    return tuple(k for k, spec in SCHEMA.items() if re.match(rf"{target}\.{k}\b", spec.feeds))

@@ -1,7 +1,7 @@
 """Reward functions in TRL's contract: `f(prompts, completions, **kwargs) -> list[float]`, one per completion.
 
 - `get_self_judge_reward(...)` -> `self_judge`: the model scores its own completions with the rubric
-  (hmxnb.rubric) in the run's direction; reward in [0, 1].
+  (hmxnb.judge, hmxnb.rubric) in the run's direction; reward in [0, 1].
 - `format_guard`: judge-free guard against empty, truncated and repetitive text; reward in [-1, 0].
 
 TRL sums them with `reward_weights` (params `reward_weight_judge`, `reward_weight_format`). The paper names no
@@ -16,9 +16,10 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from hmxnb.bench.loglik import _pad as right_pad
+from hmxnb.loglik import pad, pad_token_id
 from hmxnb.chat import render, strip_thinking
-from hmxnb.rubric import Rubric, judge
+from hmxnb.judge import judge
+from hmxnb.rubric import Rubric
 
 
 def completion_text(completion) -> str:
@@ -146,7 +147,7 @@ class SelfJudge:
             seqs.append(ids + list(c))
             starts.append(len(ids))
         device = next(self.model.parameters()).device
-        ids, mask = right_pad(seqs, tok.pad_token_id if tok.pad_token_id is not None else 0, torch.device("cpu"))
+        ids, mask = pad(seqs, pad_token_id(tok))
         was_training = self.model.training
         self.model.eval()
         try:

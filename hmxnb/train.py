@@ -2,7 +2,8 @@
 
 `train(params, out_dir)` loads the model, builds the GRPOConfig and reward functions from params, runs
 GRPOTrainer (resuming from the last checkpoint in out_dir/checkpoints when one exists), and writes:
-adapter/ (PEFT format), train_log.csv, samples.jsonl, figures. The direction (human / reverse) is params `direction`.
+adapter/ (PEFT format), train_log.csv, samples.jsonl, metrics.json (the notebook draws the figures). The direction
+(human / reverse) is params `direction`.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from hmxnb.artifacts import save_json, save_jsonl
-from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.chat import settings_from_params
+from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.models import device_capability, load_model, local_rank, precision_for
+from hmxnb.params import keys_feeding
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
 
-# params keys passed to GRPOConfig under the same name
-GRPO_KEYS = (
-    "learning_rate", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "max_completion_length", "max_steps", "beta", "temperature", "top_p", "loss_type", "scale_rewards",
-    "logging_steps", "save_steps", "warmup_steps", "optim", "seed",
-)
-LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules")
+# params keys passed to GRPOConfig / LoraConfig under the same name (their `feeds` in the params SCHEMA says so)
+GRPO_KEYS = keys_feeding("GRPOConfig")
+LORA_KEYS = keys_feeding("LoraConfig")
 
 
 def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: str = "fp32") -> dict:

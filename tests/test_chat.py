@@ -19,7 +19,8 @@ from hmxnb.bench.sycophancy import chat_prompt
 from hmxnb.chat import DEFAULT_DATE, configure, fold_system, render, settings_of, strip_thinking, supports_system_role
 from hmxnb.params import load_params
 from hmxnb.rewards import completion_text
-from hmxnb.rubric import Rubric, judge
+from hmxnb.judge import judge
+from hmxnb.rubric import Rubric
 
 TURNS = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 THINKING = TURNS + (

@@ -109,3 +109,20 @@ def test_cli_error_is_one_line_without_traceback(args, culprit, tmp_path):
     lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, r.stderr
     assert culprit in lines[0] and "Traceback" not in r.stderr
+
+
+def test_keys_passed_by_name_are_real_library_fields():
+    """GRPOConfig / LoraConfig keys come from the SCHEMA's `feeds`: each must be a field of that class."""
+    import dataclasses
+
+    from peft import LoraConfig
+    from trl import GRPOConfig
+
+    from hmxnb.params import keys_feeding
+
+    grpo, lora = keys_feeding("GRPOConfig"), keys_feeding("LoraConfig")
+    assert {"learning_rate", "num_generations", "max_steps", "beta", "seed"} <= set(grpo)
+    assert not {"reward_weight_judge", "enable_thinking", "chat_date"} & set(grpo)  # fed under another name
+    assert set(lora) == {"r", "lora_alpha", "lora_dropout", "target_modules"}
+    assert set(grpo) <= {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(lora) <= {f.name for f in dataclasses.fields(LoraConfig)}

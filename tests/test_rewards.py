@@ -97,7 +97,7 @@ class FakeJudgeState(SelfJudge):
         self.fixed = np.array(scores, dtype=float)
 
     def score(self, prompts, replies):
-        from hmxnb.rubric import JudgeResult
+        from hmxnb.judge import JudgeResult
 
         assert len(prompts) == len(replies) == len(self.fixed)
         return JudgeResult(self.rubric.names, self.fixed, int(np.isnan(self.fixed).sum()))
@@ -170,7 +170,7 @@ def test_group_spread_separates_within_from_between():
 
 def test_unscorable_reply_is_neutral_in_trls_reward_combination(tiny_model_dir, tmp_path):
     """Through TRL's own `_calculate_rewards` and its nansum of weighted reward functions (GRPOTrainer 1.14)."""
-    from hmxnb.rubric import JudgeResult
+    from hmxnb.judge import JudgeResult
     from hmxnb.train import make_trainer
 
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "max_steps": 1, "n_train_prompts": 4})

@@ -1,24 +1,12 @@
-"""hmxnb.rubric: judge prompt building, score parsing, reward directions, probability-weighted scoring."""
+"""hmxnb.rubric: judge prompt building, score parsing, reward directions, inverted rubric texts."""
 
 import math
 
 import numpy as np
 import pytest
-import torch
 
 from hmxnb.params import load_params
-from hmxnb.rubric import (
-    FEW_SHOT,
-    JUDGE_PROMPT_VERSION,
-    SCORE_PREFIX,
-    Rubric,
-    _render,
-    build_judge_messages,
-    judge,
-    ordering_metrics,
-    parse_score,
-    score_token_ids,
-)
+from hmxnb.rubric import FEW_SHOT, JUDGE_PROMPT_VERSION, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
 
 @pytest.fixture
@@ -103,86 +91,6 @@ def test_invert_rubric_texts_keep_guards(rubric):
     assert rubric.texts("reverse") == rubric.criteria
 
 
-def test_score_token_ids_single_tokens(tiny_model):
-    _, tok = tiny_model
-    ctx_ids, digit_ids = score_token_ids(tok, "<|im_start|>assistant\n", 1, 5)
-    assert len(set(digit_ids)) == 5
-    assert [tok.decode([d]) for d in digit_ids] == ["1", "2", "3", "4", "5"]
-    assert tok.decode(ctx_ids).endswith("Score: ")
-
-
-def _manual_expected_score(model, tok, rubric, prompt, reply, criterion):
-    """Reference: one unpadded sequence, full softmax, expectation over the digits."""
-    ctx = _render(tok, build_judge_messages(rubric, criterion, rubric.criteria[criterion], prompt, reply))
-    ids, digits = score_token_ids(tok, ctx, rubric.scale_min, rubric.scale_max)
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.tensor([ids])).logits[0, -1], -1)[digits]
-    return float((probs * torch.arange(1, 6)).sum() / probs.sum())
-
-
-def test_probability_scores_match_manual_and_batching(tiny_model, rubric):
-    model, tok = tiny_model
-    prompts = ["How are you?", "What is 2+2?", "Do you like rain?"]
-    replies = ["I feel happy today.", "4", "rain rain rain rain rain rain rain"]
-    shared = judge(model, tok, rubric, prompts, replies, mode="probability", batch_size=2)
-    padded = judge(model, tok, rubric, prompts, replies, mode="probability", batch_size=3, share_prefix=False)
-    assert shared.scores.shape == (3, 4)
-    assert np.all((shared.scores >= 1) & (shared.scores <= 5))
-    assert np.allclose(shared.scores, padded.scores, atol=1e-4)
-    ref = _manual_expected_score(model, tok, rubric, prompts[2], replies[2], "intentions")
-    assert shared.scores[2, 1] == pytest.approx(ref, abs=1e-4)
-    assert 0 < shared.score_mass <= 1 and shared.n_unparsed == 0
-    # continuous: no two replies get exactly the same expected score
-    assert len(set(np.round(shared.scores[:, 0], 8))) == 3
-
-
-def test_generate_mode_counts_unparsable(tiny_model, rubric):
-    model, tok = tiny_model
-    res = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel good.", "ok"], mode="generate", max_new_tokens=4)
-    assert res.scores.shape == (2, 4)
-    assert res.n_unparsed == int(np.isnan(res.scores).sum())
-    assert len(res.raw) == 2 and all(len(r) == 4 for r in res.raw)
-    for row_raw, row in zip(res.raw, res.scores):
-        for text, value in zip(row_raw, row):
-            parsed = parse_score(text, 1, 5)
-            assert (parsed is None and math.isnan(value)) or parsed == value
-
-
-def test_judge_rejects_length_mismatch(tiny_model, rubric):
-    model, tok = tiny_model
-    with pytest.raises(ValueError, match="2 prompts but 1 replies"):
-        judge(model, tok, rubric, ["a", "b"], ["x"])
-
-
-def test_ordering_metrics_perfect_and_constant():
-    import pandas as pd
-
-    df = pd.DataFrame({
-        "tier": [0, 1, 2, 0, 1, 2],
-        "tier_name": ["degenerate", "flat", "expressive"] * 2,
-        "reward_human": [0.1, 0.5, 0.9, 0.2, 0.6, 0.8],
-        "reward_reverse": [0.3, 0.9, 0.1, 0.2, 0.8, 0.2],
-        "score_feelings": [1, 1, 1, 1, 1, 1],
-    })
-    m = ordering_metrics(df, ["feelings"])
-    # by hand: tier ranks [1.5,3.5,5.5]*2, reward ranks [1,3,6,2,4,5] -> 16 / sqrt(16 * 17.5) = 0.9562
-    assert m["spearman_human_reward_vs_tier"] == pytest.approx(0.9562, abs=1e-3)
-    assert m["ordered_as_intended"] is True
-    assert m["spearman_per_criterion"]["feelings"] is None  # a constant judge has no rank correlation
-
-
-def test_prefix_cache_reused_across_calls_gives_same_scores(tiny_model, rubric):
-    model, tok = tiny_model
-    cache = {}
-    a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], prefix_cache=cache)
-    assert len(cache) == len(rubric.names)  # one few-shot prefix per criterion
-    b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], prefix_cache=cache)
-    assert len(cache) == len(rubric.names)  # reused, not grown
-    ref_a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], share_prefix=False)
-    ref_b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], share_prefix=False)
-    assert np.allclose(a.scores, ref_a.scores, atol=1e-4) and np.allclose(b.scores, ref_b.scores, atol=1e-4)
-
-
 def test_invert_rubric_mirrors_few_shot_scores(rubric):
     """Under the inverted text ("avoids expressing feelings") the feeling-expressing example must score lowest."""
     rubric.reverse_mode = "invert_rubric"
@@ -198,41 +106,3 @@ def test_invert_rubric_mirrors_few_shot_scores(rubric):
     expressive_on_feelings = build_judge_messages(rubric, "feelings", texts["feelings"], "Hi", "Hello", inverted=True)[2]
     assert expressive_on_feelings["content"] == f"{SCORE_PREFIX}{lo}"
     assert not rubric.inverted("feelings", "human")
-
-
-def _mean_logp_plain(model, tok, context, reply):
-    from hmxnb.bench.loglik import encode_pair
-
-    ctx, cont = encode_pair(tok, context, reply)  # lm-eval's split: the template's trailing newline joins the reply
-    full = ctx + cont
-    with torch.inference_mode():
-        lp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), -1)
-    return float(torch.stack([lp[i - 1, full[i]] for i in range(len(ctx), len(full))]).mean())
-
-
-def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
-    """Contrast score = sigmoid(mean log p(reply | human persona) - mean log p(reply | flat persona)) on the scale."""
-    from hmxnb.rubric import contrast_messages
-
-    model, tok = tiny_model
-    prompts = ["How are you?", "How are you?", "What is 2+2?"]
-    replies = ["I feel happy today", "the answer is four", "I feel calm"]
-    res = judge(model, tok, rubric, prompts, replies, mode="contrast", batch_size=2)
-    assert res.criteria == ["expression"] and res.scores.shape == (3, 1) and res.n_unparsed == 0
-    for i, (p, r) in enumerate(zip(prompts, replies)):
-        d = (_mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_human, p)), r)
-             - _mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_flat, p)), r))
-        assert res.contrast[i] == pytest.approx(d, abs=1e-4)
-        frac = 1 / (1 + math.exp(-d / rubric.contrast_temperature))
-        assert res.scores[i, 0] == pytest.approx(rubric.scale_min + frac * (rubric.scale_max - rubric.scale_min), abs=1e-3)
-    # reverse + invert_rubric swaps the descriptions: the same as negating
-    rubric.reverse_mode = "invert_rubric"
-    inv = judge(model, tok, rubric, prompts, replies, direction="reverse", mode="contrast")
-    assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
-    assert rubric.reward(inv.scores, "reverse", inv.criteria) == pytest.approx(1 - rubric.reward(res.scores, "human", res.criteria), abs=1e-5)
-
-
-def test_contrast_judge_marks_empty_reply_unscorable(tiny_model, rubric):
-    model, tok = tiny_model
-    res = judge(model, tok, rubric, ["Hi", "Hi"], ["", "I feel glad"], mode="contrast")
-    assert math.isnan(res.scores[0, 0]) and not math.isnan(res.scores[1, 0]) and res.n_unparsed == 1

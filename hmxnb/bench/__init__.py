@@ -1,10 +1,10 @@
 """Benchmarks: each is a loader (`load_<bench>`), a prompt builder, `evaluate_<bench>` -> records, and a pure
-`metrics_<bench>(records)`. Log-likelihoods come from `loglik.score_continuations` (lm-eval's definition)."""
+`metrics_<bench>(records)`. Log-likelihoods come from `hmxnb.loglik.score_continuations` (lm-eval's definition)."""
 
 from .bbq import evaluate_bbq, load_bbq, metrics_bbq
 from .common import BenchmarkDataUnavailable
 from .emotion import evaluate_emobench, load_emobench, metrics_emobench
-from .loglik import score_continuations, score_continuations_plain
+from hmxnb.loglik import score_continuations, score_continuations_plain
 from .sycophancy import (
     evaluate_anthropic_sycophancy,
     evaluate_are_you_sure,

@@ -18,8 +18,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hmxnb.loglik import score_continuations
+
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample
-from .loglik import score_continuations
 
 MIRROR_CATEGORIES = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion",
                      "Sexual_orientation"]

@@ -10,8 +10,9 @@ multiple-choice style). `acc` uses summed log-probs, `acc_norm` divides by the o
 
 from __future__ import annotations
 
+from hmxnb.loglik import score_continuations
+
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample
-from .loglik import score_continuations
 
 EU_EMOTION_TEMPLATE = ("Scenario: {scenario}\n"
                        "Question: What emotion(s) would {subject} ultimately feel in this situation?\nAnswer:")

@@ -20,9 +20,9 @@ import warnings
 from pathlib import Path
 
 from hmxnb.chat import render
+from hmxnb.loglik import score_continuations
 
 from .common import BenchmarkDataUnavailable, argmax, hub_dataset, mean, read_jsonl, record, stable_id, subsample
-from .loglik import score_continuations
 
 LETTERS = "ABCDEFGH"
 MC_QUESTION_TEMPLATE = "{question}\n\n{options}\n\nAnswer with the letter of the correct option."

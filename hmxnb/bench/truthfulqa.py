@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 
+from hmxnb.loglik import score_continuations
+
 from .common import hub_dataset, mean, mirror_file, record, stable_id, subsample, argmax
-from .loglik import score_continuations
 
 QA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"

@@ -1,8 +1,8 @@
-"""hmxnb.bench.loglik: lm-eval tokenisation of (context, continuation) and fast scorer == plain scorer."""
+"""hmxnb.loglik: lm-eval tokenisation of (context, continuation) and fast scorer == plain scorer."""
 
 import pytest
 
-from hmxnb.bench.loglik import (
+from hmxnb.loglik import (
     common_prefix_length,
     encode,
     encode_pair,
@@ -90,9 +90,9 @@ def test_left_truncation_matches(tiny_model):
 
 def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
     """params prefix_cache_reuse off (the default under Unsloth): no cached prefix is run, results unchanged."""
-    from hmxnb.bench import loglik
-    from hmxnb.rubric import Rubric, judge
-    from hmxnb import rubric as rubric_module
+    from hmxnb import loglik
+    from hmxnb.judge import judge
+    from hmxnb.rubric import Rubric
     from hmxnb.params import load_params
 
     model, tok = tiny_model
@@ -100,8 +100,26 @@ def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
     judged = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability")
     monkeypatch.setattr(model, "hmxnb_prefix_reuse", False, raising=False)
     monkeypatch.setattr(loglik, "_run_prefix", lambda *a, **k: pytest.fail("prefix cache used"))
-    monkeypatch.setattr(rubric_module, "_prefix_cache", lambda *a, **k: pytest.fail("prefix cache used"))
     assert score_continuations(model, tok, REQUESTS, progress=False) == expected
     again = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability",
                   prefix_cache={})
     assert again.scores == pytest.approx(judged.scores, abs=1e-4)
+
+
+def test_prefix_kept_across_calls(tiny_model, monkeypatch):
+    """With prefix_cache + fixed_prefix the fixed part is run once over several calls; scores stay the plain ones."""
+    from hmxnb import loglik
+
+    model, tok = tiny_model
+    calls = []
+    real = loglik._run_prefix
+    monkeypatch.setattr(loglik, "_run_prefix", lambda m, prefix, d: calls.append(len(prefix)) or real(m, prefix, d))
+    cache = {}
+    for request in REQUESTS[:3]:
+        got = score_continuations(model, tok, [request], progress=False, prefix_cache=cache, fixed_prefix=PRIMER)
+        assert got[0] == pytest.approx(score_continuations_plain(model, tok, [request], progress=False)[0], abs=1e-4)
+    assert len(cache) == 1 and calls == [len(encode(tok, PRIMER))]
+    # a context that does not start with the fixed prefix falls back to the call's own common prefix
+    got = score_continuations(model, tok, [REQUESTS[4]], progress=False, prefix_cache=cache, fixed_prefix=PRIMER)
+    assert got[0] == pytest.approx(score_continuations_plain(model, tok, [REQUESTS[4]], progress=False)[0], abs=1e-4)
+    assert len(cache) == 1

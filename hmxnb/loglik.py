@@ -13,7 +13,12 @@ Tokenisation follows lm-eval 0.4.x (`TemplateLM._encode_pair`, `HFLM.tok_encode`
 Two scorers with the same result: `score_continuations_plain` runs one (context, continuation) sequence at a
 time (the reference); `score_continuations` reuses shared prefixes: the token prefix common to every context in the
 call (e.g. TruthfulQA's QA primer) is run once, each context's remainder once per request, and the continuations of
-a request are batched on top of its cached keys/values.
+a request are batched on top of its cached keys/values. A caller whose weights stay fixed across calls (the frozen
+self-judge) can keep that prefix's keys/values between calls (`prefix_cache`, `fixed_prefix`).
+
+This is the package's one log-likelihood engine: the benchmarks (hmxnb.bench) and the self-judge (hmxnb.judge:
+score digits and the contrast judge) score through it, with one pad-token rule (`pad_token_id`), one prefix helper
+(`common_prefix_length`) and one way to copy a cache (`_select`). Training imports it, so it lives outside `bench/`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ Request = tuple[str, list[str]]
 def prefix_token_id(tokenizer) -> int:
     """Token that stands in for an empty context (lm-eval `HFLM.prefix_token_id`: BOS, else EOS)."""
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id used for padding: the tokenizer's pad token, else the prefix token (padded positions are masked)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -135,15 +145,33 @@ def _select(kv, rows: torch.Tensor) -> DynamicCache:
     return DynamicCache(ddp_cache_data=[(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kv])
 
 
-def _pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token lists; return (ids, mask)."""
+def pad(seqs: list[list[int]], pad_id: int, device=None, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad token lists on the right (scoring) or the left (generation); return (ids, mask)."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
     for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
+        span = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        ids[i, span] = torch.tensor(s, dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask
+
+
+def _shared_prefix(model, tokenizer, contexts: list[list[int]], prefix_cache: dict | None, fixed_prefix: str | None,
+                   device) -> tuple[int, list | None]:
+    """(length, keys/values) of the prefix run once for this call: the kept `fixed_prefix`, else the common one."""
+    if not contexts:
+        return 0, None
+    longest = min(len(c) for c in contexts) - 1  # every context keeps at least one token of its own
+    if prefix_cache is not None and fixed_prefix:
+        fixed = encode(tokenizer, fixed_prefix)
+        if len(fixed) <= longest and all(c[:len(fixed)] == fixed for c in contexts):
+            key = tuple(fixed)
+            if key not in prefix_cache:
+                prefix_cache[key] = _run_prefix(model, fixed, device)
+            return len(fixed), prefix_cache[key]
+    n_prefix = max(min(common_prefix_length(contexts), longest), 0)
+    return n_prefix, _run_prefix(model, contexts[0][:n_prefix], device)
 
 
 def _run_prefix(model, prefix: list[int], device):
@@ -162,7 +190,7 @@ def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
     Returns {(context index in group, cont index): log-prob}.
     """
     suffixes = [ctx[n_prefix:] for ctx, _ in group]
-    ids, mask = _pad(suffixes, pad_id, device)
+    ids, mask = pad(suffixes, pad_id, device)
     k = len(group)
     full_mask = torch.cat([torch.ones((k, n_prefix), dtype=torch.long, device=device), mask], dim=1)
     last = mask.sum(1) - 1
@@ -179,7 +207,7 @@ def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
     if not rows:
         return result
     owner = torch.tensor([i for i, _, _ in rows], device=device)
-    cont_ids, cont_mask = _pad([cont[:-1] for _, _, cont in rows], pad_id, device)
+    cont_ids, cont_mask = pad([cont[:-1] for _, _, cont in rows], pad_id, device)
     attn = torch.cat([full_mask.index_select(0, owner), cont_mask], dim=1)
     start = (n_prefix + last + 1).index_select(0, owner)
     positions = start.unsqueeze(1) + torch.arange(cont_ids.shape[1], device=device)
@@ -206,25 +234,27 @@ def _groups(order: list[int], conts_per_unit: list[list], batch_size: int):
 
 @torch.inference_mode()
 def score_continuations(model, tokenizer, requests: list[Request], batch_size: int = 16,
-                        max_length: int | None = None, progress: bool = True) -> list[list[float]]:
+                        max_length: int | None = None, progress: bool = True, prefix_cache: dict | None = None,
+                        fixed_prefix: str | None = None) -> list[list[float]]:
     """Fast scorer with the same result as `score_continuations_plain` (to float rounding).
 
     Each distinct (context ids, continuation ids) pair is scored once. The prefix shared by all contexts is run
     once; contexts are then run once each, in batches, and their continuations are batched on their cached
-    keys/values. Continuation order within a request is kept.
+    keys/values. Continuation order within a request is kept. A model loaded with prefix reuse off (params
+    `prefix_cache_reuse`, off under Unsloth by default) is scored on the plain path instead.
 
     Args:
         requests: (context, [continuation, ...]) pairs.
         batch_size: about how many continuations go through the model per forward pass.
+        prefix_cache, fixed_prefix: with both, the tokens of `fixed_prefix` (when every context starts with them)
+            are the shared prefix, and its keys/values are kept in `prefix_cache` for later calls. Only valid while
+            the model's weights do not change.
     Returns:
         For each request, the summed log-prob of each continuation.
-    A model loaded with prefix reuse off (params `prefix_cache_reuse`, off under Unsloth by default) is scored on
-    the plain path instead.
     """
     if not prefix_reuse_enabled(model):
         return score_continuations_plain(model, tokenizer, requests, batch_size, max_length, progress)
     device = _device(model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_token_id(tokenizer)
     encoded = _encode_requests(model, tokenizer, requests, max_length)
     # One unit per distinct context (after truncation a request's continuations can have different contexts).
     units: dict[tuple, list] = {}
@@ -232,8 +262,7 @@ def score_continuations(model, tokenizer, requests: list[Request], batch_size: i
         for j, (ctx, cont) in enumerate(pairs):
             units.setdefault(tuple(ctx), []).append((r, j, tuple(cont)))
     contexts = [list(c) for c in units]
-    n_prefix = max(min(common_prefix_length(contexts), min(len(c) for c in contexts) - 1), 0) if contexts else 0
-    prefix_kv = _run_prefix(model, contexts[0][:n_prefix], device) if contexts else None
+    n_prefix, prefix_kv = _shared_prefix(model, tokenizer, contexts, prefix_cache, fixed_prefix, device)
 
     unit_conts = [sorted({cont for _, _, cont in units[tuple(c)]}) for c in contexts]
     order = sorted(range(len(contexts)), key=lambda u: -len(contexts[u]))
@@ -241,7 +270,7 @@ def score_continuations(model, tokenizer, requests: list[Request], batch_size: i
     bar = tqdm(total=len(contexts), desc="fast scorer", disable=not progress)
     for group in _groups(order, unit_conts, batch_size):
         batch = [(contexts[u], [list(c) for c in unit_conts[u]]) for u in group]
-        result = _score_group(model, batch, prefix_kv, n_prefix, pad_id, device)
+        result = _score_group(model, batch, prefix_kv, n_prefix, pad_token_id(tokenizer), device)
         for g, u in enumerate(group):
             position = {cont: j for j, cont in enumerate(unit_conts[u])}
             for r, j, cont in units[tuple(contexts[u])]:

@@ -1,0 +1,271 @@
+"""The self-judge: the model scores a reply against the rubric (hmxnb.rubric), in one of three modes.
+
+Three scoring modes (params `judge_mode`):
+- "contrast": the model's own likelihood of the reply under two descriptions of the speaker, written from the
+  rubric (params `contrast_persona_human` / `contrast_persona_flat`): the per-token mean of
+  log p(reply | human-like description) - log p(reply | flat description), squashed by a sigmoid (temperature
+  `contrast_temperature`) onto the scale. One criterion, `expression`. It is the design with the best validity on our
+  held-out judge-validation set with the embedded 135M model (notebook 01); the two digit modes read the rubric more
+  literally and suit larger models better.
+- "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each
+  digit (hmxnb.loglik, the benchmarks' engine), renormalised over the valid digits. Continuous, so ties within a
+  GRPO group are rare.
+- "generate": greedy generation, then parse "Score: N" (the Self-Rewarding LMs format, Yuan et al. 2024).
+  Unparsable outputs are NaN and counted, never silently zero.
+
+`judge_validity` measures how well each mode orders replies of known tiers (notebook 01, benchmarks/bench_judge.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hmxnb.chat import render
+from hmxnb.loglik import encode_pair, pad, pad_token_id, score_continuations, score_continuations_plain
+from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, contrast_messages, parse_score
+
+
+@dataclass
+class JudgeResult:
+    """Per-criterion scores (NaN = unparsable), plus diagnostics."""
+
+    criteria: list[str]
+    scores: np.ndarray  # [n_replies, n_criteria], raw scale
+    n_unparsed: int = 0
+    score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
+    raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
+    contrast: np.ndarray | None = None  # contrast mode: per-token log-likelihood difference per reply (nats)
+
+    def as_records(self) -> list[dict]:
+        return [{c: (None if np.isnan(v) else float(v)) for c, v in zip(self.criteria, row)} for row in self.scores]
+
+
+def _render(tokenizer, messages: list[dict]) -> str:
+    return render(tokenizer, messages, add_generation_prompt=True, thinking=False)
+
+
+def _render_prefix(tokenizer, messages: list[dict]) -> str:
+    return render(tokenizer, messages, add_generation_prompt=False, thinking=False)
+
+
+def digit_logprobs(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int = 8,
+                   share_prefix: bool = True, fixed_prefix: str | None = None,
+                   prefix_cache: dict | None = None) -> np.ndarray:
+    """Log-likelihood of each score digit lo..hi after `context + SCORE_PREFIX`, shape (contexts, digits).
+
+    Scored by the one log-likelihood engine (hmxnb.loglik): the contexts' common prefix (a criterion's few-shot
+    conversation) is run once per call, or kept across calls in `prefix_cache` (the frozen judge, `fixed_prefix`);
+    `share_prefix=False` scores one sequence at a time (the reference path).
+    """
+    requests = [(ctx + SCORE_PREFIX, [str(d) for d in range(lo, hi + 1)]) for ctx in contexts]
+    size = batch_size * (hi - lo + 1)  # batch_size judge prompts per pass, each with its digits
+    if not share_prefix:
+        return np.array(score_continuations_plain(model, tokenizer, requests, size, progress=False))
+    return np.array(score_continuations(model, tokenizer, requests, size, progress=False, prefix_cache=prefix_cache,
+                                        fixed_prefix=fixed_prefix))
+
+
+def expected_score(logp: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """(expected digit after normalising over the valid digits, their total probability) per row of `logp`."""
+    if not len(logp):
+        return np.zeros(0), np.zeros(0)
+    weights = np.exp(logp - logp.max(axis=1, keepdims=True))
+    values = np.arange(lo, hi + 1, dtype=float)
+    return (weights * values).sum(1) / weights.sum(1), np.exp(logp).sum(1)
+
+
+@torch.inference_mode()
+def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int, max_new_tokens: int):
+    device = next(model.parameters()).device
+    pad_id = pad_token_id(tokenizer)
+    texts = []
+    for start in range(0, len(contexts), batch_size):
+        seqs = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts[start:start + batch_size]]
+        ids, mask = pad(seqs, pad_id, side="left")
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
+                             do_sample=False, pad_token_id=pad_id)
+        texts += tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+    parsed = [parse_score(t, lo, hi) for t in texts]
+    return np.array([math.nan if v is None else v for v in parsed], dtype=float), texts
+
+
+def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str = "human",
+          mode: str = "probability", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
+          share_prefix: bool = True, prefix_cache: dict | None = None) -> JudgeResult:
+    """Score each (prompt, reply) on every criterion of the rubric with `model` as the judge.
+
+    Args:
+        direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts).
+        mode: "contrast", "probability" or "generate" (see module docstring).
+        share_prefix: run each criterion's common few-shot prefix once per call (probability mode; same result).
+        prefix_cache: a dict kept by the caller to reuse the few-shot prefixes' KV caches across calls; pass one
+            only while the judge's weights stay fixed (e.g. the frozen judge during training).
+    """
+    if len(prompts) != len(replies):
+        raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
+    if mode not in ("contrast", "probability", "generate"):
+        raise ValueError(f"unknown judge mode '{mode}' (use 'contrast', 'probability' or 'generate')")
+    was_training = model.training
+    model.eval()
+    try:
+        if mode == "contrast":
+            return _contrast_judge(model, tokenizer, rubric, prompts, replies, direction, batch_size)
+        if mode == "probability":
+            return _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
+                                      share_prefix, prefix_cache)
+        return _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
+                               max_new_tokens)
+    finally:
+        model.train(was_training)
+
+
+def _judge_context(tokenizer, rubric: Rubric, criterion: str, direction: str, prompt: str, reply: str,
+                   few_shot: bool) -> str:
+    """The rendered judge conversation for one reply and criterion, ending where the judge answers."""
+    text, inverted = rubric.texts(direction)[criterion], rubric.inverted(criterion, direction)
+    return _render(tokenizer, build_judge_messages(rubric, criterion, text, prompt, reply, few_shot, inverted))
+
+
+def _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size, share_prefix,
+                       prefix_cache) -> JudgeResult:
+    """Expected score digit per reply and criterion; one engine call per criterion (its few-shot prefix shared)."""
+    lo, hi = rubric.scale_min, rubric.scale_max
+    scores, masses = np.empty((len(replies), len(rubric.names))), []
+    for j, c in enumerate(rubric.names):
+        contexts = [_judge_context(tokenizer, rubric, c, direction, p, r, few_shot) for p, r in zip(prompts, replies)]
+        fixed = None
+        if prefix_cache is not None:  # the conversation before the judged turn never changes for a criterion
+            msgs = build_judge_messages(rubric, c, rubric.texts(direction)[c], "", "", few_shot, rubric.inverted(c, direction))
+            fixed = _render_prefix(tokenizer, msgs[:-1])
+        logp = digit_logprobs(model, tokenizer, contexts, lo, hi, batch_size, share_prefix, fixed, prefix_cache)
+        scores[:, j], mass = expected_score(logp, lo, hi)
+        masses.append(mass)
+    mass = np.concatenate(masses)
+    return JudgeResult(rubric.names, scores, 0, float(mass.mean()) if len(mass) else math.nan)
+
+
+def _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
+                    max_new_tokens) -> JudgeResult:
+    """Greedy 'Score: N' per reply and criterion, parsed; NaN (and counted) where no score can be read."""
+    names, n, k = rubric.names, len(replies), len(rubric.names)
+    contexts = [_judge_context(tokenizer, rubric, c, direction, p, r, few_shot)
+                for p, r in zip(prompts, replies) for c in names]
+    flat, raw = _generated_scores(model, tokenizer, contexts, rubric.scale_min, rubric.scale_max, batch_size,
+                                  max_new_tokens)
+    return JudgeResult(names, flat.reshape(n, k), int(np.isnan(flat).sum()), raw=[raw[i * k:(i + 1) * k] for i in range(n)])
+
+
+def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str,
+                    batch_size: int) -> JudgeResult:
+    """Contrast mode (module docstring): one `expression` score per reply on the rubric's scale; NaN for empty replies.
+
+    Replies to the same prompt share their context's KV cache (hmxnb.loglik.score_continuations), so a GRPO
+    group costs one context pass per description plus its completions. Tokens are split as lm-eval splits them: the
+    whitespace ending the chat template's assistant header is scored with the reply.
+    """
+
+    favoured, disfavoured = rubric.personas(direction)
+    order = list(dict.fromkeys(prompts))
+    per_prompt = {p: [i for i, q in enumerate(prompts) if q == p] for p in order}
+    mean_logp = []
+    for persona in (favoured, disfavoured):
+        contexts = {p: _render(tokenizer, contrast_messages(persona, p)) for p in order}
+        requests = [(contexts[p], [replies[i] for i in per_prompt[p]]) for p in order]
+        sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False)
+        out = np.full(len(replies), np.nan)
+        for p, row in zip(order, sums):
+            for i, s in zip(per_prompt[p], row):
+                n = len(encode_pair(tokenizer, contexts[p], replies[i])[1])
+                out[i] = s / n if replies[i].strip() and n else np.nan
+        mean_logp.append(out)
+    diff = mean_logp[0] - mean_logp[1]
+    with np.errstate(over="ignore"):
+        frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
+    lo, hi = rubric.scale_min, rubric.scale_max
+    scores = (lo + (hi - lo) * frac)[:, None]
+    return JudgeResult(["expression"], scores, int(np.isnan(diff).sum()), contrast=diff)
+
+
+def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode: str = "probability",
+                   few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16):
+    """Judge the tiered example replies in both directions; one row per example with scores and rewards.
+
+    With reverse_mode="negate" the reverse reward reuses the human-direction scores; with "invert_rubric" the
+    replies are judged a second time with the inverted criterion texts.
+    """
+    import pandas as pd
+
+    prompts = [e["prompt"] for e in examples]
+    replies = [e["reply"] for e in examples]
+    kw = dict(mode=mode, few_shot=few_shot, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    human = judge(model, tokenizer, rubric, prompts, replies, direction="human", **kw)
+    reverse = human if rubric.reverse_mode == "negate" else judge(model, tokenizer, rubric, prompts, replies, direction="reverse", **kw)
+    df = pd.DataFrame(examples)
+    for j, c in enumerate(human.criteria):
+        df[f"score_{c}"] = human.scores[:, j]
+    if human.contrast is not None:
+        df["contrast_nats"] = human.contrast
+    df["reward_human"] = rubric.reward(human.scores, "human", human.criteria)
+    df["reward_reverse"] = rubric.reward(reverse.scores, "reverse", reverse.criteria)
+    df["judge_raw"] = [" | ".join(r) for r in human.raw] if human.raw else None
+    return df, {"criteria": human.criteria, "n_unparsed": human.n_unparsed + (reverse.n_unparsed if reverse is not human else 0),
+                "n_judgements": human.scores.size * (1 if reverse is human else 2),
+                "score_mass": human.score_mass}
+
+
+def ordering_metrics(df, criteria: list[str]) -> dict:
+    """How well the judge orders the examples as intended: Spearman of reward vs tier, per criterion, tier means."""
+    from scipy.stats import spearmanr
+
+    def rho(x, y):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = ~(np.isnan(x) | np.isnan(y))
+        if ok.sum() < 3 or np.all(y[ok] == y[ok][0]):
+            return None  # undefined: too few values or a constant judge
+        return float(spearmanr(x[ok], y[ok]).statistic)
+
+    tier = df["tier"].to_numpy()
+    top = df["tier"] > 0
+    return {
+        "spearman_human_reward_vs_tier": rho(tier, df["reward_human"]),
+        "spearman_reverse_reward_vs_tier": rho(tier, df["reward_reverse"]),
+        "spearman_expressive_vs_flat": rho(tier[top], df.loc[top, "reward_human"]),
+        "spearman_per_criterion": {c: rho(tier, df[f"score_{c}"]) for c in criteria},
+        "mean_reward_by_tier": {
+            d: {str(k): float(v) for k, v in df.groupby("tier_name")[f"reward_{d}"].mean().items()} for d in ("human", "reverse")
+        },
+        "ordered_as_intended": bool(
+            df.groupby("tier")["reward_human"].mean().is_monotonic_increasing
+        ),
+    }
+
+
+def judge_validity(model, tokenizer, rubric: Rubric, examples: list[dict], modes: list[str], few_shot: bool = True,
+                   batch_size: int = 8, max_new_tokens: int = 16):
+    """How well each judge mode orders tiered replies it was not designed on: one row per mode.
+
+    Columns: Spearman of the human-like reward against the intended tier (all tiers; expressive vs flat only), mean
+    reward per tier, seconds per reply. Returns (table, {mode: per-reply DataFrame}).
+    """
+    import time
+
+    import pandas as pd
+
+    rows, frames = [], {}
+    for mode in dict.fromkeys(modes):
+        t0 = time.perf_counter()
+        df, diag = score_examples(model, tokenizer, rubric, examples, mode=mode, few_shot=few_shot,
+                                  batch_size=batch_size, max_new_tokens=max_new_tokens)
+        secs = time.perf_counter() - t0
+        m = ordering_metrics(df, diag["criteria"])
+        tiers = m["mean_reward_by_tier"]["human"]
+        rows.append({"judge_mode": mode, "spearman_all_tiers": m["spearman_human_reward_vs_tier"],
+                     "spearman_expressive_vs_flat": m["spearman_expressive_vs_flat"],
+                     **{f"mean_reward_{t}": tiers.get(t) for t in ("expressive", "flat", "degenerate")},
+                     "seconds_per_reply": secs / max(len(df), 1), "n_replies": len(df)})
+        frames[mode] = df
+    return pd.DataFrame(rows).set_index("judge_mode"), frames
