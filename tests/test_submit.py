@@ -111,7 +111,7 @@ def slurm(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_two_seeds_as_slurm_jobs(slurm, tiny_model_dir, data_dir, tmp_path):
     out = tmp_path / "outputs"
-    sets = [f"--set=seeds=[0, 1]", f"--set=model_name_or_path={tiny_model_dir}"] + [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
+    sets = ["--set=seeds=[0, 1]", f"--set=model_name_or_path={tiny_model_dir}"] + [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
     cmd = [sys.executable, "-m", "hmxnb", "submit", "--profile", "smoke", *sets, "--executor", "slurm", "--gpus", "0",
            "--cpus", "1", "--time-min", "15", "--wait", "--outputs", str(out)]
     env = {**slurm.env, "PYTHONPATH": str(ROOT), "HMXNB_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
