@@ -20,6 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from hmxnb.artifacts import save_text
 from hmxnb.compare import MAIN_CONTRAST, check_claims, model_metric_table, paper_summary, seed_summary
 
 CLASS_COLORS = {"enhanced": "#2a9d8f", "degraded": "#e76f51", "no significant change": "#8d99ae"}
@@ -425,8 +426,8 @@ def build_report(
     paths["report_html"] = out / "report.html"
     paths["comparisons_csv"] = out / "comparisons.csv"
     paths["summary_json"] = out / "summary.json"
-    paths["report_md"].write_text(render_markdown(blocks), encoding="utf-8")
-    paths["report_html"].write_text(render_html(blocks, images, title), encoding="utf-8")
-    results.to_csv(paths["comparisons_csv"], index=False)
-    paths["summary_json"].write_text(json.dumps(summ, indent=2, default=str), encoding="utf-8")
+    save_text(render_markdown(blocks), paths["report_md"])
+    save_text(render_html(blocks, images, title), paths["report_html"])
+    save_text(results.to_csv(index=False), paths["comparisons_csv"])
+    save_text(json.dumps(summ, indent=2, default=str), paths["summary_json"])
     return paths

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hmxnb.artifacts import save_json, save_jsonl
+from hmxnb.artifacts import save_json, save_jsonl, save_text
 from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.models import load_model
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
@@ -157,7 +157,7 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     trainer.model.save_pretrained(out_dir / "adapter")
     trainer.processing_class.save_pretrained(out_dir / "adapter")
     log = log_frame(trainer.state.log_history)
-    log.to_csv(out_dir / "train_log.csv", index=False)
+    save_text(log.to_csv(index=False), out_dir / "train_log.csv")
     metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed,
                         n_unscorable=state.n_unscorable,
                         **expression_score(samples_file, state.rubric, params["direction"]))
