@@ -66,8 +66,10 @@ def test_second_runner_on_the_same_profile_is_refused(tmp_path):
     while not (step.is_file() and '"running"' in step.read_text()) and time.time() < deadline:
         time.sleep(0.2)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    first.communicate(timeout=120)
+    _, first_err = first.communicate(timeout=120)
     assert first.returncode == 0
+    assert "IPKernelApp" not in first_err  # the kernel's own log (on Ctrl-C: a zmq traceback) goes to kernel.log
+    assert (out / "smoke" / "01_slow" / "kernel.log").is_file()
     assert second.returncode == 2, second.stderr
     assert "in use by another runner" in second.stderr and f"pid {first.pid}" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
