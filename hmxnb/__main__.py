@@ -24,8 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps, e.g. --only 01 02")
     run.add_argument("--from", dest="start", metavar="STEP", help="run from this step on, e.g. --from 02")
-    run.add_argument("--force", action="store_true", help="re-run finished steps; archive a different run's outputs first")
+    run.add_argument("--force", action="store_true", help="a fresh run of the selected steps: their old outputs move to _archive/ first")
     run.add_argument("--member", metavar="NAME", help="run one sweep member alone (steps 01-04), e.g. qwen3-4b-seed1")
+    run.add_argument("--keep-going", action="store_true",
+                     help="in a sweep, a failed member does not stop the others; step 05 compares those that finished")
     run.add_argument("--outputs", type=Path, metavar="DIR", help="output root (default: outputs/ in the repository)")
     _submit_parser(sub, common)
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
@@ -82,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ParamsError, RunError) as err:
         print(f"hmxnb: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # e.g. an outputs/ folder that became unwritable mid-run: one line naming the file
+        print(f"hmxnb: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("hmxnb: interrupted; finished steps are kept, re-run the same command to continue", file=sys.stderr)
+        print("hmxnb: interrupted; finished steps are kept and the step that ran is marked 'interrupted' in run.json; "
+              "re-run the same command to continue", file=sys.stderr)
         return 130
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
+import uuid
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -54,24 +57,33 @@ def _jsonable(x):
     return x
 
 
-def save_json(obj, path: str | Path) -> Path:
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path` that replaces it in one step when the block succeeds: a reader never sees
+    a half-written file, and two writers never share a temporary file (its name holds the process id)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)  # never leave a half-written file behind
-    return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_text(text: str, path: str | Path) -> Path:
+    """Write a text file atomically (see `atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def save_json(obj, path: str | Path) -> Path:
+    return save_text(json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n", path)
 
 
 def save_jsonl(rows, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(_jsonable(r)) + "\n")
-    tmp.replace(path)
-    return path
+    return save_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows), path)
 
 
 def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:

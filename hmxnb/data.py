@@ -25,6 +25,15 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+def read_json(path: str | Path):
+    """Read a JSON file; invalid JSON raises ValueError naming the file, line and column (as `read_jsonl` does)."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg})") from None
+
+
 def load_prompts(path: str | Path | None = None, split: str | None = None, limit: int = 0) -> list[dict]:
     """Training prompts `{id, kind, split, prompt}`; `split` in {"train", "heldout"} filters, `limit` > 0 truncates."""
     rows = read_jsonl(path or PACKAGE_DATA / "prompts.jsonl")

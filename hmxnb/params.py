@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Param:
     feeds: str  # which library field / hmxnb function reads it
     doc: str
     choices: tuple = ()
+    bounds: str = ""  # allowed range of a number (or of each list item), e.g. "[1, inf)" or "(0, 1]"
 
 
 # Rubric for human-like expression. The paper's rubric text is unpublished: these criteria are our choice
@@ -62,11 +64,11 @@ SCHEMA: dict[str, Param] = {
     "model_name_or_path": Param(EMBEDDED, "str", "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
                                 f"Hub id, local folder, or '{EMBEDDED}' (offline SmolLM2-135M-Instruct)."),
     "sweep_models": Param([], "list[str]", "hmxnb.run", "Models to run one by one (paper profile); empty = model_name_or_path only."),
-    "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only."),
-    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed."),
+    "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only.", bounds="[0, 4294967295]"),
+    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]"),
     "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA (ignored on CPU)."),
     "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
-    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens."),
+    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.", bounds="[1, inf)"),
     "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",
                        "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on CPU.",
                        ("auto", "bf16", "fp16")),
@@ -98,60 +100,60 @@ SCHEMA: dict[str, Param] = {
     "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.rubric.Rubric (contrast judge)",
                                    "Description of the flat speaker the reply is contrasted with."),
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
-                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale."),
+                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale.", bounds="(0, inf)"),
     "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge.judge_validity)",
                                  "Other judge modes measured beside judge_mode on the judge-validation set, for comparison."),
     "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
-    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear."),
-    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass."),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear.", bounds="[1, inf)"),
+    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass.", bounds="[1, inf)"),
     "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric", "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
     "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.", ("human", "reverse")),
     "judge_model": Param("frozen", "str", "hmxnb.train", "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters off).",
                          ("live", "frozen")),
     # --- GRPO (names are GRPOConfig fields) ---
-    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate."),
-    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group)."),
-    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL."),
-    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", ""),
-    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens."),
-    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps."),
-    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model)."),
-    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions."),
-    "top_p": Param(1.0, "float", "GRPOConfig.top_p", ""),
+    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate.", bounds="(0, 1]"),
+    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).", bounds="[2, inf)"),
+    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL.", bounds="[1, inf)"),
+    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, inf)"),
+    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.", bounds="[1, inf)"),
+    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, inf)"),
+    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model).", bounds="[0, inf)"),
+    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions.", bounds="(0, inf)"),
+    "top_p": Param(1.0, "float", "GRPOConfig.top_p", "", bounds="(0, 1]"),
     "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
     "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none")),
-    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", ""),
-    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one)."),
-    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1)."),
+    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, inf)"),
+    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).", bounds="[1, inf)"),
+    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, inf)"),
     "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
     "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
                            "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
-                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps."),
+                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.", bounds="[1, inf)"),
     "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.submit)", "SLURM partition; None = the cluster's default."),
-    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only."),
-    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job."),
-    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default."),
-    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes."),
+    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, inf)"),
+    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job.", bounds="[1, inf)"),
+    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default.", bounds="[0, inf)"),
+    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes.", bounds="[1, inf)"),
     # --- LoRA (names are LoraConfig fields) ---
-    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank."),
-    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", ""),
-    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout", ""),
+    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, inf)"),
+    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", "", bounds="[1, inf)"),
+    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout", "", bounds="[0, 1)"),
     "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", "LoraConfig.target_modules", ""),
     # --- reward guards (hmxnb.rewards) ---
-    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward."),
-    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]", "Weight of the empty / truncated / repetitive guard."),
-    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps."),
+    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.", bounds="[0, inf)"),
+    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]", "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
+    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.", bounds="[1, inf)"),
     # --- prompts / evaluation sizes ---
-    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all)."),
-    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark (seeded subset); 0 = full sets."),
-    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices."),
-    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs."),
-    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction."),
+    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).", bounds="[0, inf)"),
+    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark (seeded subset); 0 = full sets.", bounds="[0, inf)"),
+    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.", bounds="[1, inf)"),
+    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs.", bounds="[1, inf)"),
+    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction.", bounds="(0, 1)"),
     "eval_judge_model": Param("base", "str", "hmxnb.evaluate.fixed_judge",
                               "Judge of held-out feeling expression: 'base' = the base model with the training judge's "
                               "rubric (measures transfer of the training reward), or a Hub id / local path of an independent judge."),
-    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation."),
+    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation.", bounds="[1, inf)"),
 }
 
 SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))
@@ -197,9 +199,30 @@ def _check(key: str, value: Any, source: str) -> Any:
         raise ParamsError(f"params key '{key}' in {source} must be {spec.type}, got {type(value).__name__} {value!r}")
     if spec.choices and value not in spec.choices:
         raise ParamsError(f"params key '{key}' in {source} must be one of {list(spec.choices)}, got {value!r}")
+    bad = [v for v in _numbers(value) if not _in_bounds(v, spec.bounds)]
+    if bad:
+        raise ParamsError(f"params key '{key}' in {source} must be {'in ' + spec.bounds if spec.bounds else 'finite'}, got {bad[0]!r}")
     if spec.type.startswith("float") and isinstance(value, int):
         value = float(value)
     return value
+
+
+def _numbers(value: Any) -> list:
+    """The numbers in a value: itself, or the items of a list, or the values of a dict (bools are not numbers)."""
+    items = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+    return [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _in_bounds(x: float, bounds: str) -> bool:
+    """Is x finite and inside `bounds`, an interval such as "[1, inf)" ("[" / "]" closed, "(" / ")" open)?"""
+    if not math.isfinite(x):
+        return False
+    if not bounds:
+        return True
+    lo, hi = (float(s) for s in bounds[1:-1].split(","))
+    above = x >= lo if bounds[0] == "[" else x > lo
+    below = x <= hi if bounds[-1] == "]" else x < hi
+    return above and below
 
 
 def _yaml11_float(text: str):
@@ -254,7 +277,10 @@ def read_profile(profile: str) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ParamsError(f"params file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        what = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ParamsError(f"params file {path}{where} is not valid YAML: {what}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"params file {path} must be a mapping of key: value")
     return raw
@@ -270,9 +296,22 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
         p[key] = _check(key, value, "overrides")
     if p["data_dir"] is None and os.environ.get("HMXNB_DATA_DIR"):
         p["data_dir"] = os.environ["HMXNB_DATA_DIR"]
+    for key, spec in SCHEMA.items():  # notebooks run in notebooks/: a relative path must not change meaning there
+        if spec.type.startswith("path") and p[key] is not None:
+            p[key] = str(Path(p[key]).expanduser().resolve())
     _check_consistency(p)
-    p["profile"] = Path(profile).stem
+    p["profile"] = profile_name(profile)
     return p
+
+
+def profile_name(profile: str) -> str:
+    """The profile's name (a file's stem), which names its folder outputs/<profile>/: letters, digits, '.', '_', '-',
+    not starting with a dot, so that it can never point outside outputs/."""
+    name = Path(profile).stem if Path(profile).suffix in (".yaml", ".yml") else profile
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ParamsError(f"profile name '{name}' (from '{profile}') must start with a letter or digit and use only "
+                          "letters, digits, '.', '_' and '-' (it names the folder outputs/<profile>/)")
+    return name
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -28,10 +28,12 @@ HEATMAP_CLIP = 20.0
 
 
 def savefig(fig, path: str | Path, dpi: int = 150) -> Path:
-    """Save a figure as PNG and return its path."""
+    """Save a figure (format from the file's suffix, PNG by default) atomically and return its path."""
+    from hmxnb.artifacts import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png")
     return path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hmxnb.artifacts import save_text
 from hmxnb.claims import check_claims, model_metric_table, paper_summary, seed_summary, verdict
 from hmxnb.compare import MAIN_CONTRAST
 from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap, plot_training_curves, savefig
@@ -301,8 +302,8 @@ def build_report(
 
     paths.update({k: out / f for k, f in (("report_md", "report.md"), ("report_html", "report.html"),
                                            ("comparisons_csv", "comparisons.csv"), ("summary_json", "summary.json"))})
-    paths["report_md"].write_text(render_markdown(blocks), encoding="utf-8")
-    paths["report_html"].write_text(render_html(blocks, images, title), encoding="utf-8")
-    results.to_csv(paths["comparisons_csv"], index=False)
-    paths["summary_json"].write_text(json.dumps(summ, indent=2, default=str), encoding="utf-8")
+    save_text(render_markdown(blocks), paths["report_md"])
+    save_text(render_html(blocks, images, title), paths["report_html"])
+    save_text(results.to_csv(index=False), paths["comparisons_csv"])
+    save_text(json.dumps(summ, indent=2, default=str), paths["summary_json"])
     return paths

@@ -3,8 +3,10 @@
 Each step writes into outputs/<profile>/<NN_name>/ (its executed notebook, artefacts, `step.json`). A step is
 skipped when its `step.json` says it finished with the same key: the hash of the params, of the notebook file
 and of the previous step's key (so re-running a step re-runs what follows). Outputs of a different run are never
-overwritten: the runner refuses, and with `force` moves them to outputs/<profile>/_archive/ first.
-A step that failed with the same key is re-run in place (training resumes from its last checkpoint).
+overwritten: the runner refuses (naming the params that differ). `force` means a fresh run: the step's old outputs,
+of this run or another, move to outputs/<profile>/_archive/ first. A step that failed or was interrupted with the
+same key is re-run in place (training resumes from its last checkpoint). One runner at a time per profile folder,
+and every record it keeps is true at every moment (see hmxnb.runstate).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hmxnb.artifacts import git_commit, package_versions, save_json
-from hmxnb.params import load_params, params_hash
+from hmxnb.params import SCHEMA, load_params, params_hash, read_profile
+from hmxnb.runstate import RunError, append_history, plan_step, profile_lock, read_step, write_run_record, write_step
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -26,14 +28,10 @@ NOTEBOOKS = ROOT / "notebooks"
 AGGREGATE_STEPS = ("05_compare_report",)
 
 
-class RunError(RuntimeError):
-    """A run could not start or a step failed; the message is one line."""
-
-
 @dataclass
 class StepResult:
     step: str
-    status: str  # ok | skipped | failed
+    status: str  # ok | skipped | failed | interrupted
     key: str
     seconds: float = 0.0
     error: str = ""
@@ -48,7 +46,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return all(s.status != "failed" for s in self.steps)
+        return all(s.status in ("ok", "skipped") for s in self.steps)
 
 
 def notebook_steps(notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
@@ -82,6 +80,19 @@ def step_key(phash: str, notebook: Path, previous_key: str) -> str:
     return hashlib.sha256(f"{phash}|{_file_hash(notebook)}|{previous_key}".encode()).hexdigest()[:12]
 
 
+def safe_name(text: str) -> str:
+    """A folder name from free text: letters, digits, '.', '_', '-' only, never starting with a dot ('..' -> 'run')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-") or "run"
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """root/parts..., refusing (RunError) a path that resolves outside root."""
+    path = root.joinpath(*parts).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise RunError(f"output folder {path} would lie outside {root}; rename the profile or sweep entry")
+    return path
+
+
 def sweep(params: dict) -> list[tuple[str, dict]]:
     """(sub-folder, overrides) per run: one per model in `sweep_models` x seed in `seeds` (or just one)."""
     models = params["sweep_models"] or [None]
@@ -91,7 +102,7 @@ def sweep(params: dict) -> list[tuple[str, dict]]:
         over, parts = {}, []
         if model is not None:
             over["model_name_or_path"] = model
-            parts.append(model.rstrip("/").split("/")[-1].lower())
+            parts.append(safe_name(model.rstrip("/").split("/")[-1].lower()))
         if seed is not None:
             over["seed"] = seed
             parts.append(f"seed{seed}")
@@ -99,45 +110,17 @@ def sweep(params: dict) -> list[tuple[str, dict]]:
     return runs
 
 
-def _read_step(step_dir: Path) -> dict | None:
-    import json
+def _kernel_manager(log_path: Path):
+    """An AsyncKernelManager whose kernel writes its own log (not cell output) to `log_path`, not to our terminal."""
+    from jupyter_client import AsyncKernelManager
 
-    f = step_dir / "step.json"
-    if not f.is_file():
-        return None
-    try:
-        return json.loads(f.read_text())
-    except ValueError:
-        return None
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log_path, "ab") as log:
+                kw["stderr"] = kw["stdout"] = log
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
 
-
-def _archive(step_dir: Path, out_root: Path, old_key: str) -> Path:
-    dest = out_root / "_archive" / f"{step_dir.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(step_dir), str(dest))
-    return dest
-
-
-def plan_step(step_dir: Path, key: str, force: bool, out_root: Path) -> str:
-    """Decide what to do with one step: 'skip', 'run' (fresh or retry) or raise if a different run is there."""
-    prev = _read_step(step_dir)
-    if prev is None:
-        if step_dir.exists() and any(step_dir.iterdir()) and not force:
-            raise RunError(f"{step_dir} holds outputs of an unknown run (no step.json); move it away or use --force to archive it")
-        if step_dir.exists() and force and any(step_dir.iterdir()):
-            _archive(step_dir, out_root, "unknown")
-        return "run"
-    if prev.get("key") == key:
-        if prev.get("status") == "ok" and not force:
-            return "skip"
-        return "run"  # same run: retry a failure in place (keeps checkpoints), or re-run on --force
-    if not force:
-        raise RunError(
-            f"{step_dir} holds outputs of a different run (key {prev.get('key')}, now {key}); "
-            "use --force to archive them under _archive/ and re-run"
-        )
-    _archive(step_dir, out_root, prev.get("key", "unknown"))
-    return "run"
+    return LoggedKernelManager
 
 
 def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool) -> None:
@@ -146,6 +129,7 @@ def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool) -> 
     pm.execute_notebook(
         str(notebook), str(out_nb), parameters=parameters, kernel_name="python3",
         progress_bar=progress, cwd=str(notebook.parent), log_output=False, report_mode=False,
+        kernel_manager_class=_kernel_manager(out_nb.parent / "kernel.log"),
     )
 
 
@@ -157,27 +141,61 @@ def _error_line(err: Exception) -> str:
     return f"{ename}{where}: {str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ''}"
 
 
+def _absolute_profile(profile: str) -> str:
+    """A profile given as a yaml path becomes absolute: the notebooks run in notebooks/, not here."""
+    return str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
+
+
+def _check_profile(profile: str, params: dict, log) -> None:
+    """Say when a profile sets nothing (full-size defaults); refuse 4-bit profiles without a CUDA GPU."""
+    if not read_profile(profile):
+        log(f"warning: profile '{params['profile']}' sets no keys: running with the full-size defaults "
+            f"(max_steps={params['max_steps']}, bench_limit={params['bench_limit']} = full benchmark sets)")
+    if params["load_in_4bit"]:
+        from hmxnb.models import cuda_available
+
+        if not cuda_available():
+            raise RunError(f"profile '{params['profile']}' needs a CUDA GPU (load_in_4bit: true) and none is visible; "
+                           "on CPU use --profile smoke or demo, or --set load_in_4bit=false")
+
+
 def run_profile(profile: str, overrides: dict | None = None, only: list[str] | None = None, start: str | None = None,
                 force: bool = False, output_root: Path | None = None, notebooks_dir: Path = NOTEBOOKS,
-                progress: bool = True, log=print, member: str | None = None) -> list[RunReport]:
+                progress: bool = True, log=print, member: str | None = None,
+                keep_going: bool = False) -> list[RunReport]:
     """Validate params, then run the selected steps of every run in the profile's sweep. Returns one report per run.
 
-    `member`: run only that sweep member's steps (hmxnb.members: safe beside other members' jobs)."""
-    overrides = dict(overrides or {})
+    The whole sweep runs under the profile's lock; `member` runs only that sweep member's steps under the member's
+    own lock (hmxnb.members), so member jobs can run side by side. `keep_going`: a failed sweep member does not stop
+    the others; the aggregate step compares the members that finished and names the rest.
+    """
+    profile = _absolute_profile(profile)
     if os.environ.get("HMXNB_DATA_DIR"):  # notebooks run in notebooks/: a relative path must not change meaning
         os.environ["HMXNB_DATA_DIR"] = str(Path(os.environ["HMXNB_DATA_DIR"]).resolve())
     base = load_params(profile, overrides)  # validates every key before anything runs or is touched
+    paths = {k: base[k] for k, spec in SCHEMA.items() if spec.type.startswith("path") and base[k] is not None}
+    overrides = {**(overrides or {}), **paths}  # absolute, as load_params resolved them here
     steps = select_steps(notebook_steps(notebooks_dir), only, start)
     if not steps:
         raise RunError(f"no numbered notebooks found in {notebooks_dir}")
+    _check_profile(profile, base, log)
     output_root = Path(output_root) if output_root else ROOT / "outputs"
-    all_steps = notebook_steps(notebooks_dir)
-    profile_root = output_root / base["profile"]
-    runs = sweep(base)
-    if member is not None:
+    profile_root = inside(output_root, base["profile"])
+    if member is not None:  # one member's steps under its own lock: member jobs run side by side
         from hmxnb.members import run_member
 
         return [run_member(profile, overrides, member, steps, profile_root, force, progress, log, notebooks_dir)]
+    with profile_lock(profile_root):
+        return _run_sweep(profile, base, overrides, steps, notebooks_dir, profile_root, force, progress, log, keep_going)
+
+
+def _run_sweep(profile, base, overrides, steps, notebooks_dir, profile_root, force, progress, log,
+               keep_going=False) -> list[RunReport]:
+    """Every member's selected steps (each under its member lock), then the aggregate step over those that finished."""
+    from hmxnb.members import aggregate_inputs, member_lock
+
+    all_steps = notebook_steps(notebooks_dir)
+    runs = sweep(base)
     if runs == [("", {})]:  # a single run: every step in outputs/<profile>/
         return [_run_steps(profile, base, overrides, steps, all_steps, profile_root, force, progress, log)]
     per_run = [s for s in all_steps if s.stem not in AGGREGATE_STEPS]
@@ -187,21 +205,39 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
         if not selected:
             continue
         run_over = {**overrides, **sweep_over}
-        from hmxnb.members import member_lock
-
-        with member_lock(profile_root / sub):  # the same per-member lock as `--member` jobs
+        with member_lock(inside(profile_root, sub)):  # the same per-member lock as `--member` jobs
             reports.append(_run_steps(profile, load_params(profile, run_over), run_over, selected, per_run,
-                                      profile_root / sub, force, progress, log))
-        if not reports[-1].ok:
+                                      inside(profile_root, sub), force, progress, log))
+        if not reports[-1].ok and not keep_going:
+            log("hmxnb: stopping the sweep at this member's failure (--keep-going runs the others and compares them)")
             return reports
     aggregate = [s for s in all_steps if s.stem in AGGREGATE_STEPS]
     if any(s in aggregate for s in steps):
-        from hmxnb.members import aggregate_inputs
-
         finished, run_keys = aggregate_inputs(profile, overrides, profile_root, notebooks_dir, log)
         reports.append(_run_steps(profile, base, overrides, [s for s in steps if s in aggregate], aggregate,
                                   profile_root, force, progress, log, start_key=run_keys, extra={"members": finished}))
     return reports
+
+
+@dataclass
+class _Run:
+    """One run's fixed context while its steps execute."""
+    profile: str
+    params: dict
+    overrides: dict
+    out_root: Path
+    keys: dict[str, str]
+    force: bool
+    progress: bool
+    log: object
+    extra: dict = field(default_factory=dict)  # more notebook parameters (the aggregate's finished members)
+
+    @property
+    def phash(self) -> str:
+        return params_hash(self.params)
+
+    def record(self) -> None:
+        write_run_record(self.out_root, self.params, self.phash, self.keys)
 
 
 def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start",
@@ -209,76 +245,73 @@ def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, pr
     phash = params_hash(params)
     keys, prev = {}, start_key
     for nb in all_steps:  # keys chain through every step, also the ones not selected
-        prev = keys[nb] = step_key(phash, nb, prev)
-    report = RunReport(out_root, last_key=keys[all_steps[-1]])
-    t_run = time.time()
+        prev = keys[nb.stem] = step_key(phash, nb, prev)
+    run = _Run(profile, params, overrides, out_root, keys, force, progress, log, extra or {})
+    report = RunReport(out_root, last_key=keys[all_steps[-1].stem])
+    t_run, status = time.time(), "interrupted"
     log(f"hmxnb: profile '{params['profile']}' (params {phash}) -> {out_root}")
     _warn_stale_inputs(steps, all_steps, keys, out_root, log)
-    for i, nb in enumerate(steps, 1):
-        step_dir = out_root / nb.stem
-        key = keys[nb]
-        action = plan_step(step_dir, key, force, out_root)
-        if action == "skip":
-            log(f"[{i}/{len(steps)}] {nb.stem}: up to date, skipped (use --force to re-run)")
-            report.steps.append(StepResult(nb.stem, "skipped", key))
-            continue
-        log(f"[{i}/{len(steps)}] {nb.stem}: running ...")
-        step_dir.mkdir(parents=True, exist_ok=True)
-        save_json({"key": key, "status": "running", "params_hash": phash}, step_dir / "step.json")
-        t0 = time.time()
-        out_nb = step_dir / nb.name
-        try:
-            _execute(nb, out_nb, {"profile": profile, "params_overrides": overrides, "out_dir": str(step_dir), **(extra or {})},
-                     progress)
-        except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
-            secs = time.time() - t0
-            msg = _error_line(err)
-            save_json({"key": key, "status": "failed", "params_hash": phash, "seconds": secs, "error": msg}, step_dir / "step.json")
-            report.steps.append(StepResult(nb.stem, "failed", key, secs, msg))
-            log(f"[{i}/{len(steps)}] {nb.stem}: FAILED after {secs:.1f}s: {msg}")
-            log(f"    executed notebook kept for inspection: {out_nb}")
-            break
-        secs = time.time() - t0
-        save_json({"key": key, "status": "ok", "params_hash": phash, "seconds": secs}, step_dir / "step.json")
-        report.steps.append(StepResult(nb.stem, "ok", key, secs))
-        log(f"[{i}/{len(steps)}] {nb.stem}: done in {secs:.1f}s")
-    report.seconds = time.time() - t_run
-    _write_run_json(out_root, params, phash, report)
+    try:
+        for i, nb in enumerate(steps, 1):
+            report.steps.append(_run_step(run, nb, f"[{i}/{len(steps)}] {nb.stem}"))
+            if report.steps[-1].status == "failed":
+                break
+        status = "ok" if report.ok else "failed"
+    except KeyboardInterrupt:
+        report.steps.append(StepResult(nb.stem, "interrupted", keys[nb.stem]))
+        raise
+    finally:  # also on Ctrl-C: the records say what happened
+        report.seconds = time.time() - t_run
+        run.record()
+        append_history(out_root, phash, status, [s.__dict__ for s in report.steps], t_run)
     log(f"hmxnb: {'finished' if report.ok else 'stopped'} in {report.seconds:.1f}s; record: {out_root / 'run.json'}")
     return report
+
+
+def _run_step(run: _Run, nb: Path, tag: str) -> StepResult:
+    """Plan, execute and record one step; KeyboardInterrupt marks it interrupted and propagates."""
+    step_dir, key = run.out_root / nb.stem, run.keys[nb.stem]
+    action = plan_step(step_dir, key, run.force, run.out_root, run.params)
+    if action == "skip":
+        run.log(f"{tag}: up to date, skipped (use --force to re-run)")
+        return StepResult(nb.stem, "skipped", key)
+    run.log(f"{tag}: running ...")
+    write_step(step_dir, key, run.params, run.phash, "running")
+    run.record()
+    t0 = time.time()
+    out_nb = step_dir / nb.name
+    try:
+        _execute(nb, out_nb, {"profile": run.profile, "params_overrides": run.overrides, "out_dir": str(step_dir),
+                              **run.extra}, run.progress)
+    except KeyboardInterrupt:
+        write_step(step_dir, key, run.params, run.phash, "interrupted", seconds=time.time() - t0)
+        raise
+    except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
+        secs, msg = time.time() - t0, _error_line(err)
+        write_step(step_dir, key, run.params, run.phash, "failed", seconds=secs, error=msg)
+        run.log(f"{tag}: FAILED after {secs:.1f}s: {msg}")
+        run.log(f"    executed notebook kept for inspection: {out_nb}")
+        return StepResult(nb.stem, "failed", key, secs, msg)
+    secs = time.time() - t0
+    write_step(step_dir, key, run.params, run.phash, "ok", seconds=secs)
+    run.log(f"{tag}: done in {secs:.1f}s")
+    return StepResult(nb.stem, "ok", key, secs)
 
 
 def _warn_stale_inputs(steps, all_steps, keys, out_root, log) -> None:
     """Steps not selected but run before a selected one: say so when their outputs are missing or from other params."""
     first = all_steps.index(steps[0])
     for nb in all_steps[:first]:
-        prev = _read_step(out_root / nb.stem)
+        prev = read_step(out_root / nb.stem)
         if prev is None or prev.get("status") != "ok":
             log(f"warning: {nb.stem} has no finished outputs in {out_root}; later steps may fail")
-        elif prev.get("key") != keys[nb]:
-            log(f"warning: {nb.stem} outputs come from other params or notebook (key {prev.get('key')}, now {keys[nb]}); "
+        elif prev.get("key") != keys[nb.stem]:
+            log(f"warning: {nb.stem} outputs come from other params or notebook (key {prev.get('key')}, now {keys[nb.stem]}); "
                 f"re-run it with --from {nb.stem.split('_')[0]} for consistent results")
-
-
-def _write_run_json(out_root: Path, params: dict, phash: str, report: RunReport) -> None:
-    save_json(
-        {
-            "profile": params["profile"],
-            "params_hash": phash,
-            "status": "ok" if report.ok else "failed",
-            "seconds": round(report.seconds, 1),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "git_commit": git_commit(),
-            "versions": package_versions(),
-            "steps": [s.__dict__ for s in report.steps],
-            "params": params,
-        },
-        out_root / "run.json",
-    )
 
 
 def main_run(args) -> int:
     """CLI entry for `python -m hmxnb run` (errors are printed by the caller)."""
     reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force, output_root=args.outputs,
-                          member=args.member)
+                          member=args.member, keep_going=getattr(args, "keep_going", False))
     return 0 if all(r.ok for r in reports) else 1

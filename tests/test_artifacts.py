@@ -30,3 +30,14 @@ def test_nan_and_numpy_are_written_as_json(tmp_path):
 def test_versions_report_missing_packages_as_none():
     v = package_versions()
     assert v["unsloth"] is None or isinstance(v["unsloth"], str)
+
+
+def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
+    # two writers of one artefact (e.g. provenance.json) raced on one "<name>.tmp" and one crashed
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = tmp_path / "provenance.json"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: save_json({"writer": i, "pad": "x" * 200_000}, target), range(40)))
+    assert json.loads(target.read_text())["writer"] in range(40)
+    assert [p.name for p in tmp_path.iterdir()] == ["provenance.json"]  # no temporary file left behind

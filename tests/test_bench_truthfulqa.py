@@ -87,6 +87,15 @@ def test_hub_failure_is_one_clear_line(monkeypatch):
     assert "\n" not in str(err.value)
 
 
+def test_truncated_mirror_names_file_and_position(tmp_path):
+    good = (FIXTURES / "mirror" / "truthfulqa" / "mc_task.json").read_text()
+    (tmp_path / "truthfulqa").mkdir()
+    (tmp_path / "truthfulqa" / "mc_task.json").write_text(good[: len(good) // 2])  # a download cut off half way
+    with pytest.raises(ValueError, match=r"truthfulqa/mc_task\.json:\d+:\d+: not valid JSON") as err:
+        tqa.load_truthfulqa(str(tmp_path))
+    assert "\n" not in str(err.value)
+
+
 def test_metrics_from_records():
     records = [
         {"benchmark": "truthfulqa_mc1", "logprobs": [-1.0, -2.0]},  # hit

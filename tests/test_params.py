@@ -1,5 +1,6 @@
 """hmxnb.params: every bad input gives one line naming the culprit; good profiles resolve."""
 
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,16 @@ def test_shipped_profiles_validate(profile):
         ({"num_generations": 1}, "num_generations"),                 # GRPO needs a group
         ({"num_generations": 3}, "per_device_train_batch_size"),     # batch not a multiple of the group
         ({"rubric_criteria": {"feelings": 3}}, "rubric_criteria"),   # description must be text
+        ({"max_steps": 0}, "in [1, inf), got 0"),                     # one useless step reported "ok"
+        ({"max_steps": -1}, "max_steps"),                            # TRL: -1 means "use num_train_epochs"
+        ({"bench_limit": -4}, "bench_limit"),                        # failed late, in step 04
+        ({"judge_batch_size": 0}, "judge_batch_size"),               # no judge prompts per pass
+        ({"learning_rate": float("nan")}, "learning_rate"),          # NaN passes every comparison
+        ({"learning_rate": ".nan"}, "learning_rate"),                # YAML's NaN spelling, from --set
+        ({"temperature": 0.0}, "temperature"),                       # open bound: sampling divides by it
+        ({"seeds": [0, -1]}, "seeds"),                               # each list item is checked
+        ({"rubric_weights": {"feelings": float("inf"), "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0}},
+         "rubric_weights"),                                          # non-finite dict value
     ],
 )
 def test_bad_params_name_the_culprit(overrides, culprit):
@@ -45,6 +56,16 @@ def test_bad_params_name_the_culprit(overrides, culprit):
     assert "\n" not in msg
 
 
+def test_bounds_are_intervals_holding_the_defaults():
+    from hmxnb.params import _in_bounds
+
+    for key, spec in SCHEMA.items():
+        if spec.bounds:
+            assert re.fullmatch(r"[\[(]-?[\d.e+-]+, (-?[\d.e+-]+|inf)[\])]", spec.bounds), key
+            assert spec.type.split("[")[-1].rstrip("]?") in ("int", "float"), key
+            assert all(_in_bounds(v, spec.bounds) for v in (spec.default if isinstance(spec.default, list) else [spec.default])), key
+
+
 def test_unknown_profile_lists_available():
     with pytest.raises(ParamsError, match=r"unknown profile 'nope'.*smoke"):
         load_params("nope")
@@ -53,7 +74,7 @@ def test_unknown_profile_lists_available():
 def test_bad_profile_file(tmp_path):
     f = tmp_path / "broken.yaml"
     f.write_text("max_steps: [1,\n")
-    with pytest.raises(ParamsError, match="broken.yaml"):
+    with pytest.raises(ParamsError, match="broken.yaml:2:1 "):  # file, line and column
         load_params(str(f))
     f.write_text("- a\n- b\n")
     with pytest.raises(ParamsError, match="mapping"):

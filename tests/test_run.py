@@ -59,10 +59,22 @@ def test_run_then_skip_then_force(nbdir, tmp_path):
     assert [s.status for s in r3.steps] == ["ok", "ok"]
 
 
+def test_force_with_same_params_is_a_fresh_run(nbdir, tmp_path):
+    # a step that appends to its own folder (as training resumes from its checkpoints) must not see the old run's files
+    _notebook(nbdir / "01_first.ipynb", "import pathlib\nwith open(pathlib.Path(out_dir, 'steps.log'), 'a') as f:\n    f.write('step\\n')")
+    out = tmp_path / "outputs"
+    _run(nbdir, out, only=["01"])
+    r, _ = _run(nbdir, out, only=["01"], force=True)
+    assert r.ok
+    assert (out / "smoke" / "01_first" / "steps.log").read_text() == "step\n"  # not "step\nstep\n"
+    archived = list((out / "smoke" / "_archive").glob("01_first-*/steps.log"))
+    assert len(archived) == 1 and archived[0].read_text() == "step\n"  # the old outputs are kept
+
+
 def test_different_params_never_overwrite(nbdir, tmp_path):
     out = tmp_path / "outputs"
     _run(nbdir, out)
-    with pytest.raises(RunError, match="different run"):
+    with pytest.raises(RunError, match="different run.*max_steps 4 -> 7"):  # says which params changed
         _run(nbdir, out, overrides={"max_steps": 7})
     assert json.loads((out / "smoke" / "01_first" / "out.json").read_text()) == {"max_steps": 4}  # untouched
 
@@ -177,3 +189,70 @@ def test_relative_data_dir_is_made_absolute(nbdir, tmp_path, monkeypatch):
     r, _ = _run(nbdir, out, only=["01"])  # the kernel runs in notebooks/, where "mirror" would not exist
     assert r.ok and os.environ["HMXNB_DATA_DIR"] == str(tmp_path / "mirror")
     assert json.loads((out / "smoke" / "01_first" / "out.json").read_text()) == {"data_dir": str(tmp_path / "mirror")}
+
+
+def test_relative_paths_keep_their_meaning_in_the_notebooks(nbdir, tmp_path, monkeypatch):
+    from hmxnb.data import PACKAGE_DATA
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prompts.jsonl").write_text((PACKAGE_DATA / "prompts.jsonl").read_text())
+    (tmp_path / "mine.yaml").write_text("max_steps: 2\nprompts_file: prompts.jsonl\n")
+    _notebook(nbdir / "01_first.ipynb", WRITE.replace("'max_steps': p['max_steps']", "'prompts_file': p['prompts_file']"))
+    out = tmp_path / "outputs"
+    reports = run_profile("mine.yaml", {"data_dir": "."}, only=["01"], notebooks_dir=nbdir, output_root=out,
+                          progress=False, log=lambda line: None)  # relative profile file, prompts file and data_dir
+    assert reports[0].ok, reports[0].steps[0].error
+    assert json.loads((out / "mine" / "01_first" / "out.json").read_text()) == {"prompts_file": str(tmp_path / "prompts.jsonl")}
+
+
+@pytest.mark.parametrize("name", ["...yaml", "..yaml"])
+def test_profile_file_name_cannot_leave_outputs(nbdir, tmp_path, name):
+    from hmxnb.params import ParamsError
+
+    (tmp_path / name).write_text("max_steps: 2\n")
+    out = tmp_path / "repo" / "outputs"
+    out.mkdir(parents=True)
+    with pytest.raises(ParamsError, match="profile name"):
+        run_profile(str(tmp_path / name), notebooks_dir=nbdir, output_root=out, progress=False, log=lambda line: None)
+    assert list(out.iterdir()) == [] and sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["outputs"]
+
+
+@pytest.mark.parametrize("model", ["x/..", "../..", "a b/Ünï code", "."])
+def test_sweep_member_names_stay_inside(model, tmp_path):
+    from hmxnb.run import inside
+
+    (sub, _), = sweep(load_params("smoke", {"sweep_models": [model], "seeds": []}))
+    assert sub and not sub.startswith(".") and "/" not in sub
+    assert inside(tmp_path, "smoke", sub).parent == (tmp_path / "smoke").resolve()
+
+
+def test_inside_refuses_an_escaping_path(tmp_path):
+    from hmxnb.run import inside
+
+    with pytest.raises(RunError, match="outside"):
+        inside(tmp_path / "outputs", "..", "x")
+
+
+def test_unwritable_outputs_is_one_line(nbdir, tmp_path):
+    out = tmp_path / "outputs"
+    out.write_text("a file where the outputs folder should be")
+    with pytest.raises(RunError, match=f"cannot write to the outputs folder {out}") as err:
+        _run(nbdir, out)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_profile_says_it_runs_full_size_defaults(nbdir, tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    logs = []
+    run_profile(str(tmp_path / "empty.yaml"), only=["01"], notebooks_dir=nbdir, output_root=tmp_path / "out",
+                progress=False, log=logs.append)
+    assert any("sets no keys" in line and "max_steps=10" in line for line in logs)
+
+
+def test_4bit_profile_without_gpu_stops_before_the_hub(nbdir, tmp_path, monkeypatch):
+    from hmxnb import models
+
+    monkeypatch.setattr(models, "cuda_available", lambda: False)
+    with pytest.raises(RunError, match="profile 'colab-t4' needs a CUDA GPU"):
+        run_profile("colab-t4", notebooks_dir=nbdir, output_root=tmp_path / "out", progress=False, log=lambda line: None)
+    assert not (tmp_path / "out").exists()

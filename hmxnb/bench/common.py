@@ -7,7 +7,7 @@ import math
 import random
 from pathlib import Path
 
-from hmxnb.data import read_jsonl  # noqa: F401  (re-exported for the benchmark loaders)
+from hmxnb.data import read_json, read_jsonl  # noqa: F401  (re-exported for the benchmark loaders)
 
 
 class BenchmarkDataUnavailable(RuntimeError):

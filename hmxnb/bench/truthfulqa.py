@@ -9,12 +9,11 @@ its answers (lm-eval `utils.process_results_mc2`). Both tasks share the prompt, 
 
 from __future__ import annotations
 
-import json
 import math
 
 from hmxnb.loglik import score_continuations
 
-from .common import hub_dataset, mean, mirror_file, record, stable_id, subsample, argmax
+from .common import hub_dataset, mean, mirror_file, read_json, record, stable_id, subsample, argmax
 
 QA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
@@ -66,8 +65,7 @@ def load_truthfulqa(data_dir: str | None, limit: int | None = None, seed: int = 
     if data_dir is None:
         rows = list(hub_dataset("truthfulqa/truthful_qa", "multiple_choice", split="validation"))
     else:
-        with open(mirror_file(data_dir, "truthfulqa", "mc_task.json"), encoding="utf-8") as f:
-            rows = json.load(f)
+        rows = read_json(mirror_file(data_dir, "truthfulqa", "mc_task.json"))
     return subsample([normalise_item(r) for r in rows], limit, seed)
 
 

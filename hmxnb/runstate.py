@@ -1,0 +1,155 @@
+"""What the runner knows about outputs/<profile>/, true at every moment: one lock, per-step records, run.json, history.
+
+- `.lock`: held (fcntl.flock) by the one runner writing under outputs/<profile>/; a second runner is refused with the
+  holder's pid. The kernel releases the lock when its process dies, also on kill -9.
+- `<step>/step.json`: that step's state (running | ok | failed | interrupted), its key, params and process id.
+- `run.json`: every step's state, rewritten at each change (archive, start, end); a step still 'running' in a
+  process that is gone reads 'interrupted'.
+- `history.jsonl`: one line appended per invocation (steps run, status); never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from hmxnb.artifacts import git_commit, package_versions, save_json
+
+LOCK_FILE = ".lock"
+
+
+class RunError(RuntimeError):
+    """A run could not start or a step failed; the message is one line."""
+
+
+@contextmanager
+def profile_lock(folder: Path):
+    """Hold `folder/.lock` while the block runs; RunError when another runner holds it or the folder is unwritable."""
+    import fcntl
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / LOCK_FILE, "a+", encoding="utf-8")
+    except OSError as err:
+        raise RunError(f"cannot write to the outputs folder {folder}: {err.strerror or err}") from None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunError(f"{folder} is in use by another runner ({holder}); wait for it to finish or stop it") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def read_step(step_dir: Path) -> dict | None:
+    """The step's `step.json`, or None when missing or unreadable."""
+    try:
+        return json.loads((step_dir / "step.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_step(step_dir: Path, key: str, params: dict, phash: str, status: str, **extra) -> None:
+    """Record a step's state in `step.json` (atomically), with the params and this process's id."""
+    save_json({"key": key, "status": status, "params_hash": phash, "pid": os.getpid(),
+               "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra, "params": params}, step_dir / "step.json")
+
+
+def _step_state(step_dir: Path, key: str) -> dict:
+    rec = read_step(step_dir) or {"status": "missing"}
+    status = rec["status"]
+    if status == "running" and rec.get("pid") != os.getpid():
+        status = "interrupted"  # the lock is ours: the process that wrote 'running' is gone
+    return {"step": step_dir.name, "status": status, "key": rec.get("key"), "current": rec.get("key") == key,
+            "seconds": rec.get("seconds"), "error": rec.get("error", "")}
+
+
+def overall_status(states: list[dict]) -> str:
+    """ok only when every step finished with the current key; else running / failed / interrupted / incomplete."""
+    found = {s["status"] for s in states}
+    if all(s["status"] == "ok" and s["current"] for s in states):
+        return "ok"
+    for status in ("running", "failed", "interrupted"):
+        if status in found:
+            return status
+    return "incomplete"
+
+
+def write_run_record(out_root: Path, params: dict, phash: str, keys: dict[str, str]) -> Path:
+    """Rewrite `run.json` from the step records of every step (`keys`: step name -> the key it has with these params)."""
+    states = [_step_state(out_root / name, key) for name, key in keys.items()]
+    return save_json({
+        "profile": params["profile"], "status": overall_status(states), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "params_hash": phash, "git_commit": git_commit(), "versions": package_versions(), "steps": states,
+        "params": params,
+    }, out_root / "run.json")
+
+
+def append_history(out_root: Path, phash: str, status: str, steps: list[dict], started: float) -> Path:
+    """Append one line for this invocation to `history.jsonl` (what ran, how it ended); earlier lines are kept."""
+    line = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status, "params_hash": phash,
+            "argv": sys.argv[1:], "git_commit": git_commit(), "steps": steps}
+    path = out_root / "history.jsonl"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+    return path
+
+
+def _archive(step_dir: Path, out_root: Path, old_key: str) -> Path:
+    dest = out_root / "_archive" / f"{step_dir.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while dest.exists():  # two archives of one step within a second
+        dest, n = dest.with_name(f"{dest.name.rsplit('~', 1)[0]}~{n}"), n + 1
+    shutil.move(str(step_dir), str(dest))
+    return dest
+
+
+def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dict | None = None) -> str:
+    """Decide what to do with one step: 'skip', 'run' (fresh, or a retry in place) or raise if a different run is there.
+
+    With `force` the step's outputs, whatever run made them, are archived first: a forced step always starts afresh.
+    """
+    prev = read_step(step_dir)
+    has_outputs = step_dir.exists() and any(step_dir.iterdir())
+    if prev is None and has_outputs and not force:
+        raise RunError(f"{step_dir} holds outputs of an unknown run (no step.json); move it away or use --force to archive it")
+    if prev is not None and prev.get("key") == key and not force:
+        return "skip" if prev.get("status") == "ok" else "run"  # retry a failure in place (keeps checkpoints)
+    if prev is not None and not force:
+        changed = changed_keys(prev.get("params"), params or {}) or "the notebook or an earlier step changed"
+        raise RunError(f"{step_dir} holds outputs of a different run (key {prev.get('key')}, now {key}; {changed}); "
+                       "use --force to archive them under _archive/ and re-run")
+    if has_outputs:
+        _archive(step_dir, out_root, (prev or {}).get("key", "unknown"))
+    return "run"
+
+
+def changed_keys(old: dict | None, new: dict, limit: int = 5) -> str:
+    """'max_steps 4 -> 7, seed 0 -> 1' for the params that differ (at most `limit`), '' when none or unknown."""
+    if not old:
+        return ""
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    text = ", ".join(f"{k} {_short(old.get(k))} -> {_short(new.get(k))}" for k in diff[:limit])
+    return text + (f" and {len(diff) - limit} more" if len(diff) > limit else "")
+
+
+def _short(value, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
