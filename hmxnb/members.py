@@ -133,6 +133,12 @@ def run_member(profile: str, overrides: dict, member: str, steps: list[Path], pr
                           Path(profile_root) / member, force, progress, log)
 
 
+def left_out(profile_root: Path) -> dict[str, str]:
+    """Sweep members the aggregate step does not compare, with their status (members.json); {} for none."""
+    status = _read_json(Path(profile_root) / "members.json") or {}
+    return {m: s for m, s in status.items() if s != "finished"}
+
+
 def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path, log) -> tuple[list[str], str]:
     """(finished members, their joined keys) for the aggregate step; logs the others. RunError when none finished."""
     from hmxnb.artifacts import save_json

@@ -271,7 +271,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
 
 def build_report(
     out_dir, results: pd.DataFrame, training_logs=None, examples=None, profile: str = "", model_names=(),
-    claims=None, contrast: str = MAIN_CONTRAST, title: str | None = None, dpi: int = 110,
+    claims=None, contrast: str = MAIN_CONTRAST, title: str | None = None, dpi: int = 110, left_out=None,
 ) -> dict[str, Path]:
     """Write the stand-alone report of a run into `out_dir`.
 
@@ -282,6 +282,7 @@ def build_report(
         examples: records with prompt, model, completion (base / human / reverse), or None.
         profile, model_names: for the title and the honest-scale paragraph.
         claims: claim specs for `check_claims` (default: the paper's).
+        left_out: {sweep member: status} of members not compared (failed, missing, ...), said at the top.
     Returns the paths written: report_md, report_html, comparisons_csv, summary_json and one per figure.
     """
     out = Path(out_dir)
@@ -299,6 +300,10 @@ def build_report(
     images = {name: savefig(fig, out / "figures" / name, dpi).read_bytes() for name, fig in figures.items()}
     scale = scale_note(profile, model_names, n_seeds, max_items)
     blocks = [("h1", title)] + _report_blocks(results, summ, training_logs, examples, scale, claims, contrast)
+    if left_out:
+        blocks.insert(1, ("p", "Not compared: " + ", ".join(f"{m} ({s})" for m, s in left_out.items())
+                          + ". Their step folders keep the executed notebooks and errors; `python -m hmxnb run "
+                            "--member NAME` re-runs one."))
 
     paths.update({k: out / f for k, f in (("report_md", "report.md"), ("report_html", "report.html"),
                                            ("comparisons_csv", "comparisons.csv"), ("summary_json", "summary.json"))})

@@ -204,3 +204,11 @@ def test_no_nan_shown_as_a_number(tmp_path):
         text = re.sub(r"base64,[^\"]+", "", paths[name].read_text())
         assert not re.search(r"\bnan\b", text, re.I), re.search(r".{60}\bnan\b.{20}", text, re.I).group(0)
     assert "sycophancy/opinion_rate (not measured)" in paths["report_md"].read_text()
+
+
+def test_report_names_the_sweep_members_left_out(tmp_path):
+    results, _, _ = _load()
+    paths = report.build_report(tmp_path, results, profile="paper", left_out={"qwen3-8b-seed2": "failed"})
+    md = paths["report_md"].read_text()
+    assert "Not compared: qwen3-8b-seed2 (failed)" in md.split("\n## ")[0]  # said before the first section
+    assert "Not compared" not in report.build_report(tmp_path / "all", results, profile="paper")["report_md"].read_text()

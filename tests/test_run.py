@@ -256,3 +256,20 @@ def test_4bit_profile_without_gpu_stops_before_the_hub(nbdir, tmp_path, monkeypa
     with pytest.raises(RunError, match="profile 'colab-t4' needs a CUDA GPU"):
         run_profile("colab-t4", notebooks_dir=nbdir, output_root=tmp_path / "out", progress=False, log=lambda line: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_keep_going_runs_the_other_members_and_compares_those_that_finished(tmp_path):
+    """A sweep stops at a failed member by default; with keep_going the others run and 05 gets the finished ones."""
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_first.ipynb", WRITE + "\nassert p['seed'] != 0, 'seed 0 fails on purpose'")
+    _notebook(d / "05_compare_report.ipynb",
+              "import pathlib, json\npathlib.Path(out_dir, 'members.json').write_text(json.dumps(members))")
+    kw = dict(overrides={"seeds": [0, 1]}, notebooks_dir=d, progress=False, log=lambda line: None)
+    stopped = run_profile("smoke", output_root=tmp_path / "stop", **kw)
+    assert [(r.out_root.name, r.ok) for r in stopped] == [("seed0", False)]
+    going = run_profile("smoke", output_root=tmp_path / "go", keep_going=True, **kw)
+    assert [(r.out_root.name, r.ok) for r in going] == [("seed0", False), ("seed1", True), ("smoke", True)]
+    assert json.loads((tmp_path / "go" / "smoke" / "05_compare_report" / "members.json").read_text()) == ["seed1"]
+    status = json.loads((tmp_path / "go" / "smoke" / "members.json").read_text())
+    assert status == {"seed0": "failed", "seed1": "finished"}
