@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hmxnb.params import params_hash
+from hmxnb.steps import BENCHMARKS, TRAINING
 
 PACKAGES = ("hmxnb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "papermill", "seaborn")
 
@@ -101,7 +102,7 @@ def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path
     return d
 
 
-def find_runs(profile_dir: str | Path, step: str = "04_benchmarks", members: list[str] | None = None) -> list[Path]:
+def find_runs(profile_dir: str | Path, step: str = BENCHMARKS, members: list[str] | None = None) -> list[Path]:
     """Run folders under outputs/<profile>/ that finished `step`: the folder itself for a single run, else each
     sweep sub-folder (model x seed), sorted. `members` (the runner passes the finished ones) restricts a sweep to
     those sub-folders."""
@@ -113,12 +114,12 @@ def find_runs(profile_dir: str | Path, step: str = "04_benchmarks", members: lis
     return sorted(p.parent.parent for p in root.glob(f"*/{step}/samples.jsonl") if not p.parent.parent.name.startswith("_"))
 
 
-def run_params(run_dir: str | Path, step: str = "04_benchmarks") -> dict:
+def run_params(run_dir: str | Path, step: str = BENCHMARKS) -> dict:
     """The effective params a run's step was made with (from its provenance.json)."""
     return json.loads((Path(run_dir) / step / "provenance.json").read_text())["params"]
 
 
-def load_run_records(runs: list[Path], step: str = "04_benchmarks"):
+def load_run_records(runs: list[Path], step: str = BENCHMARKS):
     """All item records of the runs as one DataFrame, tagged with each run's `base_model` and `seed`."""
     import pandas as pd
 
@@ -140,7 +141,7 @@ def load_run_logs(runs: list[Path]) -> dict:
     import pandas as pd
 
     logs = {}
-    for direction, step in (("human", "02_train_human"), ("reverse", "03_train_reverse")):
+    for direction, step in TRAINING.items():
         frames = []
         for run in runs:
             f = Path(run) / step / "train_log.csv"

@@ -1,10 +1,9 @@
 """Paired comparisons of base / human-like / reverse models on benchmark item records (notebook 05).
 
-Input: the per-item records of notebook 04 (`samples.jsonl`), one per (benchmark, item, model), optionally with
-`base_model` and `seed`. A metric registry says what to compare. Output: one row per (base_model, seed, contrast,
-metric) with difference, change (relative % for accuracies and scores, percentage points for rates and bias
-scores), 95% CI, p-value, Holm-adjusted p and class; then the seed aggregation and the model x metric table.
-The paper's summary numbers and the claims check are in `hmxnb.claims`.
+Input: notebook 04's per-item records (`samples.jsonl`, one per benchmark, item, model; optionally `base_model` and
+`seed`) and a metric registry (hmxnb.metrics). Output: one row per (base_model, seed, contrast, metric): difference,
+change (relative % for accuracies and scores, percentage points for rates and bias scores), 95% CI, p-value,
+Holm-adjusted p and class. The seed summaries, the paper's numbers and the claims check are hmxnb.claims.
 """
 
 from __future__ import annotations
@@ -18,15 +17,14 @@ import pandas as pd
 
 from hmxnb import stats
 
-# (model_a, model_b): difference = metric(model_a) - metric(model_b). The first is the paper's main contrast
-# ("compared with contrastively trained models", paper.md section 4).
+# (model_a, model_b): difference = metric(a) - metric(b); the first is the paper's main contrast (paper.md section 4)
 CONTRASTS = (("human", "reverse"), ("human", "base"), ("reverse", "base"))
+MODELS = ("base", "human", "reverse")  # the three models every run compares (labels of notebook 04's records)
 MAIN_CONTRAST = "human_vs_reverse"
-# Fields that, where present, are part of an item's identity besides (benchmark, item_id).
-PAIR_FIELDS = ("condition", "context_condition", "question_polarity")
+PAIR_FIELDS = ("condition", "context_condition", "question_polarity")  # part of an item's identity, where present
 KINDS = ("binary", "continuous", "statistic")
-# How a metric's change is reported: "relative" = 100 * diff / |value_b| in %; "points" = percentage points.
-# A rate or bias score near 0 makes the relative change explode (0.03 -> 0.04 reads as -33%).
+# A metric's change: "relative" = 100 * diff / |value_b| in %; "points" = percentage points (a rate or bias score
+# near 0 makes the relative change explode: 0.03 -> 0.04 reads as -33%).
 CHANGES = {"relative": "%", "points": "pp"}
 # Classes beyond stats.CLASSES: no items at all (e.g. opinion sycophancy offline), or a value that is undefined
 # (e.g. BBQ's bias ratio with no non-unknown answer). Both stay out of every count of the three classes.
@@ -51,7 +49,7 @@ class Metric:
             bootstrap p-value).
         higher_is_better: direction of improvement.
         column: per-item value column for binary / continuous kinds ("correct", "score").
-        fn: for "statistic": list of record dicts -> float (e.g. `metric_key(metrics_bbq, "bias_disambig")`).
+        fn: for "statistic": list of record dicts -> float (e.g. `metric_key(metrics_bbq, "s_dis", absolute=True)`).
         where: keep only records whose fields equal these values, e.g. {"context_condition": "ambig"}.
         change: "relative" (accuracies, scores) or "points" (rates and bias scores: percentage points).
         points_per_unit: percentage points per unit of the value: 100 for 0-1 rates, 1 for scores already x100.
@@ -98,13 +96,15 @@ def statistic_metric(benchmark: str, name: str, fn: Callable, higher_is_better: 
     return Metric(benchmark, name, "statistic", higher_is_better, fn=fn, where=dict(where or {}), **options)
 
 
-def metric_key(metrics_fn: Callable, key: str) -> Callable:
-    """Wrap a benchmark's `metrics_<bench>(records) -> dict` into `records -> float` picking `key`."""
+def metric_key(metrics_fn: Callable, key: str, absolute: bool = False) -> Callable:
+    """Wrap `metrics_<bench>(records) -> dict` into `records -> float` picking `key` (its absolute value: `absolute`)."""
 
     def fn(records):
-        return float(metrics_fn(records)[key])
+        value = float(metrics_fn(records)[key])
+        return abs(value) if absolute else value
 
-    fn.__name__ = f"{getattr(metrics_fn, '__name__', 'metrics')}[{key}]"
+    name = f"{getattr(metrics_fn, '__name__', 'metrics')}[{key}]"
+    fn.__name__ = f"abs({name})" if absolute else name
     return fn
 
 

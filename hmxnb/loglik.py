@@ -157,6 +157,16 @@ def pad(seqs: list[list[int]], pad_id: int, device=None, side: str = "right") ->
     return ids, mask
 
 
+def _units(encoded: list[list[tuple]]) -> dict[tuple, list]:
+    """Context ids -> [(request, position, continuation ids)]: one unit per distinct context (after truncation a
+    request's continuations can have different contexts)."""
+    units: dict[tuple, list] = {}
+    for r, pairs in enumerate(encoded):
+        for j, (ctx, cont) in enumerate(pairs):
+            units.setdefault(tuple(ctx), []).append((r, j, tuple(cont)))
+    return units
+
+
 def _shared_prefix(model, tokenizer, contexts: list[list[int]], prefix_cache: dict | None, fixed_prefix: str | None,
                    device) -> tuple[int, list | None]:
     """(length, keys/values) of the prefix run once for this call: the kept `fixed_prefix`, else the common one."""
@@ -256,14 +266,9 @@ def score_continuations(model, tokenizer, requests: list[Request], batch_size: i
         return score_continuations_plain(model, tokenizer, requests, batch_size, max_length, progress)
     device = _device(model)
     encoded = _encode_requests(model, tokenizer, requests, max_length)
-    # One unit per distinct context (after truncation a request's continuations can have different contexts).
-    units: dict[tuple, list] = {}
-    for r, pairs in enumerate(encoded):
-        for j, (ctx, cont) in enumerate(pairs):
-            units.setdefault(tuple(ctx), []).append((r, j, tuple(cont)))
+    units = _units(encoded)
     contexts = [list(c) for c in units]
     n_prefix, prefix_kv = _shared_prefix(model, tokenizer, contexts, prefix_cache, fixed_prefix, device)
-
     unit_conts = [sorted({cont for _, _, cont in units[tuple(c)]}) for c in contexts]
     order = sorted(range(len(contexts)), key=lambda u: -len(contexts[u]))
     scores = [[0.0] * len(pairs) for pairs in encoded]

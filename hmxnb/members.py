@@ -1,6 +1,6 @@
 """Sweep members as independent jobs: run one member alone, tell which members finished, one lock per member.
 
-A member (one model x seed of `hmxnb.run.sweep`) writes only inside outputs/<profile>/<member>/: its steps, its
+A member (one model x seed of `sweep`) writes only inside outputs/<profile>/<member>/: its steps, its
 `run.json`, its `_archive/` and its `.lock`. So any number of member jobs can run side by side in one profile; only
 the aggregate step (05, run with `--only 05`) writes at outputs/<profile>/ itself, and it reads the members that
 finished (`member_status`), writes `members.json` beside its report and names the missing ones.
@@ -9,14 +9,46 @@ finished (`member_status`), writes `members.json` beside its report and names th
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from hmxnb.params import load_params, params_hash
-from hmxnb.run import RunError
+from hmxnb.runstate import RunError
 
 LOCK_NAME = ".lock"
+
+
+def safe_name(text: str) -> str:
+    """A folder name from free text: letters, digits, '.', '_', '-' only, never starting with a dot ('..' -> 'run')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-") or "run"
+
+
+def inside(root: Path, *parts: str) -> Path:
+    """root/parts..., refusing (RunError) a path that resolves outside root."""
+    path = root.joinpath(*parts).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise RunError(f"output folder {path} would lie outside {root}; rename the profile or sweep entry")
+    return path
+
+
+def sweep(params: dict) -> list[tuple[str, dict]]:
+    """(sub-folder, overrides) per run: one per model in `sweep_models` x seed in `seeds` (or just one)."""
+    models = params["sweep_models"] or [None]
+    seeds = params["seeds"] or [None]
+    runs = []
+    for model, seed in itertools.product(models, seeds):
+        over, parts = {}, []
+        if model is not None:
+            over["model_name_or_path"] = model
+            parts.append(safe_name(model.rstrip("/").split("/")[-1].lower()))
+        if seed is not None:
+            over["seed"] = seed
+            parts.append(f"seed{seed}")
+        runs.append(("-".join(parts), over))
+    return runs
 
 
 class MemberBusy(RunError):
@@ -25,8 +57,6 @@ class MemberBusy(RunError):
 
 def member_overrides(params: dict, member: str) -> dict:
     """The sweep overrides (model, seed) of the member named `member`; RunError naming the members otherwise."""
-    from hmxnb.run import sweep
-
     runs = dict(sweep(params))
     if list(runs) == [""]:
         raise RunError(f"profile '{params['profile']}' has no sweep (sweep_models / seeds): run it without --member")
@@ -37,7 +67,8 @@ def member_overrides(params: dict, member: str) -> dict:
 
 def per_member_steps(notebooks_dir: Path) -> list[Path]:
     """The steps every member runs on its own (all but the aggregate steps)."""
-    from hmxnb.run import AGGREGATE_STEPS, notebook_steps
+    from hmxnb.run import notebook_steps
+    from hmxnb.steps import AGGREGATE_STEPS
 
     return [s for s in notebook_steps(notebooks_dir) if s.stem not in AGGREGATE_STEPS]
 
@@ -94,8 +125,6 @@ def member_status(profile: str, overrides: dict, profile_root: Path, notebooks_d
     status: finished (ok, with the key these params give), running (its lock is held), failed, stale (finished
     with other params or notebooks), missing (never run or interrupted). `key` is that step's key when finished.
     """
-    from hmxnb.run import sweep
-
     steps = per_member_steps(notebooks_dir)
     base = load_params(profile, overrides)
     out = {}

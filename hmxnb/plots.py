@@ -1,8 +1,7 @@
 """Figures: rubric examples and training (notebooks 01-03), benchmarks (04), and the comparison (05, report).
 
-The comparison figures are plain `matplotlib.figure.Figure` objects (Agg canvas, no pyplot state), so any
-backend setting is left alone.
-"""
+One style (STYLE), set per figure, never globally. The comparison figures are plain `matplotlib.figure.Figure`
+objects (Agg canvas, no pyplot state), so any backend setting is left alone."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from hmxnb.artifacts import atomic_path
 from hmxnb.claims import seed_summary
 from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED
 from hmxnb.stats import CLASSES
@@ -25,22 +25,26 @@ CLASS_COLORS = {"enhanced": "#2a9d8f", "degraded": "#e76f51", "no significant ch
                 UNDEFINED: "#d9d9d9", NOT_MEASURED: "#d9d9d9"}
 TRAINING_QUANTITIES = ("reward", "kl", "completions/mean_length")
 HEATMAP_CLIP = 20.0
+STYLE = "whitegrid"
 
 
 def savefig(fig, path: str | Path, dpi: int = 150) -> Path:
     """Save a figure (format from the file's suffix, PNG by default) atomically and return its path."""
-    from hmxnb.artifacts import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix[1:] or "png")
     return path
 
 
+def _subplots(*args, **kwargs):
+    """`plt.subplots` in STYLE, set for this figure only: matplotlib's global settings stay as they are."""
+    with sns.axes_style(STYLE):
+        return plt.subplots(*args, **kwargs)
+
+
 def plot_rubric_examples(df, criteria: list[str]):
     """Left: reward by intended tier for both directions. Right: mean judge score per criterion and tier."""
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.1, 1]})
+    fig, axes = _subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.1, 1]})
     long = df.melt(id_vars=["tier_name"], value_vars=["reward_human", "reward_reverse"], var_name="direction", value_name="reward")
     long["direction"] = long["direction"].str.replace("reward_", "")
     sns.stripplot(data=long, x="tier_name", y="reward", hue="direction", order=TIER_ORDER, dodge=True, ax=axes[0], size=6)
@@ -70,9 +74,17 @@ def plot_training(log, title: str = ""):
     gradient norm, adapter weight change, |log-prob change| on sampled tokens | completion length (and KL).
     "No signal" shows as within-group spread near zero; "too small a step" as signal with a flat adapter norm.
     """
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), sharex=True)
-    ax = axes[0, 0]
+    fig, axes = _subplots(2, 3, figsize=(15, 7.5), sharex=True)
+    _learned_panels(axes[0], log)
+    _why_panels(axes[1], log)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _learned_panels(axes, log) -> None:
+    """Top row of `plot_training`: rubric reward, judge score per criterion, reward-hacking watch."""
+    ax = axes[0]
     r, s = log["rewards/self_judge/mean"], log.get("rewards/self_judge/std")
     ax.plot(log["step"], r, marker="o", label="self-judge reward")
     if s is not None:
@@ -80,26 +92,27 @@ def plot_training(log, title: str = ""):
     if len(log) >= 5:
         ax.plot(log["step"], r.rolling(5, min_periods=1).mean(), color="black", lw=2, label="5-step mean")
     ax.set(title="Rubric reward (self-judged)", ylabel="reward (0-1)")
-    ax.legend(fontsize=8)
-    ax = axes[0, 1]
     for c in log.columns:
         if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share", "judge/unscorable_share",
                                                 "judge/contrast_nats"):
-            _line(ax, log, c)
-    ax.set(title="Judge score (raw scale, mean per step)", ylabel="score")
-    ax.legend(fontsize=8)
-    ax = axes[0, 2]
+            _line(axes[1], log, c)
+    axes[1].set(title="Judge score (raw scale, mean per step)", ylabel="score")
     for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "judge/unscorable_share"):
-        _line(ax, log, c, c.split("/")[1].replace("_share", ""))
-    ax.set(title="Reward-hacking watch (share of completions)", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=8)
-    ax = axes[1, 0]
+        _line(axes[2], log, c, c.split("/")[1].replace("_share", ""))
+    axes[2].set(title="Reward-hacking watch (share of completions)", ylim=(-0.05, 1.05))
+    for ax in axes:
+        ax.legend(fontsize=8)
+
+
+def _why_panels(axes, log) -> None:
+    """Bottom row of `plot_training`: learning signal, how far the policy moved, completion length (and KL)."""
+    ax = axes[0]
     _line(ax, log, "signal/within_group_std", "within-group std (what GRPO learns from)")
     _line(ax, log, "signal/between_group_std", "std between prompts")
     _line(ax, log, "frac_reward_zero_std", "groups with no signal (share)", ls=":", color="grey")
     ax.set(title="Learning signal of the judge reward", xlabel="step", ylabel="reward spread")
     ax.legend(fontsize=8)
-    ax = axes[1, 1]
+    ax = axes[1]
     _line(ax, log, "grad_norm", "gradient norm (LoRA)")
     _line(ax, log, "drift/mean_abs_logprob_change", "|log-prob change| on samples (nats)")
     ax.set(title="How far the policy moved", xlabel="step")
@@ -109,26 +122,22 @@ def plot_training(log, title: str = ""):
         ax2.set_ylabel("sum ||scale * B A||", color="tab:purple")
         ax2.grid(False)
     ax.legend(fontsize=8, loc="upper left")
-    ax = axes[1, 2]
+    ax = axes[2]
     _line(ax, log, "completions/mean_length", "mean completion length")
     ax.set(title="Completion length" + (" and KL" if "kl" in log else ""), xlabel="step", ylabel="tokens")
     if "kl" in log:
         ax2 = ax.twinx()
         ax2.plot(log["step"], log["kl"], color="tab:red", label="kl")
         ax2.set_ylabel("KL", color="tab:red")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 def plot_benchmarks(table):
     """One small panel per benchmark: each headline metric for base / human-like / reverse."""
-    sns.set_theme(style="whitegrid")
     long = table.reset_index().melt(id_vars=["benchmark", "metric"], var_name="model", value_name="value").dropna()
     benches = list(dict.fromkeys(long["benchmark"]))
     ncol = 3
     nrow = -(-len(benches) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+    fig, axes = _subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
     palette = {"base": "#9e9e9e", "human": "#d95f02", "reverse": "#1b9e77"}
     for ax, b in zip(axes.flat, benches):
         sub = long[long["benchmark"] == b]
@@ -170,7 +179,7 @@ def plot_forest(results: pd.DataFrame, contrast: str = MAIN_CONTRAST):
     heights = [len(labels[b]) for b in benches]
     seeds = sorted(sub["seed"].unique())
     offsets = dict(zip(seeds, np.linspace(-0.25, 0.25, len(seeds)) if len(seeds) > 1 else [0.0]))
-    with sns.axes_style("whitegrid"):
+    with sns.axes_style(STYLE):
         fig = Figure(figsize=(8, 1.0 + 0.5 * sum(heights) + 0.7 * len(benches)))
         axes = fig.subplots(len(benches), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
         for ax, bench in zip(axes[:, 0], benches):
@@ -270,7 +279,7 @@ def plot_training_curves(logs):
     directions = list(dict.fromkeys(df["direction"]))
     runs = list(dict.fromkeys(df["run"]))
     colors = dict(zip(runs, sns.color_palette(n_colors=len(runs))))
-    with sns.axes_style("whitegrid"):
+    with sns.axes_style(STYLE):
         fig = Figure(figsize=(4.5 * len(directions), 2.6 * len(quantities)))
         axes = fig.subplots(len(quantities), len(directions), sharex="col", sharey="row", squeeze=False)
         for j, direction in enumerate(directions):

@@ -2,25 +2,23 @@
 
 `build_report` writes `report.md` (figures linked from `figures/`), `report.html` (the same content with the
 figures embedded as base64 PNG, no external files), `comparisons.csv` and `summary.json`. Both documents are
-rendered from one list of blocks, so they always say the same thing. The figures come from `hmxnb.plots`.
+rendered from one list of blocks (hmxnb.render), so they always say the same thing. The figures come from
+`hmxnb.plots`. `comparisons.csv` and `summary.json` are written here only (notebook 05 reads, never writes them).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from hmxnb.artifacts import save_text
+from hmxnb.artifacts import save_json, save_text
 from hmxnb.claims import check_claims, model_metric_table, paper_summary, seed_summary, verdict
-from hmxnb.compare import MAIN_CONTRAST
+from hmxnb.compare import MAIN_CONTRAST, MODELS
 from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap, plot_training_curves, savefig
+from hmxnb.render import render_html, render_markdown
 
-MODELS = ("base", "human", "reverse")
 PAPER_MODELS = "Qwen3-0.6B, Qwen3-4B, Qwen3-8B, Gemma 2 IT 2B and Llama 3.2 3B"
 
 
@@ -171,68 +169,6 @@ def _summary_text(summ: dict) -> str:
             f"Gemma 2 IT 2B, BBQ ambiguous accuracy, 15.0%). " + left)
 
 
-def _md_cell(x) -> str:
-    return str(x).replace("|", "\\|").replace("\n", "<br>")
-
-
-def _md_table(df: pd.DataFrame) -> str:
-    head = "| " + " | ".join(_md_cell(c) for c in df.columns) + " |"
-    rule = "|" + "---|" * len(df.columns)
-    rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *rows])
-
-
-def _html_table(df: pd.DataFrame) -> str:
-    cell = lambda x: html.escape(str(x)).replace("\n", "<br>")  # noqa: E731
-    head = "".join(f"<th>{cell(c)}</th>" for c in df.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-
-
-def render_markdown(blocks: list[tuple]) -> str:
-    """Blocks ("h1"|"h2"|"h3"|"p"|"verdict", text), ("table", df), ("figure", file name, caption) as Markdown; figures
-    in figures/; the verdict as a block quote."""
-    out = []
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + rest[0])
-        elif kind in ("p", "verdict"):
-            out.append(("> " if kind == "verdict" else "") + rest[0])
-        elif kind == "table":
-            out.append(_md_table(rest[0]) if len(rest[0]) else "_(empty)_")
-        elif kind == "figure":
-            out.append(f"![{rest[1]}](figures/{rest[0]})\n\n*{rest[1]}*")
-    return "\n\n".join(out) + "\n"
-
-
-HTML_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
-              ".table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:0.85em}"
-              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}th{background:#f3f3f3}"
-              "img{max-width:100%}figcaption{font-style:italic;color:#555}p.verdict{font-size:1.05em;"
-              "background:#f6f8fa;border-left:4px solid #2a9d8f;padding:0.6em 1em}")
-
-
-def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> str:
-    """The same blocks as one HTML page, figures embedded as base64 PNG (no external files); wide tables scroll
-    inside the page instead of running off its right edge."""
-    out = []
-    for kind, *rest in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
-        elif kind in ("p", "verdict"):
-            attr = ' class="verdict"' if kind == "verdict" else ""
-            out.append(f"<p{attr}>{html.escape(rest[0])}</p>")
-        elif kind == "table":
-            out.append(f'<div class="table">{_html_table(rest[0])}</div>' if len(rest[0]) else "<p><em>(empty)</em></p>")
-        elif kind == "figure":
-            data = base64.b64encode(images[rest[0]]).decode("ascii")
-            out.append(f'<figure><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}">'
-                       f"<figcaption>{html.escape(rest[1])}</figcaption></figure>")
-    body = "\n".join(out)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n")
-
-
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:
     """The report in reading order: verdict, scale, claims, example replies, training target, then the details."""
     a, b = contrast.split("_vs_")
@@ -286,29 +222,32 @@ def build_report(
     Returns the paths written: report_md, report_html, comparisons_csv, summary_json and one per figure.
     """
     out = Path(out_dir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
     title = title or f"HMX-feel replication report: profile {profile or 'unknown'}"
     model_names = list(model_names) or sorted(map(str, results["base_model"].unique()))
     n_seeds = int(results["seed"].nunique()) if len(results) else 0
     max_items = int(results["n_items"].max()) if len(results) else 0
     summ = paper_summary(results, contrast)
-
-    figures = {"forest.png": plot_forest(results, contrast), "heatmap.png": plot_heatmap(results, contrast)}
-    if training_logs:
-        figures["training_curves.png"] = plot_training_curves(training_logs)
-    paths = {f"figure_{name[:-4]}": out / "figures" / name for name in figures}
-    images = {name: savefig(fig, out / "figures" / name, dpi).read_bytes() for name, fig in figures.items()}
+    paths, images = _write_figures(out, results, training_logs, contrast, dpi)
     scale = scale_note(profile, model_names, n_seeds, max_items)
     blocks = [("h1", title)] + _report_blocks(results, summ, training_logs, examples, scale, claims, contrast)
     if left_out:
         blocks.insert(1, ("p", "Not compared: " + ", ".join(f"{m} ({s})" for m, s in left_out.items())
                           + ". Their step folders keep the executed notebooks and errors; `python -m hmxnb run "
                             "--member NAME` re-runs one."))
-
     paths.update({k: out / f for k, f in (("report_md", "report.md"), ("report_html", "report.html"),
                                            ("comparisons_csv", "comparisons.csv"), ("summary_json", "summary.json"))})
     save_text(render_markdown(blocks), paths["report_md"])
     save_text(render_html(blocks, images, title), paths["report_html"])
     save_text(results.to_csv(index=False), paths["comparisons_csv"])
-    save_text(json.dumps(summ, indent=2, default=str), paths["summary_json"])
+    save_json(summ, paths["summary_json"])  # NaN written as null: valid JSON
     return paths
+
+
+def _write_figures(out: Path, results, training_logs, contrast: str, dpi: int) -> tuple[dict, dict]:
+    """The report's figures under out/figures/: ({figure_<name>: path}, {file name: PNG bytes})."""
+    figures = {"forest.png": plot_forest(results, contrast), "heatmap.png": plot_heatmap(results, contrast)}
+    if training_logs:
+        figures["training_curves.png"] = plot_training_curves(training_logs)
+    paths = {f"figure_{name[:-4]}": out / "figures" / name for name in figures}
+    images = {name: savefig(fig, out / "figures" / name, dpi).read_bytes() for name, fig in figures.items()}
+    return paths, images

@@ -229,30 +229,40 @@ def get_self_judge_reward(state: SelfJudge):
         state.n_unscorable += n_filled
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
-            for j, c in enumerate(res.criteria):
-                col = res.scores[:, j]
-                if not np.all(np.isnan(col)):
-                    log_metric(f"judge/{c}", float(np.nanmean(col)))
-            if res.contrast is not None and not np.all(np.isnan(res.contrast)):
-                log_metric("judge/contrast_nats", float(np.nanmean(res.contrast)))
-            log_metric("judge/unparsed_share", res.n_unparsed / max(res.scores.size, 1))
-            log_metric("judge/unscorable_share", n_filled / max(len(texts), 1))
-            log_metric("judge/seconds", time.perf_counter() - t0)
-            for k, v in group_spread(rewards, user).items():
-                log_metric(f"signal/{k}", v)
+            _log_judge(log_metric, res, rewards, user, n_filled, t0)
         step = getattr(kwargs.get("trainer_state"), "global_step", None)
         if state.sample_every and step is not None and step % state.sample_every == 0:
-            ids = kwargs.get("completion_ids") or [None] * len(texts)
             if log_metric is not None and kwargs.get("completion_ids"):
                 log_metric("drift/mean_abs_logprob_change", state.drift(prompts, kwargs["completion_ids"]))
-            rows = [{
-                "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
-                "reward": None if np.isnan(r) else float(r),
-                "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
-            } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
-            state.samples += rows
-            if state.samples_path is not None:
-                _append_jsonl(state.samples_path, rows)
+            _keep_samples(state, step, user, texts, res, raw, kwargs.get("completion_ids"))
         return [float(r) for r in rewards]
 
     return self_judge
+
+
+def _log_judge(log_metric, res, rewards, user: list[str], n_filled: int, t0: float) -> None:
+    """The judge's per-step metrics: score per criterion, contrast, unparsed / unscorable shares, time, signal."""
+    for j, c in enumerate(res.criteria):
+        col = res.scores[:, j]
+        if not np.all(np.isnan(col)):
+            log_metric(f"judge/{c}", float(np.nanmean(col)))
+    if res.contrast is not None and not np.all(np.isnan(res.contrast)):
+        log_metric("judge/contrast_nats", float(np.nanmean(res.contrast)))
+    log_metric("judge/unparsed_share", res.n_unparsed / max(res.scores.size, 1))
+    log_metric("judge/unscorable_share", n_filled / max(len(user), 1))
+    log_metric("judge/seconds", time.perf_counter() - t0)
+    for k, v in group_spread(rewards, user).items():
+        log_metric(f"signal/{k}", v)
+
+
+def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion_ids) -> None:
+    """A sampling step's completions with their scores, kept on the state and appended to samples.jsonl."""
+    ids = completion_ids or [None] * len(texts)
+    rows = [{
+        "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
+        "reward": None if np.isnan(r) else float(r),
+        "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
+    } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
+    state.samples += rows
+    if state.samples_path is not None:
+        _append_jsonl(state.samples_path, rows)

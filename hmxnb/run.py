@@ -12,20 +12,18 @@ and every record it keeps is true at every moment (see hmxnb.runstate).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hmxnb.members import inside, sweep
 from hmxnb.params import SCHEMA, load_params, params_hash, read_profile
 from hmxnb.runstate import RunError, append_history, plan_step, profile_lock, read_step, write_run_record, write_step
+from hmxnb.steps import AGGREGATE_STEPS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-# Steps that read every run of a sweep (models x seeds) and so run once, at outputs/<profile>/, after the runs.
-AGGREGATE_STEPS = ("05_compare_report",)
 
 
 @dataclass
@@ -78,36 +76,6 @@ def _file_hash(path: Path) -> str:
 
 def step_key(phash: str, notebook: Path, previous_key: str) -> str:
     return hashlib.sha256(f"{phash}|{_file_hash(notebook)}|{previous_key}".encode()).hexdigest()[:12]
-
-
-def safe_name(text: str) -> str:
-    """A folder name from free text: letters, digits, '.', '_', '-' only, never starting with a dot ('..' -> 'run')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-") or "run"
-
-
-def inside(root: Path, *parts: str) -> Path:
-    """root/parts..., refusing (RunError) a path that resolves outside root."""
-    path = root.joinpath(*parts).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise RunError(f"output folder {path} would lie outside {root}; rename the profile or sweep entry")
-    return path
-
-
-def sweep(params: dict) -> list[tuple[str, dict]]:
-    """(sub-folder, overrides) per run: one per model in `sweep_models` x seed in `seeds` (or just one)."""
-    models = params["sweep_models"] or [None]
-    seeds = params["seeds"] or [None]
-    runs = []
-    for model, seed in itertools.product(models, seeds):
-        over, parts = {}, []
-        if model is not None:
-            over["model_name_or_path"] = model
-            parts.append(safe_name(model.rstrip("/").split("/")[-1].lower()))
-        if seed is not None:
-            over["seed"] = seed
-            parts.append(f"seed{seed}")
-        runs.append(("-".join(parts), over))
-    return runs
 
 
 def _kernel_manager(log_path: Path):

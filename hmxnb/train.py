@@ -17,9 +17,9 @@ from hmxnb.artifacts import save_json, save_jsonl, save_text
 from hmxnb.chat import settings_from_params
 from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.models import device_capability, load_model, local_rank, precision_for
-from hmxnb.params import keys_feeding
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
+from hmxnb.schema import keys_feeding
 
 # params keys passed to GRPOConfig / LoraConfig under the same name (their `feeds` in the params SCHEMA says so)
 GRPO_KEYS = keys_feeding("GRPOConfig")

@@ -262,7 +262,7 @@ def test_largest_degradation_not_dominated_by_rates_near_zero():
 
 
 def test_registry_says_how_each_metric_changes():
-    from hmxnb.evaluate import compare_metrics
+    from hmxnb.metrics import compare_metrics
 
     got = {m.name: (m.change, m.points_per_unit, m.training_target) for m in compare_metrics()}
     assert got["flip_rate"] == got["acc_drop"] == got["sycophancy_rate"] == ("points", 100.0, False)  # 0-1 rates

@@ -1,4 +1,4 @@
-"""Every relative link in README and docs points at a file that exists."""
+"""README and docs: every relative link points at a file that exists; the step table is the declared steps."""
 
 import re
 from pathlib import Path
@@ -27,3 +27,25 @@ def test_docs_are_linked_from_readme():
     readme = (ROOT / "README.md").read_text()
     for doc in (ROOT / "docs").glob("*.md"):
         assert f"docs/{doc.name}" in readme
+
+
+def test_readme_step_table_is_the_declared_steps():
+    """README's step table says what hmxnb.steps declares, row by row."""
+    from hmxnb.steps import readme_rows
+
+    readme = (ROOT / "README.md").read_text()
+    table = [line for line in readme.splitlines() if re.match(r"\| \d \| `\d\d_", line)]
+    assert table == readme_rows()
+
+
+def test_declared_steps_are_the_notebooks_and_their_folders():
+    """One notebook per declared step, and each notebook writes into its own step's folder."""
+    import nbformat
+
+    from hmxnb.steps import STEPS
+
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [p.stem for p in notebooks] == [s.name for s in STEPS]
+    for path in notebooks:
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert re.findall(r'step_dir\(p, "([^"]+)"', code) == [path.stem], path.name

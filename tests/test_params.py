@@ -139,7 +139,7 @@ def test_keys_passed_by_name_are_real_library_fields():
     from peft import LoraConfig
     from trl import GRPOConfig
 
-    from hmxnb.params import keys_feeding
+    from hmxnb.schema import keys_feeding
 
     grpo, lora = keys_feeding("GRPOConfig"), keys_feeding("LoraConfig")
     assert {"learning_rate", "num_generations", "max_steps", "beta", "seed"} <= set(grpo)

@@ -157,6 +157,7 @@ def test_training_log_needs_step_and_reward():
 def test_report_without_optional_parts(tmp_path):
     results, _, _ = _load()
     paths = report.build_report(tmp_path, results.iloc[:0], profile="smoke")  # nothing measured yet
+    json.loads(paths["summary_json"].read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN / Infinity
     md = paths["report_md"].read_text()
     assert "| claim | paper | ours | agrees? |" in md
     assert "not measured" in md

@@ -12,16 +12,7 @@ import pytest
 
 from hmxnb import run as runner
 from hmxnb.run import run_profile
-from test_run import WRITE, _notebook
-
-
-@pytest.fixture
-def nbdir(tmp_path):
-    d = tmp_path / "notebooks"
-    d.mkdir()
-    _notebook(d / "01_first.ipynb", WRITE)
-    _notebook(d / "02_second.ipynb", WRITE)
-    return d
+from test_run import WRITE, _notebook, nbdir  # noqa: F401  (nbdir: the same two-notebook fixture)
 
 
 def _run(nbdir, out, **kw):

@@ -1,11 +1,11 @@
-"""hmxnb.models cache: a converted model is verified against the sizes and hashes recorded at conversion; a damaged
+"""hmxnb.embedded cache: a converted model is verified against the sizes and hashes recorded at conversion; a damaged
 cache is rebuilt (conversion faked with the tiny model: the real one takes ~30 s)."""
 
 import shutil
 
 import pytest
 
-from hmxnb import models
+from hmxnb import embedded
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def fake_cache(tmp_path, monkeypatch, tiny_model_dir):
         made.append(folder)
 
     monkeypatch.setenv("HMXNB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(models, "_convert_embedded", convert)
+    monkeypatch.setattr(embedded, "_convert_embedded", convert)
     return made
 
 
@@ -37,18 +37,18 @@ def _truncate(path, keep):
     ],
 )
 def test_damaged_cache_is_detected_and_rebuilt(fake_cache, damage, capsys):
-    first = models.embedded_model_dir()
-    assert models.cache_problem(first) == "" and len(fake_cache) == 1
-    assert models.embedded_model_dir() == first and len(fake_cache) == 1  # intact: reused, not rebuilt
+    first = embedded.embedded_model_dir()
+    assert embedded.cache_problem(first) == "" and len(fake_cache) == 1
+    assert embedded.embedded_model_dir() == first and len(fake_cache) == 1  # intact: reused, not rebuilt
     damage(first)
-    assert models.cache_problem(first)
-    again = models.embedded_model_dir()
-    assert len(fake_cache) == 2 and models.cache_problem(again) == ""
+    assert embedded.cache_problem(first)
+    again = embedded.embedded_model_dir()
+    assert len(fake_cache) == 2 and embedded.cache_problem(again) == ""
     assert str(first) in capsys.readouterr().err  # says which folder it rebuilt
 
 
 def test_cache_without_manifest_is_checked_by_structure(fake_cache):
-    d = models.embedded_model_dir()
-    (d / models.MANIFEST).unlink()  # a cache converted before manifests existed
+    d = embedded.embedded_model_dir()
+    (d / embedded.MANIFEST).unlink()  # a cache converted before manifests existed
     _truncate(d / "model.safetensors", (d / "model.safetensors").stat().st_size - 10)
-    assert "header needs" in models.cache_problem(d)
+    assert "header needs" in embedded.cache_problem(d)

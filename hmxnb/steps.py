@@ -1,0 +1,43 @@
+"""The pipeline's steps, declared once: notebook, params, what each reads and writes, whether it spans a sweep.
+
+The runner takes the aggregate steps from here, hmxnb.artifacts the step folders runs are read from, and the tests
+check that the notebooks, their output folders and the README's step table agree with this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # the notebook's file stem and the step's folder under outputs/<profile>/
+    params: str
+    reads: str
+    writes: str
+    aggregate: bool = False  # reads every run of a sweep (models x seeds): runs once, at outputs/<profile>/
+
+
+STEPS = (
+    Step("01_design_rubric", "`rubric_*`, `judge_*`, `contrast_*`, `reverse_mode`", "model, `hmxnb/data/*.jsonl`",
+         "`metrics.json` (judge Spearman on the examples and the validation set), `samples.jsonl`, "
+         "`figures/rubric_examples.png`, `figures/judge_validation.png`"),
+    Step("02_train_human", "GRPOConfig keys, LoRA keys, `judge_model`, `reward_weight_*`",
+         "model, `hmxnb/data/prompts.jsonl` (train split)",
+         "`adapter/`, `train_log.csv`, `samples.jsonl`, `metrics.json`, `checkpoints/`, `figures/training.png`"),
+    Step("03_train_reverse", "the same, `direction: reverse`", "the same", "the same"),
+    Step("04_benchmarks", "`data_dir`, `bench_limit`, `bench_batch_size`, `eval_max_new_tokens`, `eval_judge_model`",
+         "model, `02_*/adapter`, `03_*/adapter`, benchmark data, held-out prompts",
+         "`samples.jsonl` (every item × model), `metrics.json`, `figures/benchmarks.png`"),
+    Step("05_compare_report", "`bootstrap_resamples`, `alpha`", "`04_*/samples.jsonl`, `02_*`/`03_*/train_log.csv`",
+         "`comparisons.csv`, `summary.json`, figures; `outputs/<profile>/report.md` and `report.html`", aggregate=True),
+)
+BY_NAME = {s.name: s for s in STEPS}
+AGGREGATE_STEPS = tuple(s.name for s in STEPS if s.aggregate)
+TRAINING = {"human": "02_train_human", "reverse": "03_train_reverse"}  # direction -> its training step
+BENCHMARKS = "04_benchmarks"
+
+
+def readme_rows() -> list[str]:
+    """The README's step table rows, as this table says they are."""
+    return [f"| {i} | `{s.name}` | {s.params} | {s.reads} | {s.writes} |" for i, s in enumerate(STEPS, 1)]
