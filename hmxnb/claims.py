@@ -276,7 +276,9 @@ def verdict(results: pd.DataFrame, contrast: str = MAIN_CONTRAST) -> str:
     several = sub[["base_model", "seed"]].drop_duplicates().shape[0] > 1
     is_target = sub["training_target"].astype(bool)
     rest = sub[~is_target]
-    text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs).",
+    text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs). Significance is judged "
+            "after Holm's correction over all metrics of a model and seed, so a CI that excludes 0 can still be 'not "
+            "significant'.",
             _target_sentence(sub[is_target], several), _rest_sentence(measured(rest), several)]
     left = rest[~rest.index.isin(measured(rest).index)]
     if len(left):

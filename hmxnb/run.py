@@ -78,12 +78,20 @@ def step_key(phash: str, notebook: Path, previous_key: str) -> str:
     return hashlib.sha256(f"{phash}|{_file_hash(notebook)}|{previous_key}".encode()).hexdigest()[:12]
 
 
+# Progress bars in an executed notebook are a stored document, not a live display: one line when a loop starts and
+# one when it ends (tqdm reads TQDM_* variables as its defaults), instead of a red wall of updates; and no warning
+# that the kernel has no widgets for them (text bars are what a stored notebook wants).
+KERNEL_ENV = {"TQDM_MININTERVAL": "3600", "PYTHONWARNINGS": "ignore:IProgress not found"}
+
+
 def _kernel_manager(log_path: Path):
-    """An AsyncKernelManager whose kernel writes its own log (not cell output) to `log_path`, not to our terminal."""
+    """An AsyncKernelManager whose kernel writes its own log (not cell output) to `log_path`, not to our terminal,
+    and runs with KERNEL_ENV."""
     from jupyter_client import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["env"] = {**(kw.get("env") or os.environ), **KERNEL_ENV}
             with open(log_path, "ab") as log:
                 kw["stderr"] = kw["stdout"] = log
                 return await super()._async_launch_kernel(kernel_cmd, **kw)

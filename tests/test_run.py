@@ -273,3 +273,16 @@ def test_keep_going_runs_the_other_members_and_compares_those_that_finished(tmp_
     assert json.loads((tmp_path / "go" / "smoke" / "05_compare_report" / "members.json").read_text()) == ["seed1"]
     status = json.loads((tmp_path / "go" / "smoke" / "members.json").read_text())
     assert status == {"seed0": "failed", "seed1": "finished"}
+
+
+def test_progress_bars_in_executed_notebooks_are_two_lines(nbdir, tmp_path):
+    """A tqdm loop in a notebook the runner executes leaves its first and last line, not one line per update."""
+    _notebook(nbdir / "01_first.ipynb", "import time\nfrom tqdm.auto import tqdm\nfor _ in tqdm(range(150), desc='loop'):\n"
+                                        "    time.sleep(0.01)")
+    r, _ = _run(nbdir, tmp_path / "outputs", only=["01"])
+    assert r.ok
+    nb = nbformat.read(tmp_path / "outputs" / "smoke" / "01_first" / "01_first.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    lines = [line for line in text.replace("\r", "\n").splitlines() if "loop" in line]
+    assert 1 <= len(lines) <= 3, lines
+    assert "IProgress" not in text  # no widget warning in a stored notebook
