@@ -289,5 +289,5 @@ def _warn_stale_inputs(steps, all_steps, keys, out_root, log) -> None:
 def main_run(args) -> int:
     """CLI entry for `python -m hmxnb run` (errors are printed by the caller)."""
     reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force, output_root=args.outputs,
-                          member=args.member, keep_going=getattr(args, "keep_going", False))
+                          member=args.member, keep_going=args.keep_going)
     return 0 if all(r.ok for r in reports) else 1

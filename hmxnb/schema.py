@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from hmxnb.chat import DEFAULT_DATE
 from hmxnb.embedded import EMBEDDED
 
 
@@ -60,7 +61,7 @@ SCHEMA: dict[str, Param] = {
     # --- chat template (hmxnb.chat: one rendering for training, judge, generation and benchmarks) ---
     "enable_thinking": Param(False, "bool", "GRPOConfig.chat_template_kwargs / hmxnb.chat.render",
                              "Qwen3's thinking block in training and generation (judge and scored benchmarks always off)."),
-    "chat_date": Param("26 Jul 2024", "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
+    "chat_date": Param(DEFAULT_DATE, "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
                        "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
     "prefix_cache_reuse": Param("auto", "str", "hmxnb.models.prefix_reuse_for (judge, log-likelihood benchmarks)",
                                 "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth until a "

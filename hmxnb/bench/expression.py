@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hmxnb.chat import render, strip_thinking
+from hmxnb.loglik import pad_token_id
 
 from .common import mean
 
@@ -71,7 +72,7 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_token_id(tokenizer)  # the package's one pad rule (hmxnb.loglik)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out, cut = [], []
