@@ -52,7 +52,7 @@ SCHEMA: dict[str, Param] = {
     "sweep_models": Param([], "list[str]", "hmxnb.run", "Models to run one by one (paper profile); empty = model_name_or_path only."),
     "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only.", bounds="[0, 4294967295]"),
     "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]"),
-    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA (ignored on CPU)."),
+    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); load_model alone loads fp32."),
     "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
     "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.", bounds="[1, inf)"),
     "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",

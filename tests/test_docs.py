@@ -1,5 +1,7 @@
-"""README and docs: every relative link points at a file that exists; the step table is the declared steps."""
+"""README and docs: every relative link points at a file that exists; the step table is the declared steps; module and
+function size limits."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -49,3 +51,21 @@ def test_declared_steps_are_the_notebooks_and_their_folders():
     for path in notebooks:
         code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         assert re.findall(r'step_dir\(p, "([^"]+)"', code) == [path.stem], path.name
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hmxnb"
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 40
+
+
+def _functions(tree):
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+@pytest.mark.parametrize("module", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_one_concern_per_module(module):
+    """Size limits that keep each module to one concern (issue 12): a module past them holds two."""
+    text = module.read_text()
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{module.name}: over {MAX_MODULE_LINES} lines"
+    long = [f"{f.name} ({f.end_lineno - f.lineno + 1} lines)" for f in _functions(ast.parse(text))
+            if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{module.name}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
