@@ -161,9 +161,18 @@ def load_model(params: dict, for_training: bool = False):
     from hmxnb.chat import configure
 
     configure(tok, params)  # thinking switch, pinned date: every render of this tokenizer uses them
+    _no_bpe_cleanup(tok)
     model.hmxnb_prefix_reuse = prefix_reuse_for(params.get("prefix_cache_reuse", "auto"), backend)
     model.hmxnb_precision = precision
     return model, tok, backend
+
+
+def _no_bpe_cleanup(tok) -> None:
+    """transformers 5 ignores `clean_up_tokenization_spaces=True` on BPE tokenizers (it would strip spaces before
+    punctuation) but warns in every notebook that decodes; say False there, which is what decoding does anyway."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if getattr(tok, "clean_up_tokenization_spaces", False) and type(getattr(backend, "model", None)).__name__ == "BPE":
+        tok.clean_up_tokenization_spaces = False
 
 
 def _load_transformers(path: str, params: dict, backend: str, precision: str = "fp32"):

@@ -106,6 +106,7 @@ def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool) -> 
         str(notebook), str(out_nb), parameters=parameters, kernel_name="python3",
         progress_bar=progress, cwd=str(notebook.parent), log_output=False, report_mode=False,
         kernel_manager_class=_kernel_manager(out_nb.parent / "kernel.log"),
+        coalesce_streams=True,  # one stream output per cell; a progress bar's \r updates collapse to its last line
     )
 
 

@@ -136,6 +136,23 @@ def test_load_model_records_prefix_reuse(tiny_model_dir):
     assert models.prefix_reuse_enabled(model) is True
 
 
+def test_decoding_a_bpe_tokenizer_warns_nothing(tiny_model_dir, tmp_path, capfd):
+    """A BPE tokenizer saved with clean_up_tokenization_spaces=True (the embedded SmolLM2's is) made transformers warn
+    in every notebook that decodes, though it ignores the setting for BPE; load_model says False."""
+    import json
+    import shutil
+
+    target = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, target)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    (target / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
+    _, tok, _ = load_model({"model_name_or_path": str(target)})
+    assert tok.clean_up_tokenization_spaces is False
+    text = "I feel glad , really !"
+    assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text  # spaces kept, as BPE decodes
+    assert "clean_up_tokenization" not in capfd.readouterr().err
+
+
 def _raise_from(monkeypatch, make_error):
     from transformers import AutoTokenizer
 
