@@ -68,7 +68,8 @@ def main():
 
     ids = {it["item_id"] for it in plain_items}
     fast_same = [r for r in fast if r["item_id"] in ids]
-    diff = max(abs(a - b) for rf, rp in zip(fast_same, plain) for a, b in zip(rf["logprobs"], rp["logprobs"]))
+    per_item = [[abs(a - b) for a, b in zip(rf["logprobs"], rp["logprobs"])] for rf, rp in zip(fast_same, plain)]
+    diffs = [d for row in per_item for d in row]
     m_fast, m_fast_same, m_plain = metrics_truthfulqa(fast), metrics_truthfulqa(fast_same), metrics_truthfulqa(plain)
     print(f"torch threads: {torch.get_num_threads()}, items: {len(items)} (plain scorer: {len(plain_items)})")
     print(f"{'scorer':<8} {'items':>6} {'seconds':>9} {'items/s':>9} {'MC1':>8} {'MC2':>8}")
@@ -80,7 +81,8 @@ def main():
     print(f"{'plain':<8} {len(plain_items):>6} {t_plain:>9.1f} {len(plain_items) / t_plain:>9.2f} "
           f"{m_plain['mc1']:>8.4f} {m_plain['mc2']:>8.4f}")
     print(f"speed-up (items/s fast / plain): {(len(items) / t_fast) / (len(plain_items) / t_plain):.1f}x")
-    print(f"max |logprob fast - plain|: {diff:.2e}")
+    print(f"|logprob fast - plain| over {len(diffs)} continuations: max {max(diffs):.2e}, mean "
+          f"{sum(diffs) / len(diffs):.2e}; items with a difference over 1e-4: {sum(max(r) > 1e-4 for r in per_item)}")
     if args.samples_out:
         with open(args.samples_out, "w", encoding="utf-8") as f:
             for r in fast:

@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from hmxnb import bench
 from hmxnb.bench.expression import generate_replies, load_expression_items, metrics_expression, score_expression
@@ -120,18 +121,21 @@ def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=prin
     bs = params["bench_batch_size"]
     judge_fn = fixed_judge(model, tokenizer, params)
     records, metrics, seconds = [], {label: {} for label in labels}, {}
+    todo = [b for b in SCORED_BENCHMARKS if items[b[1]]]  # e.g. opinion sycophancy needs the Hub
+    bar = tqdm(total=len(labels) * (len(todo) + 1), desc="benchmarks")  # each one's own bar is cleared when done
     for label in labels:
         log(f"--- {label} ---")
         with use(model, label):
-            for name, items_key, evaluate_fn, metrics_fn in SCORED_BENCHMARKS:
-                if not items[items_key]:
-                    continue  # e.g. opinion sycophancy without the Hub
+            for name, items_key, evaluate_fn, metrics_fn in todo:
+                bar.set_postfix_str(f"{label} · {name}")
                 t0 = time.time()
                 recs = evaluate_fn(model, tokenizer, items[items_key], label, bs)
                 seconds[name] = seconds.get(name, 0.0) + time.time() - t0
                 records += recs
                 metrics[label][name] = metrics_fn(recs)
                 log(f"{name:22s} {time.time() - t0:6.1f}s  " + _short(metrics[label][name]))
+                bar.update()
+            bar.set_postfix_str(f"{label} · expression")
             t0 = time.time()
             replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],
                                             params["eval_max_new_tokens"], bs, with_truncation=True)
@@ -140,6 +144,8 @@ def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=prin
         records += recs
         metrics[label]["expression"] = metrics_expression(recs)
         log(f"{'expression':22s} {time.time() - t0:6.1f}s  " + _short(metrics[label]["expression"]))
+        bar.update()
+    bar.close()
     return records, metrics, seconds
 
 

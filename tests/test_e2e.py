@@ -109,3 +109,19 @@ def test_pages_in_a_real_browser(smoke_run):
     assert found == {page: [] for page in found}
     shots = sorted(root.glob("*/figures/*_page.png"))
     assert len(shots) == 6 and all(s.stat().st_size > 20_000 for s in shots)
+
+
+# figures each notebook shows (its saved PNGs, and notebook 05's forest and training curves), whatever the backend
+FIGURES_SHOWN = {"01_design_rubric": 2, "02_train_human": 1, "03_train_reverse": 1, "04_benchmarks": 1,
+                 "05_compare_report": 2}
+
+
+@pytest.mark.parametrize("step, n", FIGURES_SHOWN.items())
+def test_notebooks_show_their_figures(smoke_run, step, n):
+    """The figures appear in the executed notebook as images (here under MPLBACKEND=Agg, as in CI), not as the text
+    '<Figure size ...>' or nothing at all."""
+    root, _ = smoke_run
+    nb = json.loads((root / step / f"{step}.ipynb").read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == n
+    assert not any("<Figure size" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)

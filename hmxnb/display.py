@@ -1,0 +1,40 @@
+"""Showing a figure in a notebook, whatever matplotlib's backend.
+
+The comparison figures are plain `Figure` objects (no pyplot state), which Jupyter shows as the text
+"<Figure size ...>"; pyplot figures are shown only by the inline backend, not under `MPLBACKEND=Agg` (CI, some
+batch machines). `show` embeds the figure as a PNG in the cell's output in every case, and when given a path, the
+PNG shown is the file saved there.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+
+from hmxnb.plots import savefig
+
+SHOWN_DPI = 150  # resolution of the PNG embedded in the notebook
+MAX_WIDTH_PX = 980  # widest image on a notebook page (the page itself is ~1000-1100 px wide)
+
+
+def _png(fig, dpi: int = SHOWN_DPI) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, bbox_inches="tight", format="png")
+    return buffer.getvalue()
+
+
+def show(fig, path: str | Path | None = None) -> Path | None:
+    """Display `fig` in the notebook (saved to `path` first when given) and return the path.
+
+    The image is shown at 100 px per figure inch (at most MAX_WIDTH_PX wide). A pyplot figure is closed afterwards,
+    so the inline backend does not show it a second time.
+    """
+    saved = savefig(fig, path, dpi=SHOWN_DPI) if path is not None else None
+    data = saved.read_bytes() if saved is not None and saved.suffix.lower() == ".png" else _png(fig)
+    width = min(int(fig.get_figwidth() * 100), MAX_WIDTH_PX)
+    display(Image(data=data, format="png", width=width))
+    plt.close(fig)
+    return saved
