@@ -106,14 +106,33 @@ def test_load_model_picks_the_dtype_the_gpu_really_has(monkeypatch, tiny_model_d
     assert seen["dtype"] == dtype and model.hmxnb_precision == ("fp16" if dtype == torch.float16 else "bf16")
 
 
-def test_trainer_precision_follows_the_loaded_model(monkeypatch):
-    """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree (fp16 on a T4)."""
-    from hmxnb.train import grpo_kwargs
+class _ConfigBuilt(Exception):
+    pass
 
-    _fake_gpu(monkeypatch, (7, 5))
-    precision = models.precision_for("auto", models.device_capability())
-    kw = grpo_kwargs(load_params_smoke(), "out", on_cpu=False, precision=precision)
-    assert kw["fp16"] and not kw["bf16"]
+
+@pytest.mark.parametrize("loaded, backend, expected", [
+    ("fp16", "transformers", (False, "fp16")),  # weights loaded in fp16: the trainer too, whatever the GPU says
+    ("bf16", "unsloth", (False, "bf16")),
+    (None, "transformers-cpu", (True, "fp32")),  # no recorded precision on CPU: fp32
+])
+def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, loaded, backend, expected):
+    """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree."""
+    from types import SimpleNamespace
+
+    from hmxnb import train
+
+    _fake_gpu(monkeypatch, (8, 9))  # a GPU whose own capability would say bf16
+    seen = []
+
+    def capture(params, output_dir, on_cpu, precision="fp32"):
+        seen.append((on_cpu, precision))
+        raise _ConfigBuilt  # the trainer itself is not needed
+
+    monkeypatch.setattr(train, "build_grpo_config", capture)
+    model = SimpleNamespace(**({"hmxnb_precision": loaded} if loaded else {}))
+    with pytest.raises(_ConfigBuilt):
+        train.make_trainer(load_params_smoke(), tmp_path, model=model, tokenizer=None, backend=backend)
+    assert seen == [expected]
 
 
 def load_params_smoke():
