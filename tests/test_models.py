@@ -29,7 +29,27 @@ def test_load_local_model_on_cpu(tiny_model_dir):
     model, tok, backend = load_model({"model_name_or_path": tiny_model_dir, "load_in_4bit": True, "use_unsloth": True})
     assert backend == "transformers-cpu"
     assert next(model.parameters()).dtype == torch.float32
-    assert tok.pad_token is not None and model.generation_config.pad_token_id == tok.pad_token_id
+    assert tok.pad_token == "<|endoftext|>"  # the model's own pad token is kept
+
+
+def test_model_without_pad_token_gets_one(tiny_model_dir, tmp_path):
+    """A tokenizer without a pad token (Llama 3.2): load_model pads with EOS, and generation knows it."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    d = tmp_path / "no-pad"
+    shutil.copytree(tiny_model_dir, d)
+    for name, key in (("tokenizer_config.json", "pad_token"), ("config.json", "pad_token_id"),
+                      ("generation_config.json", "pad_token_id")):
+        cfg = json.loads((d / name).read_text())
+        cfg[key] = None
+        (d / name).write_text(json.dumps(cfg))
+    assert AutoTokenizer.from_pretrained(d).pad_token is None  # as shipped: no pad token
+    model, tok, _ = load_model({"model_name_or_path": str(d)})
+    assert tok.pad_token == tok.eos_token == "<|im_end|>"
+    assert model.generation_config.pad_token_id == tok.eos_token_id
 
 
 def test_unreachable_model_says_how_to_fix(monkeypatch):
