@@ -61,12 +61,20 @@ def test_generate_and_evaluate_with_fixed_judge(tiny_model):
 
 
 def test_truncation_flags_follow_the_token_limit(tiny_model):
-    """A random tiny model rarely says EOS: at 3 new tokens every reply is cut; the flag must say so."""
+    """A random tiny model rarely says EOS: at 3 new tokens every reply is cut; the flag must say so. Made to end
+    with EOS at the limit, the replies are the same length but ended on their own: not cut."""
     model, tok = tiny_model
-    replies, cut = generate_replies(model, tok, ["How are you?", "Hi"], max_new_tokens=3, batch_size=2, with_truncation=True)
-    assert len(replies) == len(cut) == 2
-    eos_free = [not ({tok.eos_token_id, tok.pad_token_id} & set(tok(r, add_special_tokens=False)["input_ids"])) for r in replies]
-    assert cut == [True, True] or not all(eos_free)
+    prompts = ["How are you?", "Hi"]
+    replies, cut = generate_replies(model, tok, prompts, max_new_tokens=3, batch_size=2, with_truncation=True)
+    assert len(replies) == 2 and cut == [True, True]
+    config, before = model.generation_config, model.generation_config.forced_eos_token_id
+    try:
+        config.forced_eos_token_id = tok.eos_token_id  # the last of the 3 new tokens is EOS
+        ended, cut = generate_replies(model, tok, prompts, max_new_tokens=3, batch_size=2, with_truncation=True)
+    finally:
+        config.forced_eos_token_id = before
+    assert cut == [False, False]
+    assert all(tok.eos_token not in r for r in ended)  # the EOS token is not part of the reply text
 
 
 @pytest.mark.parametrize("reply, truncated, expected", [

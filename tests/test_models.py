@@ -29,7 +29,27 @@ def test_load_local_model_on_cpu(tiny_model_dir):
     model, tok, backend = load_model({"model_name_or_path": tiny_model_dir, "load_in_4bit": True, "use_unsloth": True})
     assert backend == "transformers-cpu"
     assert next(model.parameters()).dtype == torch.float32
-    assert tok.pad_token is not None and model.generation_config.pad_token_id == tok.pad_token_id
+    assert tok.pad_token == "<|endoftext|>"  # the model's own pad token is kept
+
+
+def test_model_without_pad_token_gets_one(tiny_model_dir, tmp_path):
+    """A tokenizer without a pad token (Llama 3.2): load_model pads with EOS, and generation knows it."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    d = tmp_path / "no-pad"
+    shutil.copytree(tiny_model_dir, d)
+    for name, key in (("tokenizer_config.json", "pad_token"), ("config.json", "pad_token_id"),
+                      ("generation_config.json", "pad_token_id")):
+        cfg = json.loads((d / name).read_text())
+        cfg[key] = None
+        (d / name).write_text(json.dumps(cfg))
+    assert AutoTokenizer.from_pretrained(d).pad_token is None  # as shipped: no pad token
+    model, tok, _ = load_model({"model_name_or_path": str(d)})
+    assert tok.pad_token == tok.eos_token == "<|im_end|>"
+    assert model.generation_config.pad_token_id == tok.eos_token_id
 
 
 def test_unreachable_model_says_how_to_fix(monkeypatch):
@@ -106,14 +126,33 @@ def test_load_model_picks_the_dtype_the_gpu_really_has(monkeypatch, tiny_model_d
     assert seen["dtype"] == dtype and model.hmxnb_precision == ("fp16" if dtype == torch.float16 else "bf16")
 
 
-def test_trainer_precision_follows_the_loaded_model(monkeypatch):
-    """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree (fp16 on a T4)."""
-    from hmxnb.train import grpo_kwargs
+class _ConfigBuilt(Exception):
+    pass
 
-    _fake_gpu(monkeypatch, (7, 5))
-    precision = models.precision_for("auto", models.device_capability())
-    kw = grpo_kwargs(load_params_smoke(), "out", on_cpu=False, precision=precision)
-    assert kw["fp16"] and not kw["bf16"]
+
+@pytest.mark.parametrize("loaded, backend, expected", [
+    ("fp16", "transformers", (False, "fp16")),  # weights loaded in fp16: the trainer too, whatever the GPU says
+    ("bf16", "unsloth", (False, "bf16")),
+    (None, "transformers-cpu", (True, "fp32")),  # no recorded precision on CPU: fp32
+])
+def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, loaded, backend, expected):
+    """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree."""
+    from types import SimpleNamespace
+
+    from hmxnb import train
+
+    _fake_gpu(monkeypatch, (8, 9))  # a GPU whose own capability would say bf16
+    seen = []
+
+    def capture(params, output_dir, on_cpu, precision="fp32"):
+        seen.append((on_cpu, precision))
+        raise _ConfigBuilt  # the trainer itself is not needed
+
+    monkeypatch.setattr(train, "build_grpo_config", capture)
+    model = SimpleNamespace(**({"hmxnb_precision": loaded} if loaded else {}))
+    with pytest.raises(_ConfigBuilt):
+        train.make_trainer(load_params_smoke(), tmp_path, model=model, tokenizer=None, backend=backend)
+    assert seen == [expected]
 
 
 def load_params_smoke():

@@ -56,8 +56,25 @@ def test_custom_criterion_gets_no_few_shot(rubric):
     assert len(msgs) == 2
 
 
-def test_prompt_version_is_set():
-    assert JUDGE_PROMPT_VERSION.startswith("judge-v")
+# The judge prompt each version stands for (fingerprint of the messages built from fixed placeholder texts).
+# Changed the judge's system text, template, few-shot examples or score prefix? Bump JUDGE_PROMPT_VERSION and add
+# its fingerprint here: provenance.json records the version, so one version must mean one prompt.
+JUDGE_PROMPT_FINGERPRINTS = {"judge-v1": "29b1083a90d2b498"}
+
+
+def test_prompt_version_names_the_prompt():
+    import hashlib
+    import json
+
+    from hmxnb.rubric import contrast_messages
+
+    r = Rubric(criteria={"feelings": "C"}, weights={"feelings": 1.0}, guards=[], reverse_criteria={"feelings": "R"})
+    msgs = [build_judge_messages(r, "feelings", "CRIT", "PROMPT", "REPLY", few_shot=fs, inverted=inv)
+            for fs in (True, False) for inv in (False, True)] + [contrast_messages("PERSONA", "PROMPT")]
+    fingerprint = hashlib.sha256(json.dumps(msgs, sort_keys=True).encode()).hexdigest()[:16]
+    assert JUDGE_PROMPT_FINGERPRINTS.get(JUDGE_PROMPT_VERSION) == fingerprint, (
+        f"the judge prompt changed ({fingerprint}) but JUDGE_PROMPT_VERSION is still {JUDGE_PROMPT_VERSION!r}")
+    assert r.version == JUDGE_PROMPT_VERSION
 
 
 @pytest.mark.parametrize(

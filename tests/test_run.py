@@ -94,12 +94,24 @@ def test_only_and_from(nbdir, tmp_path):
     assert [s.status for s in r.steps] == ["ok", "skipped"]
 
 
-def test_rerunning_a_step_reruns_what_follows(nbdir, tmp_path):
+def test_rerunning_a_step_reruns_what_follows(nbdir, tmp_path, monkeypatch):
+    # a step's key holds the previous step's key: once 01 is re-run from an edited notebook, 02's finished outputs
+    # are not "up to date" (they came from the old 01), though 02's notebook and the params did not change
+    from hmxnb import run as runner
+
+    monkeypatch.setattr(runner, "_execute", lambda *a: None)  # the keys are the point here, not the notebooks
     out = tmp_path / "outputs"
-    _run(nbdir, out)
+    first, _ = _run(nbdir, out)
     _notebook(nbdir / "01_first.ipynb", WRITE + "\n# edited")  # a changed notebook is a different step
-    r, _ = _run(nbdir, out, force=True)
-    assert [s.status for s in r.steps] == ["ok", "ok"]
+    r, _ = _run(nbdir, out, only=["01"], force=True)
+    assert [s.status for s in r.steps] == ["ok"]
+    with pytest.raises(RunError, match="02_second holds outputs of a different run.*an earlier step changed"):
+        _run(nbdir, out)  # 01 is up to date now; 02 must not be skipped
+    r, _ = _run(nbdir, out, start="02", force=True)
+    assert [(s.step, s.status) for s in r.steps] == [("02_second", "ok")]
+    assert r.steps[0].key != first.steps[1].key
+    again, _ = _run(nbdir, out)
+    assert [s.status for s in again.steps] == ["skipped", "skipped"]
 
 
 def test_failing_step_stops_and_keeps_notebook(nbdir, tmp_path):
