@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from hmxnb.bench.expression import generate_replies, load_expression_items, metr
 from hmxnb.compare import MODELS
 from hmxnb.data import load_prompts
 from hmxnb.judge import judge
+from hmxnb.loglik import score_continuations
 from hmxnb.models import load_model
 from hmxnb.rubric import Rubric
 
@@ -122,23 +124,24 @@ def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=prin
     judge_fn = fixed_judge(model, tokenizer, params)
     records, metrics, seconds = [], {label: {} for label in labels}, {}
     todo = [b for b in SCORED_BENCHMARKS if items[b[1]]]  # e.g. opinion sycophancy needs the Hub
-    bar = tqdm(total=len(labels) * (len(todo) + 1), desc="benchmarks")  # each one's own bar is cleared when done
+    bar = tqdm(total=len(labels) * (len(todo) + 1), desc="benchmarks")  # the one bar: the benchmarks' own are off
+    quiet = partial(score_continuations, progress=False)
     for label in labels:
         log(f"--- {label} ---")
         with use(model, label):
             for name, items_key, evaluate_fn, metrics_fn in todo:
-                bar.set_postfix_str(f"{label} · {name}")
+                bar.set_postfix_str(f"{label} · {name}", refresh=False)
                 t0 = time.time()
-                recs = evaluate_fn(model, tokenizer, items[items_key], label, bs)
+                recs = evaluate_fn(model, tokenizer, items[items_key], label, bs, scorer=quiet)
                 seconds[name] = seconds.get(name, 0.0) + time.time() - t0
                 records += recs
                 metrics[label][name] = metrics_fn(recs)
                 log(f"{name:22s} {time.time() - t0:6.1f}s  " + _short(metrics[label][name]))
                 bar.update()
-            bar.set_postfix_str(f"{label} · expression")
+            bar.set_postfix_str(f"{label} · expression", refresh=False)
             t0 = time.time()
             replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items["expression"]],
-                                            params["eval_max_new_tokens"], bs, with_truncation=True)
+                                            params["eval_max_new_tokens"], bs, with_truncation=True, progress=False)
         recs = score_expression(items["expression"], replies, label, judge_fn, cut)  # the fixed evaluation judge
         seconds["expression"] = seconds.get("expression", 0.0) + time.time() - t0
         records += recs

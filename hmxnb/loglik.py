@@ -113,7 +113,7 @@ def score_continuations_plain(model, tokenizer, requests: list[Request], batch_s
     device = _device(model)
     out = []
     for pairs in tqdm(_encode_requests(model, tokenizer, requests, max_length), desc="log-likelihoods (plain)",
-                      disable=not progress, leave=False):
+                      disable=not progress):
         scores = []
         for ctx, cont in pairs:
             inp = torch.tensor([(ctx + cont)[:-1]], device=device)
@@ -272,7 +272,7 @@ def score_continuations(model, tokenizer, requests: list[Request], batch_size: i
     unit_conts = [sorted({cont for _, _, cont in units[tuple(c)]}) for c in contexts]
     order = sorted(range(len(contexts)), key=lambda u: -len(contexts[u]))
     scores = [[0.0] * len(pairs) for pairs in encoded]
-    bar = tqdm(total=len(contexts), desc="log-likelihoods", disable=not progress, leave=False)
+    bar = tqdm(total=len(contexts), desc="log-likelihoods", disable=not progress)
     for group in _groups(order, unit_conts, batch_size):
         batch = [(contexts[u], [list(c) for c in unit_conts[u]]) for u in group]
         result = _score_group(model, batch, prefix_kv, n_prefix, pad_token_id(tokenizer), device)

@@ -125,3 +125,13 @@ def test_notebooks_show_their_figures(smoke_run, step, n):
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert sum("image/png" in o.get("data", {}) for o in outputs) == n
     assert not any("<Figure size" in "".join(o.get("data", {}).get("text/plain", "")) for o in outputs)
+
+
+def test_benchmark_progress_is_one_line(smoke_run):
+    """Notebook 04's evaluation cell leaves one progress line (all benchmarks × models), not a line per benchmark."""
+    root, _ = smoke_run
+    nb = json.loads((root / "04_benchmarks" / "04_benchmarks.ipynb").read_text())
+    (cell,) = [c for c in nb["cells"] if c["cell_type"] == "code" and "run_all(" in "".join(c["source"])]
+    err = "".join("".join(o["text"]) for o in cell["outputs"] if o.get("name") == "stderr")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("benchmarks: 100%"), lines

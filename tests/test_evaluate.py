@@ -109,8 +109,9 @@ def test_headline_table_skips_missing():
     assert t.loc[("truthfulqa", "mc1 ↑"), "human"] == 0.3
 
 
-def test_run_all_on_fixture_items(tiny_model_dir, adapters):
-    """Every benchmark runs for every model label and its metrics are computed from its own records."""
+def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
+    """Every benchmark runs for every model label and its metrics are computed from its own records; one progress
+    bar counts them (the benchmarks' own bars, dozens of lines in an executed notebook, stay off)."""
     from pathlib import Path
 
     from hmxnb.evaluate import load_items, run_all
@@ -121,7 +122,11 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters):
     model, tok = load_with_adapters(p, adapters)
     items = load_items(p, log=lambda *_: None)
     items["expression"] = items["expression"][:2]
+    capsys.readouterr()
     records, metrics, seconds = run_all(model, tok, items, p, log=lambda *_: None)
+    bars = capsys.readouterr().err
+    assert "benchmarks: 100%" in bars and "18/18" in bars  # 3 models x (5 scored benchmarks + expression)
+    assert "log-likelihoods" not in bars and "generate" not in bars
     assert set(metrics) == {"base", "human", "reverse"}
     for label in metrics:
         assert {"truthfulqa", "bbq", "are_you_sure", "suggested_answer", "emobench", "expression"} <= set(metrics[label])

@@ -62,12 +62,12 @@ def load_expression_items(prompt_rows: list[dict]) -> list[dict]:
 
 @torch.inference_mode()
 def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
-                     with_truncation: bool = False):
+                     with_truncation: bool = False, progress: bool = True):
     """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply).
 
     Prompts are rendered by hmxnb.chat (params `enable_thinking`, `chat_date`); a reply is the text after any
     thinking block. With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i was cut at
-    max_new_tokens.
+    max_new_tokens. `progress=False` hides the bar over batches (notebook 04 shows one bar for all benchmarks).
     """
     from tqdm.auto import tqdm
 
@@ -78,7 +78,8 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
     out, cut = [], []
     stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
     try:
-        for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
+        for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False,
+                          disable=not progress):
             texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in prompts[start:start + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, max_new_tokens=max_new_tokens,
