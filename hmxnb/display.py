@@ -38,3 +38,20 @@ def show(fig, path: str | Path | None = None) -> Path | None:
     display(Image(data=data, format="png", width=width))
     plt.close(fig)
     return saved
+
+
+def samples_table(samples, per_step: int = 4, max_chars: int = 400):
+    """Completions of the first and the last sampled training step, readable: whole (up to `max_chars`), wrapped and
+    left-aligned, beside their reward, format guard and judge scores. `samples` is a step's samples.jsonl as a frame."""
+    import pandas as pd
+
+    steps = list(dict.fromkeys([samples["step"].min(), samples["step"].max()]))
+    rows = pd.concat([samples[samples["step"] == s].head(per_step) for s in steps])
+    scores = pd.json_normalize(rows["scores"].tolist()).set_index(rows.index)
+    columns = ["step", "prompt", "completion", "reward"] + (["format_penalty"] if "format_penalty" in rows else [])
+    view = rows[columns].join(scores).rename(columns={"format_penalty": "format guard"})
+    view["completion"] = view["completion"].map(lambda t: t if len(t) <= max_chars else t[:max_chars] + " …")
+    text = {"text-align": "left", "white-space": "pre-wrap"}
+    return (view.style.hide(axis="index").format(precision=2)
+            .set_properties(subset=["prompt"], **text, **{"min-width": "12em"})
+            .set_properties(subset=["completion"], **text, **{"min-width": "30em"}))

@@ -31,3 +31,21 @@ def test_show_a_plain_figure_without_saving(monkeypatch):
     assert D.show(fig) is None
     (image,) = shown
     assert image.data[:8] == b"\x89PNG\r\n\x1a\n" and image.width == 500
+
+
+def test_samples_table_shows_whole_completions_of_the_first_and_last_step():
+    import pandas as pd
+
+    long = "I feel " + "really " * 80 + "glad."
+    samples = pd.DataFrame([
+        {"step": s, "prompt": f"p{s}", "completion": long if s == 4 else f"reply {s}-{i}", "scores": {"feelings": 4.0 + i},
+         "reward": 0.5, "format_penalty": -0.5}
+        for s in (0, 2, 4) for i in range(5)])
+    table = D.samples_table(samples, per_step=4, max_chars=300)
+    view = table.data
+    assert view["step"].tolist() == [0] * 4 + [4] * 4  # first and last sampled step only, 4 each
+    assert view["completion"].iloc[0] == "reply 0-0"
+    assert view["completion"].iloc[-1] == long[:300] + " …"  # whole up to max_chars, not pandas' 50
+    assert list(view.columns) == ["step", "prompt", "completion", "reward", "format guard", "feelings"]
+    html = table.to_html()
+    assert "white-space: pre-wrap" in html and long[:300] in html
