@@ -53,5 +53,6 @@ def samples_table(samples, per_step: int = 4, max_chars: int = 400):
     view["completion"] = view["completion"].map(lambda t: t if len(t) <= max_chars else t[:max_chars] + " …")
     text = {"text-align": "left", "white-space": "pre-wrap"}
     return (view.style.hide(axis="index").format(precision=2)
+            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
             .set_properties(subset=["prompt"], **text, **{"min-width": "12em"})
             .set_properties(subset=["completion"], **text, **{"min-width": "30em"}))
