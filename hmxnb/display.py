@@ -40,6 +40,17 @@ def show(fig, path: str | Path | None = None) -> Path | None:
     return saved
 
 
+def text_table(df, text_columns=None, min_width: str = "14em"):
+    """`df` as a table whose text columns are shown whole, wrapped and left-aligned (pandas cuts text at 50
+    characters and right-aligns it). Text columns: those given, else every column holding strings."""
+    if text_columns is None:
+        text_columns = [c for c in df.columns if df[c].map(lambda v: isinstance(v, str)).all()]
+    wrap = {"text-align": "left", "white-space": "pre-wrap", "min-width": min_width}
+    return (df.style.hide(axis="index").format(precision=2)
+            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
+            .set_properties(subset=list(text_columns), **wrap))
+
+
 def samples_table(samples, per_step: int = 4, max_chars: int = 400):
     """Completions of the first and the last sampled training step, readable: whole (up to `max_chars`), wrapped and
     left-aligned, beside their reward, format guard and judge scores. `samples` is a step's samples.jsonl as a frame."""
@@ -51,8 +62,4 @@ def samples_table(samples, per_step: int = 4, max_chars: int = 400):
     columns = ["step", "prompt", "completion", "reward"] + (["format_penalty"] if "format_penalty" in rows else [])
     view = rows[columns].join(scores).rename(columns={"format_penalty": "format guard"})
     view["completion"] = view["completion"].map(lambda t: t if len(t) <= max_chars else t[:max_chars] + " …")
-    text = {"text-align": "left", "white-space": "pre-wrap"}
-    return (view.style.hide(axis="index").format(precision=2)
-            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
-            .set_properties(subset=["prompt"], **text, **{"min-width": "12em"})
-            .set_properties(subset=["completion"], **text, **{"min-width": "30em"}))
+    return text_table(view, ["prompt", "completion"]).set_properties(subset=["completion"], **{"min-width": "30em"})

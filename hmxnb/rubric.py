@@ -89,6 +89,17 @@ class Rubric:
             return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
         return dict(self.criteria)
 
+    def table(self):
+        """One row per criterion: the human-like text, the text the reverse run's judge would read in invert_rubric
+        mode (a guard keeps its own), its weight, and whether it is a guard."""
+        import pandas as pd
+
+        reverse = {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
+        return pd.DataFrame({"criterion": self.names, "human-like text": [self.criteria[c] for c in self.names],
+                             "reverse text (invert_rubric mode)": [reverse[c] for c in self.names],
+                             "weight": [self.weights[c] for c in self.names],
+                             "guard": [c in self.guards for c in self.names]})
+
     def personas(self, direction: str) -> tuple[str, str]:
         """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped for reverse + invert_rubric."""
         if direction == "reverse" and self.reverse_mode == "invert_rubric":

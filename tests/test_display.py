@@ -49,3 +49,15 @@ def test_samples_table_shows_whole_completions_of_the_first_and_last_step():
     assert list(view.columns) == ["step", "prompt", "completion", "reward", "format guard", "feelings"]
     html = table.to_html()
     assert "white-space: pre-wrap" in html and long[:300] in html
+
+
+def test_text_table_wraps_the_text_columns_only():
+    import pandas as pd
+
+    text = "The reply expresses the speaker's own feelings or emotions in the first person, at some length."
+    df = pd.DataFrame({"criterion": ["feelings"], "text": [text], "weight": [1.0]})
+    table = D.text_table(df)
+    html = table.to_html()
+    assert text in html  # whole, where pandas would print 'The reply expresses the speaker's own feelings...'
+    styled = {(r, c) for (r, c), props in table._compute().ctx.items() if ("white-space", "pre-wrap") in props}
+    assert styled == {(0, 0), (0, 1)}  # the two text columns, not the number

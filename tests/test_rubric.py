@@ -108,6 +108,15 @@ def test_invert_rubric_texts_keep_guards(rubric):
     assert rubric.texts("reverse") == rubric.criteria
 
 
+def test_rubric_table_is_what_each_judge_reads(rubric):
+    table = rubric.table().set_index("criterion")
+    assert list(table.index) == rubric.names
+    rubric.reverse_mode = "invert_rubric"  # the table's reverse column is what the reverse judge reads in that mode
+    assert table["reverse text (invert_rubric mode)"].to_dict() == rubric.texts("reverse")
+    assert table["human-like text"].to_dict() == rubric.texts("human")
+    assert table.loc["coherence", "guard"] and not table.loc["feelings", "guard"]
+
+
 def test_invert_rubric_mirrors_few_shot_scores(rubric):
     """Under the inverted text ("avoids expressing feelings") the feeling-expressing example must score lowest."""
     rubric.reverse_mode = "invert_rubric"
