@@ -1,9 +1,10 @@
-"""Showing a figure in a notebook, whatever matplotlib's backend.
+"""What the notebooks show: figures, whatever matplotlib's backend, and tables whose text can be read.
 
 The comparison figures are plain `Figure` objects (no pyplot state), which Jupyter shows as the text
 "<Figure size ...>"; pyplot figures are shown only by the inline backend, not under `MPLBACKEND=Agg` (CI, some
 batch machines). `show` embeds the figure as a PNG in the cell's output in every case, and when given a path, the
-PNG shown is the file saved there.
+PNG shown is the file saved there. `text_table` / `samples_table` show text columns whole, wrapped and left-aligned
+(pandas cuts text at 50 characters).
 """
 
 from __future__ import annotations
