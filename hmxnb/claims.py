@@ -71,7 +71,7 @@ def model_metric_table(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, val
     return table.loc[list(dict.fromkeys(s["metric"]))]
 
 
-def _fmt_change(value: float, unit: str) -> str:
+def fmt_change(value: float, unit: str) -> str:
     """'+1.2%' or '-0.5 pp'."""
     return f"{value:+.1f}%" if unit == "%" else f"{value:+.1f} {unit}"
 
@@ -157,7 +157,7 @@ def _mean_by_unit(rows: pd.DataFrame) -> str:
     for unit, g in rows.groupby("change_unit", sort=False):
         v = g["improvement"][np.isfinite(g["improvement"])]
         if len(v):
-            parts.append(_fmt_change(v.mean(), unit))
+            parts.append(fmt_change(v.mean(), unit))
     return ", ".join(parts) or "n/a"
 
 
@@ -198,7 +198,7 @@ def _largest_row(summ: dict) -> dict:
         ours, agrees = "no degradation", "no"
     else:
         ours = (f"{worst['base_model']}, {worst['benchmark']}/{worst['metric']}, "
-                f"{_fmt_change(-worst['degradation'], worst['unit'])}")
+                f"{fmt_change(-worst['degradation'], worst['unit'])}")
         metric = worst["metric"].lower()
         same = "bbq" in worst["benchmark"].lower() and "amb" in metric and "dis" not in metric and "acc" in metric
         agrees = "yes" if same else "no"
@@ -234,7 +234,7 @@ def _num(x: float, sign: str = "") -> str:
 def _moved(r, several: bool) -> str:
     """One result in words: 'bbq/acc_ambig: 0.410 vs 0.460, difference -0.050 (95% CI -0.090 to -0.010, -10.9%)'."""
     who = f" ({r.base_model}, seed {r.seed})" if several else ""
-    change = f", {_fmt_change(r.change, r.change_unit)}" if np.isfinite(r.change) else ""
+    change = f", {fmt_change(r.change, r.change_unit)}" if np.isfinite(r.change) else ""
     ci = f"95% CI {_num(r.ci_low, '+')} to {_num(r.ci_high, '+')}" if np.isfinite(r.ci_low) else "no CI"
     return f"{r.benchmark}/{r.metric}{who}: {_num(r.value_a)} vs {_num(r.value_b)}, difference {_num(r.diff, '+')} ({ci}{change})"
 

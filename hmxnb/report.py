@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.artifacts import save_json, save_text
-from hmxnb.claims import check_claims, model_metric_table, paper_summary, seed_summary, verdict
+from hmxnb.claims import check_claims, fmt_change, model_metric_table, paper_summary, seed_summary, verdict
 from hmxnb.compare import MAIN_CONTRAST, MODELS
 from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap, plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
@@ -159,14 +159,14 @@ def _summary_text(summ: dict) -> str:
     worst = summ["largest_degradation"]
     worst_text = ("none of the results degraded" if worst is None else
                   f"the largest degradation is {worst['base_model']}, {worst['benchmark']}/{worst['metric']}, "
-                  f"{worst['degradation']:.1f} {worst['unit']}")
+                  f"{fmt_change(-worst['degradation'], worst['unit'])}")
     seeds = ", ".join(f"seed {k}: {_fmt(v, '.1f')}%" for k, v in summ["share_by_seed"].items())
     t = summ["threshold"]
     return (f"The paper's summary computed on ours ({summ['contrast'].replace('_vs_', ' vs ')}): "
             f"{summ['share_pct']:.1f}% of {summ['n_results']} model × metric results improved or degraded by less "
             f"than {t:g}% (accuracies and scores, relative) or {t:g} pp (rates and bias scores) (paper: 81.4%); per "
             f"seed: {seeds}. {summ['n_degraded_over_10']} degraded by more than 10 (paper: 1); {worst_text} (paper: "
-            f"Gemma 2 IT 2B, BBQ ambiguous accuracy, 15.0%). " + left)
+            f"Gemma 2 IT 2B, BBQ ambiguous accuracy, -15.0%). " + left)
 
 
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:

@@ -92,6 +92,9 @@ def test_largest_degradation_numbers(built):
     assert worst["degradation"] == pytest.approx(15.0) and worst["unit"] == "%"  # seeds at -15.6 and -14.4
     assert summary["share_pct"] == pytest.approx(75.0)  # 6 of 8: the feelings rows (training target) left out
     assert [t["improvement"] for t in summary["training_target"]] == pytest.approx([40.0, 35.0])  # shown apart
+    # the paragraph writes the change as the claims table does, signed, beside the paper's
+    text = (built[0] / "report.md").read_text()
+    assert "the largest degradation is Gemma 2 IT 2B, bbq/accuracy_ambig, -15.0% (paper: Gemma 2 IT 2B, BBQ ambiguous accuracy, -15.0%)" in text
 
 
 def test_seed_variance_is_shown(built):
