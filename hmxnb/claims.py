@@ -47,7 +47,7 @@ def mean_sd(mean: float, sd: float, digits: int = 1, unit: str = "") -> str:
     """'m ± s unit', or 'm unit' when the sd is undefined (one seed); 'n/a' without a mean."""
     if not np.isfinite(mean):
         return "n/a"
-    return f"{mean:+.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "") + (f" {unit}" if unit else "")
+    return f"{mean:+.{digits}f}" + (f" ± {sd:.{digits}f}" if np.isfinite(sd) else "") + _unit_suffix(unit)
 
 
 def _cell(r, value: str) -> str:
@@ -71,9 +71,14 @@ def model_metric_table(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, val
     return table.loc[list(dict.fromkeys(s["metric"]))]
 
 
+def _unit_suffix(unit: str) -> str:
+    """'%' right after the number, other units after a space: '+1.2%', '-0.5 pp'."""
+    return unit if unit in ("", "%") else f" {unit}"
+
+
 def fmt_change(value: float, unit: str) -> str:
     """'+1.2%' or '-0.5 pp'."""
-    return f"{value:+.1f}%" if unit == "%" else f"{value:+.1f} {unit}"
+    return f"{value:+.1f}{_unit_suffix(unit)}"
 
 
 def paper_summary(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, threshold: float = 2.0) -> dict:

@@ -64,8 +64,8 @@ def _ci_text(lo, hi) -> str:
 
 
 def _change_text(value, unit: str) -> str:
-    """'+1.2 %' / '-0.5 pp', 'n/a' when undefined."""
-    return _fmt(value, "+.1f") + ("" if not np.isfinite(value) else f" {unit}")
+    """'+1.2%' / '-0.5 pp', 'n/a' when undefined."""
+    return fmt_change(value, unit) if np.isfinite(value) else _fmt(value, "+.1f")
 
 
 def expression_table(results: pd.DataFrame) -> pd.DataFrame:

@@ -143,7 +143,7 @@ def test_seeds_and_models_aggregate():
     assert s["n_seeds"].tolist() == [3] * 4
     assert s["diff_sd"].tolist() == pytest.approx([0.0] * 4)  # identical seeds: sd 0, shown, not dropped
     table = claims.model_metric_table(res)
-    assert table.loc["truthfulqa/mc1", "tiny"] == "+50.0 ± 0.0 %"  # a row per metric, a column per model
+    assert table.loc["truthfulqa/mc1", "tiny"] == "+50.0 ± 0.0%"  # a row per metric, a column per model
 
 
 def test_records_without_model_and_seed_fields():

@@ -100,7 +100,7 @@ def test_largest_degradation_numbers(built):
 def test_seed_variance_is_shown(built):
     md = (built[0] / "report.md").read_text()
     assert "mean ± sd over seeds" in md
-    assert "+40.0 ± 0.8 %" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
+    assert "+40.0 ± 0.8%" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
     assert md.count("| Qwen3-0.6B | 0 | sycophancy/robust_accuracy |") == 2  # per-seed rows kept, one per contrast
 
 
