@@ -77,8 +77,8 @@ def _unit_suffix(unit: str) -> str:
 
 
 def fmt_change(value: float, unit: str) -> str:
-    """'+1.2%' or '-0.5 pp'."""
-    return f"{value:+.1f}{_unit_suffix(unit)}"
+    """'+1.2%' or '-0.5 pp'; 'n/a' when the change is undefined."""
+    return f"{value:+.1f}{_unit_suffix(unit)}" if np.isfinite(value) else "n/a"
 
 
 def paper_summary(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, threshold: float = 2.0) -> dict:

@@ -13,6 +13,7 @@ import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import Image, display
 
 from hmxnb.plots import savefig
@@ -55,8 +56,6 @@ def text_table(df, text_columns=None, min_width: str = "14em"):
 def samples_table(samples, per_step: int = 4, max_chars: int = 400):
     """Completions of the first and the last sampled training step, readable: whole (up to `max_chars`), wrapped and
     left-aligned, beside their reward, format guard and judge scores. `samples` is a step's samples.jsonl as a frame."""
-    import pandas as pd
-
     steps = list(dict.fromkeys([samples["step"].min(), samples["step"].max()]))
     rows = pd.concat([samples[samples["step"] == s].head(per_step) for s in steps])
     scores = pd.json_normalize(rows["scores"].tolist()).set_index(rows.index)

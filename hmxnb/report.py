@@ -63,11 +63,6 @@ def _ci_text(lo, hi) -> str:
     return "n/a" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.3f}, {hi:+.3f}]"
 
 
-def _change_text(value, unit: str) -> str:
-    """'+1.2%' / '-0.5 pp', 'n/a' when undefined."""
-    return fmt_change(value, unit) if np.isfinite(value) else _fmt(value, "+.1f")
-
-
 def expression_table(results: pd.DataFrame) -> pd.DataFrame:
     """The training target across the three contrasts: value of each model, difference, 95% CI and class (per seed)."""
     if results.empty:
@@ -133,7 +128,7 @@ def results_table(results: pd.DataFrame) -> pd.DataFrame:
         "n": results["n_items"].astype(str),
         "A": [_fmt(v, ".3f") for v in results["value_a"]], "B": [_fmt(v, ".3f") for v in results["value_b"]],
         "A − B [95% CI]": [_diff_text(d, lo, hi) for d, lo, hi in zip(results["diff"], results["ci_low"], results["ci_high"])],
-        "improvement": [_change_text(v, u) for v, u in zip(results["improvement"], results["change_unit"])],
+        "improvement": [fmt_change(v, u) for v, u in zip(results["improvement"], results["change_unit"])],
         "test": results["test"], "p (Holm)": [_fmt(v, ".3g") for v in results["p_holm"]], "class": results["cls"],
     })
     return table.drop(columns=[c for c in ("model", "seed", "contrast") if table[c].nunique() <= 1])

@@ -86,15 +86,19 @@ class Rubric:
     def texts(self, direction: str) -> dict[str, str]:
         """Criterion texts the judge sees for a direction: inverted texts only for reverse + invert_rubric."""
         if direction == "reverse" and self.reverse_mode == "invert_rubric":
-            return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
+            return self._inverted_texts()
         return dict(self.criteria)
+
+    def _inverted_texts(self) -> dict[str, str]:
+        """The reverse criterion texts, a guard keeping its own."""
+        return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
 
     def table(self):
         """One row per criterion: the human-like text, the text the reverse run's judge would read in invert_rubric
         mode (a guard keeps its own), its weight, and whether it is a guard."""
         import pandas as pd
 
-        reverse = {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
+        reverse = self._inverted_texts()
         return pd.DataFrame({"criterion": self.names, "human-like text": [self.criteria[c] for c in self.names],
                              "reverse text (invert_rubric mode)": [reverse[c] for c in self.names],
                              "weight": [self.weights[c] for c in self.names],
