@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from hmxnb.artifacts import atomic_path
-from hmxnb.claims import seed_summary
+from hmxnb.claims import mean_sd, seed_summary
 from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED
 from hmxnb.stats import CLASSES
 
@@ -218,7 +218,7 @@ def plot_heatmap(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, clip: flo
     s["row"] = s["benchmark"] + "/" + s["metric"]
     rows = list(dict.fromkeys(s["row"]))
     values = s.pivot(index="row", columns="base_model", values="improvement_mean").loc[rows]
-    s["text"] = [f"{m:+.1f} {u}" + (f" ± {sd:.1f}" if np.isfinite(sd) else "") if np.isfinite(m) else ""
+    s["text"] = [mean_sd(m, sd, 1, u) if np.isfinite(m) else ""
                  for m, sd, u in zip(s["improvement_mean"], s["improvement_sd"], s["change_unit"])]
     text = s.pivot(index="row", columns="base_model", values="text").loc[rows].fillna("")
     finite = np.abs(values.to_numpy(float)[np.isfinite(values.to_numpy(float))])

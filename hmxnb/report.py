@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.artifacts import save_json, save_text
-from hmxnb.claims import check_claims, fmt_change, model_metric_table, paper_summary, seed_summary, verdict
+from hmxnb.claims import (PAPER_LARGEST, PAPER_SHARE_PCT, check_claims, fmt_change, model_metric_table, paper_summary,
+                          seed_summary, verdict)
 from hmxnb.compare import MAIN_CONTRAST, MODELS
 from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap, plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
+from hmxnb.stats import BCA_MAX_N
 
 PAPER_MODELS = "Qwen3-0.6B, Qwen3-4B, Qwen3-8B, Gemma 2 IT 2B and Llama 3.2 3B"
 
@@ -102,7 +104,8 @@ METHODS = (
     "the first model − metric of the second. Change: relative change 100 × difference / |second| in % for "
     "accuracies and scores; percentage points (pp) for rates and bias scores (flip rate, accuracy drop, "
     "sycophancy rate, |bias|), whose relative change explodes near 0. Improvement = change signed so that "
-    "+ = better. 95% CIs: paired bootstrap over items (scipy.stats.bootstrap; BCa up to 3000 items, percentile "
+    "+ = better. 95% CIs: paired bootstrap over items (scipy.stats.bootstrap; BCa up to "
+    f"{BCA_MAX_N} items, percentile "
     "above that and where BCa is undefined; the ci_method column of comparisons.csv says which); an item's "
     "records (e.g. answer before and after 'are you sure?') are resampled together. p-values: McNemar mid-p for "
     "per-item correctness, a sign-flip permutation test (or Wilcoxon signed-rank) for per-item scores, and the "
@@ -156,12 +159,12 @@ def _summary_text(summ: dict) -> str:
                   f"the largest degradation is {worst['base_model']}, {worst['benchmark']}/{worst['metric']}, "
                   f"{fmt_change(-worst['degradation'], worst['unit'])}")
     seeds = ", ".join(f"seed {k}: {_fmt(v, '.1f')}%" for k, v in summ["share_by_seed"].items())
-    t = summ["threshold"]
+    t, p = summ["threshold"], PAPER_LARGEST
     return (f"The paper's summary computed on ours ({summ['contrast'].replace('_vs_', ' vs ')}): "
             f"{summ['share_pct']:.1f}% of {summ['n_results']} model × metric results improved or degraded by less "
-            f"than {t:g}% (accuracies and scores, relative) or {t:g} pp (rates and bias scores) (paper: 81.4%); per "
-            f"seed: {seeds}. {summ['n_degraded_over_10']} degraded by more than 10 (paper: 1); {worst_text} (paper: "
-            f"Gemma 2 IT 2B, BBQ ambiguous accuracy, -15.0%). " + left)
+            f"than {t:g}% (accuracies and scores, relative) or {t:g} pp (rates and bias scores) (paper: "
+            f"{PAPER_SHARE_PCT}%); per seed: {seeds}. {summ['n_degraded_over_10']} degraded by more than 10 (paper: 1); "
+            f"{worst_text} (paper: {p['base_model']}, BBQ {p['metric']}, -{p['degradation_pct']}%). " + left)
 
 
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:

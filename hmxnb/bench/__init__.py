@@ -4,7 +4,6 @@
 from .bbq import evaluate_bbq, load_bbq, metrics_bbq
 from .common import BenchmarkDataUnavailable
 from .emotion import evaluate_emobench, load_emobench, metrics_emobench
-from hmxnb.loglik import score_continuations, score_continuations_plain
 from .sycophancy import (
     evaluate_anthropic_sycophancy,
     evaluate_are_you_sure,
@@ -24,5 +23,4 @@ __all__ = [
     "load_anthropic_sycophancy", "load_bbq", "load_emobench", "load_truthfulqa", "mc_items_from_truthfulqa",
     "metrics_anthropic_sycophancy", "metrics_are_you_sure", "metrics_bbq", "metrics_emobench",
     "metrics_suggested_answer", "metrics_truthfulqa",
-    "score_continuations", "score_continuations_plain",
 ]
