@@ -84,10 +84,11 @@ def queued_job_names() -> set[str]:
 def plan(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path, queued: set[str]) -> tuple[list[str], dict]:
     """(members to submit, {member: why skipped}): finished, running and queued members are skipped."""
     todo, skipped = [], {}
+    name = load_params(profile, overrides)["profile"]  # as the jobs are named: a yaml path gives its stem
     for member, s in member_status(profile, overrides, profile_root, notebooks_dir).items():
         if s["status"] in ("finished", "running"):
             skipped[member] = s["status"]
-        elif job_name(profile, member) in queued:
+        elif job_name(name, member) in queued:
             skipped[member] = "queued"
         else:
             todo.append(member)
@@ -179,14 +180,14 @@ def submit(profile: str, overrides: dict, executor: str = "slurm", flags: dict |
 
 
 def _submit_members(profile, overrides, members, executor, folder, resources, outputs, max_parallel, log, results) -> dict:
-    """Member -> submitted job. Local: at most `max_parallel` run at once (waits for a batch, into `results`)."""
-    jobs, batch = {}, []
+    """Member -> submitted job (named after the loaded profile, as `plan` looks them up). Local: at most `max_parallel` run at once (waits for a batch, into `results`)."""
+    jobs, batch, name = {}, [], load_params(profile, overrides)["profile"]
     for member in members:
         if executor == "local" and len(batch) >= max_parallel:
             results.update(wait_all(batch, log))
             batch = []
-        job = _submit(executor, folder, resources, job_name(load_params(profile, overrides)["profile"], member),
-                      run_command(profile, overrides, member, outputs), log)
+        job = _submit(executor, folder, resources, job_name(name, member), run_command(profile, overrides, member, outputs),
+                      log)
         jobs[member] = job
         batch.append(job)
     return jobs

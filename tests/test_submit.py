@@ -76,6 +76,15 @@ def test_plan_skips_finished_and_queued(tmp_path):
     assert todo == ["seed0", "seed1", "seed2"]  # finished with other params: submitted again
 
 
+def test_plan_finds_a_queued_member_of_a_profile_given_as_a_path(tmp_path):
+    """Jobs are named after the loaded profile ('smoke' for params/smoke.yaml); the queue check must use that name."""
+    from hmxnb.run import ROOT
+
+    path = str(ROOT / "params" / "smoke.yaml")
+    todo, skipped = plan(path, {"seeds": [0, 1]}, tmp_path, NOTEBOOKS, queued={job_name("smoke", "seed1")})
+    assert todo == ["seed0"] and skipped == {"seed1": "queued"}
+
+
 def test_dry_run_prints_the_commands(tmp_path, capsys):
     from hmxnb.__main__ import main
 
