@@ -125,8 +125,6 @@ def _check_consistency(p: dict) -> None:
         raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; use {list(SCHEMA['judge_mode'].choices)}")
     if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
         raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 (single-digit scores)")
-    if p["num_processes"] < 1:
-        raise ParamsError("params key 'num_processes' must be >= 1")
     if p["num_generations"] < 2:
         raise ParamsError("params key 'num_generations' must be >= 2 (GRPO compares completions within a group)")
     gen_batch = p["per_device_train_batch_size"] * p["gradient_accumulation_steps"]

@@ -38,7 +38,6 @@ class StepResult:
 @dataclass
 class RunReport:
     out_root: Path
-    last_key: str = ""
     steps: list[StepResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -224,7 +223,7 @@ def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, pr
     for nb in all_steps:  # keys chain through every step, also the ones not selected
         prev = keys[nb.stem] = step_key(phash, nb, prev)
     run = _Run(profile, params, overrides, out_root, keys, force, progress, log, extra or {})
-    report = RunReport(out_root, last_key=keys[all_steps[-1].stem])
+    report = RunReport(out_root)
     t_run, status = time.time(), "interrupted"
     log(f"hmxnb: profile '{params['profile']}' (params {phash}) -> {out_root}")
     _warn_stale_inputs(steps, all_steps, keys, out_root, log)

@@ -32,7 +32,6 @@ STEPS = (
     Step("05_compare_report", "`bootstrap_resamples`, `alpha`", "`04_*/samples.jsonl`, `02_*`/`03_*/train_log.csv`",
          "`comparisons.csv`, `summary.json`, figures; `outputs/<profile>/report.md` and `report.html`", aggregate=True),
 )
-BY_NAME = {s.name: s for s in STEPS}
 AGGREGATE_STEPS = tuple(s.name for s in STEPS if s.aggregate)
 TRAINING = {"human": "02_train_human", "reverse": "03_train_reverse"}  # direction -> its training step
 BENCHMARKS = "04_benchmarks"
