@@ -8,17 +8,13 @@ finished (`member_status`), writes `members.json` beside its report and names th
 
 from __future__ import annotations
 
-import fcntl
 import itertools
-import os
 import re
-from contextlib import contextmanager
 from pathlib import Path
 
 from hmxnb.params import load_params, params_hash
-from hmxnb.runstate import RunError
+from hmxnb.runstate import RunError, profile_lock
 
-LOCK_NAME = ".lock"
 
 
 def safe_name(text: str) -> str:
@@ -83,22 +79,9 @@ def expected_keys(params: dict, steps: list[Path]) -> dict[str, str]:
     return keys
 
 
-@contextmanager
 def member_lock(member_dir: Path):
-    """Hold an exclusive lock on `<member_dir>/.lock` (flock: released when the process ends, even on a kill)."""
-    member_dir = Path(member_dir)
-    member_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(member_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MemberBusy(f"{member_dir} is being written by another job (lock {member_dir / LOCK_NAME})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)
+    """Hold the member's `.lock` (the runner's lock helper, with the member's error)."""
+    return profile_lock(Path(member_dir), MemberBusy, "{folder} is being written by another job ({holder})")
 
 
 def is_locked(member_dir: Path) -> bool:

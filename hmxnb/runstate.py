@@ -28,9 +28,13 @@ class RunError(RuntimeError):
     """A run could not start or a step failed; the message is one line."""
 
 
+BUSY = "{folder} is in use by another runner ({holder}); wait for it to finish or stop it"
+
+
 @contextmanager
-def profile_lock(folder: Path):
-    """Hold `folder/.lock` while the block runs; RunError when another runner holds it or the folder is unwritable."""
+def profile_lock(folder: Path, busy: type[RunError] = RunError, message: str = BUSY):
+    """Hold `folder/.lock` while the block runs (flock: released when the process ends, even on a kill). Raises
+    `busy` with `message` when another process holds it, RunError when the folder is unwritable."""
     import fcntl
 
     try:
@@ -44,7 +48,7 @@ def profile_lock(folder: Path):
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
-        raise RunError(f"{folder} is in use by another runner ({holder}); wait for it to finish or stop it") from None
+        raise busy(message.format(folder=folder, holder=holder)) from None
     try:
         f.seek(0)
         f.truncate()
