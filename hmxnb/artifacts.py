@@ -87,6 +87,15 @@ def save_jsonl(rows, path: str | Path) -> Path:
     return save_text("".join(json.dumps(_jsonable(r)) + "\n" for r in rows), path)
 
 
+def append_jsonl(rows, path: str | Path) -> Path:
+    """Append rows to a JSON-lines log (created with its folder when missing); earlier lines are never rewritten."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
+    return path
+
+
 def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
     """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, extras."""
     return save_json(

@@ -16,6 +16,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from hmxnb.artifacts import append_jsonl
 from hmxnb.loglik import pad, pad_token_id
 from hmxnb.chat import render, strip_thinking
 from hmxnb.judge import judge
@@ -168,16 +169,6 @@ class SelfJudge:
         return self.judge_model == "frozen" and hasattr(self.model, "disable_adapter")
 
 
-def _append_jsonl(path, rows: list[dict]) -> None:
-    import json
-    from pathlib import Path
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-
-
 def fill_unscorable(rewards: np.ndarray, groups: list) -> tuple[np.ndarray, int]:
     """Replace NaN rewards (unscorable replies) by the mean of the valid rewards of their group (same prompt).
 
@@ -265,4 +256,4 @@ def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion
     } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
     state.samples += rows
     if state.samples_path is not None:
-        _append_jsonl(state.samples_path, rows)
+        append_jsonl(rows, state.samples_path)

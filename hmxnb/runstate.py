@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hmxnb.artifacts import git_commit, package_versions, save_json
+from hmxnb.artifacts import append_jsonl, git_commit, package_versions, save_json
 
 LOCK_FILE = ".lock"
 
@@ -109,10 +109,7 @@ def append_history(out_root: Path, phash: str, status: str, steps: list[dict], s
     line = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status, "params_hash": phash,
             "argv": sys.argv[1:], "git_commit": git_commit(), "steps": steps}
-    path = out_root / "history.jsonl"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
-    return path
+    return append_jsonl([line], out_root / "history.jsonl")
 
 
 def _archive(step_dir: Path, out_root: Path, old_key: str) -> Path:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from hmxnb.artifacts import _jsonable
+from hmxnb.artifacts import _jsonable, append_jsonl
 from hmxnb.members import member_status
 from hmxnb.params import load_params
 
@@ -118,9 +118,8 @@ def _submit(kind, folder, resources, name, cmd, log):
 
     job = make_executor(kind, folder, resources, name).submit(CommandFunction(cmd, cwd=str(Path(__file__).resolve().parents[1])))
     log(f"submitted {name}: job {job.job_id}")
-    with open(folder / "submissions.jsonl", "a") as f:  # written only by the submitting process
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": kind, "job_id": job.job_id,
-                            "name": name, "command": cmd}) + "\n")
+    append_jsonl([{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": kind, "job_id": job.job_id, "name": name,
+                   "command": cmd}], folder / "submissions.jsonl")  # written only by the submitting process
     return job
 
 
