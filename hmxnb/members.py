@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from hmxnb.params import load_params, params_hash
-from hmxnb.runstate import RunError, profile_lock
+from hmxnb.runstate import RunError, profile_lock, read_record, read_step
 
 
 
@@ -93,15 +93,6 @@ def is_locked(member_dir: Path) -> bool:
         return True
 
 
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def member_status(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path) -> dict[str, dict]:
     """Member -> {"status", "key"} from its last per-member step's step.json.
 
@@ -115,7 +106,7 @@ def member_status(profile: str, overrides: dict, profile_root: Path, notebooks_d
         last = steps[-1].stem
         key = expected_keys(load_params(profile, {**overrides, **over}), steps)[last]
         member_dir = Path(profile_root) / member
-        rec = _read_json(member_dir / last / "step.json") or {}
+        rec = read_step(member_dir / last) or {}
         if member_dir.is_dir() and is_locked(member_dir):
             status = "running"
         elif rec.get("status") == "ok":
@@ -147,7 +138,7 @@ def run_member(profile: str, overrides: dict, member: str, steps: list[Path], pr
 
 def left_out(profile_root: Path) -> dict[str, str]:
     """Sweep members the aggregate step does not compare, with their status (members.json); {} for none."""
-    status = _read_json(Path(profile_root) / "members.json") or {}
+    status = read_record(Path(profile_root) / "members.json") or {}
     return {m: s for m, s in status.items() if s != "finished"}
 
 

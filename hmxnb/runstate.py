@@ -60,12 +60,17 @@ def profile_lock(folder: Path, busy: type[RunError] = RunError, message: str = B
         f.close()
 
 
-def read_step(step_dir: Path) -> dict | None:
-    """The step's `step.json`, or None when missing or unreadable."""
+def read_record(path: Path) -> dict | None:
+    """A JSON record this package wrote (step.json, members.json), or None when missing or unreadable."""
     try:
-        return json.loads((step_dir / "step.json").read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_step(step_dir: Path) -> dict | None:
+    """The step's `step.json`, or None when missing or unreadable."""
+    return read_record(step_dir / "step.json")
 
 
 def write_step(step_dir: Path, key: str, params: dict, phash: str, status: str, **extra) -> None:
