@@ -70,13 +70,10 @@ def per_member_steps(notebooks_dir: Path) -> list[Path]:
 
 
 def expected_keys(params: dict, steps: list[Path]) -> dict[str, str]:
-    """Step name -> the key the runner gives it for these params (the same chain as hmxnb.run._run_steps)."""
-    from hmxnb.run import step_key
+    """Step name -> the key the runner gives it for these params."""
+    from hmxnb.run import step_keys
 
-    phash, prev, keys = params_hash(params), "start", {}
-    for nb in steps:
-        prev = keys[nb.stem] = step_key(phash, nb, prev)
-    return keys
+    return step_keys(params_hash(params), steps)
 
 
 def member_lock(member_dir: Path):

@@ -77,6 +77,14 @@ def step_key(phash: str, notebook: Path, previous_key: str) -> str:
     return hashlib.sha256(f"{phash}|{_file_hash(notebook)}|{previous_key}".encode()).hexdigest()[:12]
 
 
+def step_keys(phash: str, steps: list[Path], start: str = "start") -> dict[str, str]:
+    """Step name -> key, chained: each step's key covers the params, its notebook and the step before it."""
+    keys, prev = {}, start
+    for nb in steps:
+        prev = keys[nb.stem] = step_key(phash, nb, prev)
+    return keys
+
+
 # Progress bars in an executed notebook are a stored document, not a live display: one line when a loop starts and
 # one when it ends (tqdm reads TQDM_* variables as its defaults), instead of a red wall of updates; and no warning
 # that the kernel has no widgets for them (text bars are what a stored notebook wants).
@@ -219,9 +227,7 @@ class _Run:
 def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start",
                extra=None) -> RunReport:
     phash = params_hash(params)
-    keys, prev = {}, start_key
-    for nb in all_steps:  # keys chain through every step, also the ones not selected
-        prev = keys[nb.stem] = step_key(phash, nb, prev)
+    keys = step_keys(phash, all_steps, start_key)  # through every step, also the ones not selected
     run = _Run(profile, params, overrides, out_root, keys, force, progress, log, extra or {})
     report = RunReport(out_root)
     t_run, status = time.time(), "interrupted"
