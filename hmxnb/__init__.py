@@ -23,3 +23,9 @@ def _import_unsloth_first() -> str | None:
 
 
 UNSLOTH_IMPORT_ERROR = _import_unsloth_first()
+
+
+def unsloth_env(params: dict) -> dict[str, str]:
+    """Environment for a process that runs `params` (a notebook kernel, `accelerate launch`, a script): with
+    `use_unsloth: false` Unsloth is not imported there, so TRL and transformers stay unpatched on a GPU machine too."""
+    return {} if params.get("use_unsloth", True) else {"HMXNB_IMPORT_UNSLOTH": "0"}

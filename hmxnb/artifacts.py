@@ -17,7 +17,8 @@ import numpy as np
 from hmxnb.params import params_hash
 from hmxnb.steps import BENCHMARKS, TRAINING
 
-PACKAGES = ("hmxnb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "papermill", "seaborn")
+PACKAGES = ("hmxnb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "unsloth_zoo",
+            "bitsandbytes", "papermill", "seaborn")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -102,6 +103,17 @@ def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
         {"params_hash": params_hash(params), "git_commit": git_commit(), "versions": package_versions(), **extra, "params": params},
         Path(out_dir) / "provenance.json",
     )
+
+
+def add_to_provenance(out_dir: str | Path, **extra) -> Path | None:
+    """Add keys to an existing `provenance.json` (what is only known later in the step, e.g. the trainer's
+    effective GRPO arguments); None when the step wrote none (a trainer built outside a notebook)."""
+    path = Path(out_dir) / "provenance.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    params = record.pop("params", None)
+    return save_json({**record, **extra, "params": params}, path)
 
 
 def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path:

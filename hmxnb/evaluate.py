@@ -22,25 +22,29 @@ from hmxnb.compare import MODELS
 from hmxnb.data import load_prompts
 from hmxnb.judge import judge
 from hmxnb.loglik import score_continuations
-from hmxnb.models import load_model
+from hmxnb.models import load_model, prepare_for_scoring
 from hmxnb.rubric import Rubric
 
 
 
 def load_with_adapters(params: dict, adapters: dict[str, str | Path]):
-    """(model, tokenizer) with each adapter loaded under its label; missing adapter folders raise a clear error."""
+    """(model, tokenizer) with each adapter loaded under its label; missing adapter folders raise a clear error.
+
+    The model comes back in the mode all its scoring and generation run in (`prepare_for_scoring`: Unsloth's
+    inference kernels on that backend), so base and adapters are scored alike.
+    """
     from peft import PeftModel
 
     for label, path in adapters.items():
         if not (Path(path) / "adapter_config.json").is_file():
             raise FileNotFoundError(f"adapter '{label}' not found at {path}: run its training notebook first")
-    model, tok, _ = load_model(params)
+    model, tok, backend = load_model(params)
     items = list(adapters.items())
     if items:
         model = PeftModel.from_pretrained(model, str(items[0][1]), adapter_name=items[0][0])
         for label, path in items[1:]:
             model.load_adapter(str(path), adapter_name=label)
-    return model.eval(), tok
+    return prepare_for_scoring(model, backend), tok
 
 
 def use(model, label: str):
@@ -59,7 +63,8 @@ def fixed_judge(model, tokenizer, params: dict):
     """
     rubric = Rubric.from_params(params)
     if params["eval_judge_model"] != "base":
-        model, tokenizer, _ = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
+        model, tokenizer, backend = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
+        prepare_for_scoring(model, backend)
 
     def judge_fn(prompts, replies):
         with use(model, "base"):

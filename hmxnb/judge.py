@@ -35,13 +35,14 @@ class JudgeResult:
 
     criteria: list[str]
     scores: np.ndarray  # [n_replies, n_criteria], raw scale
-    n_unparsed: int = 0
+    n_unparsed: int = 0  # NaN by design: unparsable outputs (generate), empty replies (contrast); other non-finite
+    #                      scores are numerical (overflow) and counted apart (hmxnb.rewards.count_nonfinite)
     score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
     raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
     contrast: np.ndarray | None = None  # contrast mode: per-token log-likelihood difference per reply (nats)
 
     def as_records(self) -> list[dict]:
-        return [{c: (None if np.isnan(v) else float(v)) for c, v in zip(self.criteria, row)} for row in self.scores]
+        return [{c: (float(v) if np.isfinite(v) else None) for c, v in zip(self.criteria, row)} for row in self.scores]
 
 
 def _render(tokenizer, messages: list[dict]) -> str:
@@ -80,14 +81,16 @@ def expected_score(logp: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.n
 
 @torch.inference_mode()
 def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int, max_new_tokens: int):
+    from hmxnb.generation import generate, generation_config
+
     device = next(model.parameters()).device
     pad_id = pad_token_id(tokenizer)
+    config = generation_config(model, tokenizer, max_new_tokens)  # greedy; the package's one generation set-up
     texts = []
     for start in range(0, len(contexts), batch_size):
         seqs = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in contexts[start:start + batch_size]]
         ids, mask = pad(seqs, pad_id, side="left")
-        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=pad_id)
+        gen = generate(model, config, input_ids=ids.to(device), attention_mask=mask.to(device))
         texts += tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
     parsed = [parse_score(t, lo, hi) for t in texts]
     return np.array([math.nan if v is None else v for v in parsed], dtype=float), texts
@@ -183,11 +186,12 @@ def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replie
                 out[i] = s / n if replies[i].strip() and n else np.nan
         mean_logp.append(out)
     diff = mean_logp[0] - mean_logp[1]
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
+    frac = np.where(np.isfinite(diff), frac, diff)  # an infinite difference is a numerical failure, not a top score
     lo, hi = rubric.scale_min, rubric.scale_max
     scores = (lo + (hi - lo) * frac)[:, None]
-    return JudgeResult(["expression"], scores, int(np.isnan(diff).sum()), contrast=diff)
+    return JudgeResult(["expression"], scores, sum(not r.strip() for r in replies), contrast=diff)
 
 
 def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode: str = "probability",

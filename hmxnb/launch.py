@@ -21,6 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hmxnb import unsloth_env
 from hmxnb.artifacts import save_json
 
 
@@ -57,13 +58,14 @@ def run_training(params: dict, out_dir: str | Path, log=print) -> dict:
     params_file = save_json(params, out_dir / "launch_params.json")
     cmd = launch_command(n, params_file, out_dir, _free_port(), _cpu_threads(n))
     log(f"hmxnb: training on {n} processes: {' '.join(cmd)}")
-    stream(cmd, log)
+    stream(cmd, log, unsloth_env(params))
     return json.loads((out_dir / "metrics.json").read_text())
 
 
-def stream(cmd: list[str], log=print) -> None:
-    """Run `cmd`, passing each output line to `log` as it comes; RuntimeError with the last lines on failure."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def stream(cmd: list[str], log=print, env: dict | None = None) -> None:
+    """Run `cmd` with `env` added to ours, passing each output line to `log` as it comes; RuntimeError with the last
+    lines on failure."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     tail: list[str] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
         for line in proc.stdout:

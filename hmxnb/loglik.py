@@ -8,7 +8,7 @@ Tokenisation follows lm-eval 0.4.x (`TemplateLM._encode_pair`, `HFLM.tok_encode`
   e.g. Llama; not by SmolLM2 or Qwen), and adds none when the text already starts with the BOS string;
 - an empty context becomes the single prefix token (BOS, else EOS);
 - sequences longer than `max_length + 1` are truncated from the left;
-- the score of a continuation is the sum over its tokens of log_softmax(logits) at the token.
+- the score of a continuation is the sum over its tokens of log_softmax(logits) at the token, in fp32 (hmxnb.logits).
 
 Two scorers with the same result: `score_continuations_plain` runs one (context, continuation) sequence at a
 time (the reference); `score_continuations` reuses shared prefixes: the token prefix common to every context in the
@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from hmxnb.logits import forward_logprobs
 from hmxnb.models import prefix_reuse_enabled
 
 Request = tuple[str, list[str]]
@@ -117,8 +118,8 @@ def score_continuations_plain(model, tokenizer, requests: list[Request], batch_s
         scores = []
         for ctx, cont in pairs:
             inp = torch.tensor([(ctx + cont)[:-1]], device=device)
-            logits = model(input_ids=inp, logits_to_keep=len(cont)).logits[0].float()
-            scores.append(_cont_logprob(torch.log_softmax(logits, dim=-1), cont))
+            _, logp = forward_logprobs(model, lambda rows: rows[0], input_ids=inp, logits_to_keep=len(cont))
+            scores.append(_cont_logprob(logp, cont))
         out.append(scores)
     return out
 
@@ -136,8 +137,17 @@ def common_prefix_length(sequences: list[list[int]]) -> int:
 
 
 def _cache_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(keys, values) per layer of a transformers 5 DynamicCache."""
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    """(keys, values) per layer, in any form a forward returns them: a transformers 5 Cache (`.layers`), an older
+    Cache (`key_cache` / `value_cache` lists), or the legacy tuple of (k, v) pairs that Unsloth's forwards return."""
+    if getattr(cache, "layers", None) is not None:
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache") and hasattr(cache, "value_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    if isinstance(cache, (tuple, list)) and cache and all(isinstance(kv, (tuple, list)) and len(kv) >= 2
+                                                          for kv in cache):
+        return [(kv[0], kv[1]) for kv in cache]
+    raise TypeError(f"cannot read keys/values from past_key_values of type {type(cache).__name__}: expected a "
+                    "transformers Cache (.layers or key_cache/value_cache) or a tuple of (key, value) pairs per layer")
 
 
 def _select(kv, rows: torch.Tensor) -> DynamicCache:
@@ -206,9 +216,9 @@ def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
     last = mask.sum(1) - 1
     cache = _select(prefix_kv, torch.zeros(k, dtype=torch.long, device=device)) if prefix_kv else None
     positions = n_prefix + torch.arange(ids.shape[1], device=device).expand(k, -1)
-    out = model(input_ids=ids, attention_mask=full_mask, position_ids=positions, past_key_values=cache,
-                use_cache=True)
-    first_logp = torch.log_softmax(out.logits[torch.arange(k, device=device), last].float(), dim=-1)
+    out, first_logp = forward_logprobs(model, lambda rows: rows[torch.arange(k, device=device), last], input_ids=ids,
+                                       attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+                                       use_cache=True)
     ctx_kv = _cache_tensors(out.past_key_values)
 
     rows = [(i, j, cont) for i, (_, conts) in enumerate(group) for j, cont in enumerate(conts)]
@@ -221,9 +231,8 @@ def _score_group(model, group, prefix_kv, n_prefix, pad_id, device) -> dict:
     attn = torch.cat([full_mask.index_select(0, owner), cont_mask], dim=1)
     start = (n_prefix + last + 1).index_select(0, owner)
     positions = start.unsqueeze(1) + torch.arange(cont_ids.shape[1], device=device)
-    out = model(input_ids=cont_ids, attention_mask=attn, position_ids=positions,
-                past_key_values=_select(ctx_kv, owner), use_cache=True)
-    logp = torch.log_softmax(out.logits.float(), dim=-1)
+    out, logp = forward_logprobs(model, input_ids=cont_ids, attention_mask=attn, position_ids=positions,
+                                 past_key_values=_select(ctx_kv, owner), use_cache=True)
     for r, (i, j, cont) in enumerate(rows):
         result[(i, j)] += _cont_logprob(logp[r, : len(cont) - 1], cont[1:])
     return result
@@ -245,24 +254,24 @@ def _groups(order: list[int], conts_per_unit: list[list], batch_size: int):
 @torch.inference_mode()
 def score_continuations(model, tokenizer, requests: list[Request], batch_size: int = 16,
                         max_length: int | None = None, progress: bool = True, prefix_cache: dict | None = None,
-                        fixed_prefix: str | None = None) -> list[list[float]]:
+                        fixed_prefix: str | None = None, reuse: bool | None = None) -> list[list[float]]:
     """Fast scorer with the same result as `score_continuations_plain` (to float rounding).
 
     Each distinct (context ids, continuation ids) pair is scored once. The prefix shared by all contexts is run
     once; contexts are then run once each, in batches, and their continuations are batched on their cached
-    keys/values. Continuation order within a request is kept. A model loaded with prefix reuse off (params
-    `prefix_cache_reuse`, off under Unsloth by default) is scored on the plain path instead.
+    keys/values. Continuation order within a request is kept. A model without prefix reuse recorded on
+    (hmxnb.models.prefix_reuse_enabled; params `prefix_cache_reuse`) is scored on the plain path instead.
 
     Args:
         requests: (context, [continuation, ...]) pairs.
         batch_size: about how many continuations go through the model per forward pass.
         prefix_cache, fixed_prefix: with both, the tokens of `fixed_prefix` (when every context starts with them)
             are the shared prefix, and its keys/values are kept in `prefix_cache` for later calls. Only valid while
-            the model's weights do not change.
+            the model's weights do not change. reuse: True / False forces this engine / the plain path.
     Returns:
         For each request, the summed log-prob of each continuation.
     """
-    if not prefix_reuse_enabled(model):
+    if not (prefix_reuse_enabled(model) if reuse is None else reuse):
         return score_continuations_plain(model, tokenizer, requests, batch_size, max_length, progress)
     device = _device(model)
     encoded = _encode_requests(model, tokenizer, requests, max_length)

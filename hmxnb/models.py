@@ -74,15 +74,54 @@ def torch_dtype(precision: str):
 def prefix_reuse_for(setting: str, backend: str) -> bool:
     """Whether scoring may reuse a shared prefix's KV cache (params `prefix_cache_reuse`).
 
-    'auto' turns it off under Unsloth, whose patched forwards have been known to mishandle a multi-token suffix over
-    a supplied cache, until a GPU check has shown both paths equal; on the other backends the CPU tests show it.
+    'auto' turns it off under Unsloth, whose patched forwards return legacy tuple caches and drop the attention mask
+    of padded batches in training mode, unless `check_prefix_reuse` shows both paths equal on the loaded model (the
+    caller runs it); on the other backends the CPU tests show it.
     """
     return setting == "on" or (setting == "auto" and backend != "unsloth")
 
 
 def prefix_reuse_enabled(model) -> bool:
-    """The decision `load_model` recorded on the model (True for a model loaded elsewhere, e.g. in tests)."""
-    return bool(getattr(model, "hmxnb_prefix_reuse", True))
+    """The decision `load_model` (or `check_prefix_reuse`'s caller) recorded on the model; False without one.
+
+    A model loaded elsewhere (passed to `make_trainer` by hand, wrapped by another library) may return its caches
+    in a form or under a mask handling the engine was never checked on (Unsloth: legacy tuples, masks dropped in
+    training mode), so it takes the plain path, which is slower but right on every model.
+    """
+    return bool(getattr(model, "hmxnb_prefix_reuse", False))
+
+
+def check_prefix_reuse(model, tokenizer, requests, tol: float = 0.1, batch_size: int = 16) -> dict:
+    """Score `requests` on the prefix-reuse engine and on the plain path: the engine may be used where they agree.
+
+    Run it on the model as the scorer will meet it (same train/eval and Unsloth inference/training mode: Unsloth's
+    training-mode forward drops the attention mask of padded batches). `tol` is in nats on a continuation's summed
+    log-prob: bf16 rounding alone moved them by up to 0.077 on a GPU; a wrong cache path moves them by whole nats.
+    Returns {"decision", "max_abs_diff", "n" (continuations compared), "tol", "error" (the engine's exception in one
+    line, else None), "seconds_engine", "seconds_plain"}. An engine that raises or gives a non-finite score decides
+    False. It records nothing: the caller sets `model.hmxnb_prefix_reuse = result["decision"]`.
+    """
+    import math
+    import time
+
+    from hmxnb.loglik import score_continuations, score_continuations_plain
+
+    t0 = time.perf_counter()
+    plain = score_continuations_plain(model, tokenizer, requests, progress=False)
+    t1 = time.perf_counter()
+    result = {"decision": False, "max_abs_diff": math.inf, "n": sum(len(row) for row in plain), "tol": tol,
+              "error": None, "seconds_engine": None, "seconds_plain": t1 - t0}
+    try:
+        fast = score_continuations(model, tokenizer, requests, batch_size, progress=False, reuse=True)
+    except Exception as err:  # whatever breaks on the cached path rules the engine out for this model
+        result["error"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        return result
+    result["seconds_engine"] = time.perf_counter() - t1
+    diffs = [abs(a - b) for row_f, row_p in zip(fast, plain) for a, b in zip(row_f, row_p)]
+    if all(math.isfinite(d) for d in diffs):
+        result["max_abs_diff"] = max(diffs, default=0.0)
+        result["decision"] = result["max_abs_diff"] <= tol
+    return result
 
 
 def local_rank() -> int:
@@ -218,11 +257,31 @@ def _load_unsloth(path: str, params: dict, for_training: bool, precision: str): 
 
 
 def _fix_pad(model, tok) -> None:
-    """Make sure a pad token exists (Llama 3.2 has none) and generation knows it."""
+    """Make sure a pad token exists (Llama 3.2 has none) and generation knows it; drop the generation config's
+    `max_length`, which Unsloth sets to the context size and which conflicts with every `max_new_tokens` (TRL's and
+    ours: hmxnb.generation)."""
+    from hmxnb.generation import clear_max_length
+
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tok.pad_token_id
+    clear_max_length(model)
+
+
+def prepare_for_scoring(model, backend: str):
+    """Put a loaded model in the mode every later score and generation of it runs in, once, before any scoring.
+
+    Unsloth's `generate` switches the model to its inference kernels (`FastLanguageModel.for_inference`) and leaves
+    it there, so in notebook 04 the base model's benchmarks (run before the first generation) and the adapters'
+    (after it) would be scored on different kernels. Switching first puts base and adapters on the same ones.
+    """
+    model.eval()
+    if backend == "unsloth":  # pragma: no cover - GPU only (the tests use a stand-in `unsloth` module)
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(model)  # last, so Unsloth's own mode switch has the final say
+    return model
 
 
 def load_embedded():

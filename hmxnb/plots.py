@@ -94,7 +94,7 @@ def _learned_panels(axes, log) -> None:
     ax.set(title="Rubric reward (self-judged)", ylabel="reward (0-1)")
     for c in log.columns:
         if c.startswith("judge/") and c not in ("judge/seconds", "judge/unparsed_share", "judge/unscorable_share",
-                                                "judge/contrast_nats"):
+                                                "judge/contrast_nats", "judge/nonfinite_share"):
             _line(axes[1], log, c)
     axes[1].set(title="Judge score (raw scale, mean per step)", ylabel="score")
     for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "judge/unscorable_share"):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hmxnb import health
 from hmxnb.artifacts import save_json, save_text
 from hmxnb.claims import (PAPER_LARGEST, PAPER_SHARE_PCT, check_claims, fmt_change, model_metric_table, paper_summary,
                           seed_summary, verdict)
@@ -167,6 +168,21 @@ def _summary_text(summ: dict) -> str:
             f"{worst_text} (paper: {p['base_model']}, BBQ {p['metric']}, -{p['degradation_pct']}%). " + left)
 
 
+def training_warnings(training_logs: dict) -> list[str]:
+    """hmxnb.health's line for every run that did not learn (most completions masked, or a ~0 gradient)."""
+    out = []
+    for direction, log in training_logs.items():
+        log = pd.read_csv(log) if isinstance(log, (str, Path)) else log
+        keys = [k for k in ("base_model", "seed") if k in log]
+        runs = log.groupby(keys, sort=False) if keys else [((), log)]
+        for key, run in runs:
+            label = ", ".join([direction, *(str(k) for k in (key if isinstance(key, tuple) else (key,)))])
+            line = health.warning(run, label)
+            if line:
+                out.append(line)
+    return out
+
+
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:
     """The report in reading order: verdict, scale, claims, example replies, training target, then the details."""
     a, b = contrast.split("_vs_")
@@ -194,7 +210,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
                                   f"saturate at ±{HEATMAP_CLIP:g}."),
     ]
     if training_logs:
-        blocks += [("h2", "Training curves"),
+        blocks += [("h2", "Training curves"), *[("p", f"WARNING: {w}") for w in training_warnings(training_logs)],
                    ("figure", "training_curves.png", "Training of the human-like (02) and reverse (03) runs: reward "
                                                      "(band: ±reward_std within groups), KL and completion length where logged.")]
     blocks.append(("h2", "All comparisons (per seed)"))

@@ -11,12 +11,14 @@ guard terms; we add one because a self-judge can be gamed by degenerate text (ou
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 
 from hmxnb.artifacts import append_jsonl
+from hmxnb.logits import forward_logprobs
 from hmxnb.loglik import pad, pad_token_id
 from hmxnb.chat import render, strip_thinking
 from hmxnb.judge import judge
@@ -108,7 +110,9 @@ class SelfJudge:
         self.max_completion_length = max_completion_length
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
-        self.n_unscorable = 0  # replies whose judge reward was NaN and took their group's mean
+        self.n_unscorable = 0  # replies whose judge reward was not finite and took their group's mean
+        self.n_nonfinite = 0  # judgements NaN / inf for a numerical reason (count_nonfinite); warned about once
+        self.warned_nonfinite = False
         self.seconds = 0.0
         # the frozen judge's weights never change, so its few-shot prefixes' KV caches can be kept across steps
         self.prefix_cache: dict | None = {} if judge_model == "frozen" else None
@@ -152,9 +156,10 @@ class SelfJudge:
         was_training = self.model.training
         self.model.eval()
         try:
-            def logp():
-                out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-                return torch.log_softmax(out[:, :-1], -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0].cpu()
+            def logp():  # fp32 log-probs, from an fp32 head on a bf16 / fp16 model (hmxnb.logits)
+                _, lp = forward_logprobs(self.model, lambda rows: rows[:, :-1], input_ids=ids.to(device),
+                                         attention_mask=mask.to(device))
+                return lp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0].cpu()
             live = logp()
             with self.model.disable_adapter():
                 start = logp()
@@ -170,24 +175,45 @@ class SelfJudge:
 
 
 def fill_unscorable(rewards: np.ndarray, groups: list) -> tuple[np.ndarray, int]:
-    """Replace NaN rewards (unscorable replies) by the mean of the valid rewards of their group (same prompt).
+    """Replace non-finite rewards (unscorable replies: unparsable, empty, or NaN / inf from a numerical overflow) by
+    the mean of the valid rewards of their group (same prompt).
 
     TRL sums reward functions with `nansum`, so a NaN judge reward next to the format guard's number would count as 0,
-    the worst judge reward. The group mean makes an unscorable reply neutral for its GRPO advantage (the format guard
-    still penalises it when it is empty or degenerate). A group with no valid reward takes the batch's valid mean (0.0
-    when there is none): any constant leaves its advantages unchanged. Returns (filled rewards, number filled).
+    the worst judge reward (and an inf would swamp its group's advantages). The group mean makes an unscorable reply
+    neutral for its GRPO advantage (the format guard still penalises it when it is empty or degenerate). A group with
+    no valid reward takes the batch's valid mean (0.0 when there is none): any constant leaves its advantages
+    unchanged. Returns (filled rewards, number filled).
     """
     r = np.asarray(rewards, dtype=float).copy()
-    bad = np.isnan(r)
+    bad = ~np.isfinite(r)
     if not bad.any():
         return r, 0
-    fallback = float(np.nanmean(r)) if (~bad).any() else 0.0
+    fallback = float(r[~bad].mean()) if (~bad).any() else 0.0
     keys = np.array([str(g) for g in groups])
     for g in set(keys[bad]):
         members = keys == g
         valid = members & ~bad
         r[members & bad] = r[valid].mean() if valid.any() else fallback
     return r, int(bad.sum())
+
+
+def count_nonfinite(res) -> int:
+    """Judgements whose score is NaN or +-inf beyond those the judge reported unparsable (NaN by design).
+
+    These are numerical failures: an fp16 overflow, a token the model gives probability 0. They are filled like
+    unparsable ones (`fill_unscorable`), but a run should hear about them: they mean the scores are not trustworthy.
+    """
+    return max(int((~np.isfinite(np.asarray(res.scores, dtype=float))).sum()) - int(res.n_unparsed), 0)
+
+
+def warn_nonfinite(state: SelfJudge, n: int, size: int, step) -> None:
+    """One warning line per run, the first time a step's judge scores are not all finite (counted in the log)."""
+    state.n_nonfinite += n
+    if n and not state.warned_nonfinite:
+        state.warned_nonfinite = True
+        warnings.warn(f"self-judge: {n} of {size} judge scores at step {step} were NaN or inf (numerical overflow, "
+                      "e.g. fp16); their replies took their group's mean reward. Later steps are not warned about: "
+                      "see judge/nonfinite_share in train_log.csv", RuntimeWarning, stacklevel=3)
 
 
 def group_spread(rewards: np.ndarray, groups: list) -> dict[str, float]:
@@ -218,10 +244,11 @@ def get_self_judge_reward(state: SelfJudge):
         state.seconds += time.perf_counter() - t0
         state.n_unparsed += res.n_unparsed
         state.n_unscorable += n_filled
+        step = getattr(kwargs.get("trainer_state"), "global_step", None)
+        warn_nonfinite(state, count_nonfinite(res), res.scores.size, step)
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
             _log_judge(log_metric, res, rewards, user, n_filled, t0)
-        step = getattr(kwargs.get("trainer_state"), "global_step", None)
         if state.sample_every and step is not None and step % state.sample_every == 0:
             if log_metric is not None and kwargs.get("completion_ids"):
                 log_metric("drift/mean_abs_logprob_change", state.drift(prompts, kwargs["completion_ids"]))
@@ -232,14 +259,16 @@ def get_self_judge_reward(state: SelfJudge):
 
 
 def _log_judge(log_metric, res, rewards, user: list[str], n_filled: int, t0: float) -> None:
-    """The judge's per-step metrics: score per criterion, contrast, unparsed / unscorable shares, time, signal."""
+    """The judge's per-step metrics: score per criterion, contrast, unparsed / non-finite / unscorable shares, time,
+    signal (means over the finite scores)."""
     for j, c in enumerate(res.criteria):
         col = res.scores[:, j]
-        if not np.all(np.isnan(col)):
-            log_metric(f"judge/{c}", float(np.nanmean(col)))
-    if res.contrast is not None and not np.all(np.isnan(res.contrast)):
-        log_metric("judge/contrast_nats", float(np.nanmean(res.contrast)))
+        if np.isfinite(col).any():
+            log_metric(f"judge/{c}", float(col[np.isfinite(col)].mean()))
+    if res.contrast is not None and np.isfinite(res.contrast).any():
+        log_metric("judge/contrast_nats", float(res.contrast[np.isfinite(res.contrast)].mean()))
     log_metric("judge/unparsed_share", res.n_unparsed / max(res.scores.size, 1))
+    log_metric("judge/nonfinite_share", count_nonfinite(res) / max(res.scores.size, 1))
     log_metric("judge/unscorable_share", n_filled / max(len(user), 1))
     log_metric("judge/seconds", time.perf_counter() - t0)
     for k, v in group_spread(rewards, user).items():
@@ -251,7 +280,7 @@ def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion
     ids = completion_ids or [None] * len(texts)
     rows = [{
         "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
-        "reward": None if np.isnan(r) else float(r),
+        "reward": float(r) if np.isfinite(r) else None,
         "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
     } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
     state.samples += rows

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hmxnb import unsloth_env
 from hmxnb.members import inside, sweep
 from hmxnb.params import SCHEMA, load_params, params_hash, read_profile
 from hmxnb.runstate import RunError, append_history, plan_step, profile_lock, read_step, write_run_record, write_step
@@ -91,14 +92,14 @@ def step_keys(phash: str, steps: list[Path], start: str = "start") -> dict[str, 
 KERNEL_ENV = {"TQDM_MININTERVAL": "3600", "PYTHONWARNINGS": "ignore:IProgress not found"}
 
 
-def _kernel_manager(log_path: Path):
+def _kernel_manager(log_path: Path, env: dict | None = None):
     """An AsyncKernelManager whose kernel writes its own log (not cell output) to `log_path`, not to our terminal,
-    and runs with KERNEL_ENV."""
+    and runs with KERNEL_ENV and `env` (hmxnb.unsloth_env: no Unsloth import for `use_unsloth: false`)."""
     from jupyter_client import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            kw["env"] = {**(kw.get("env") or os.environ), **KERNEL_ENV}
+            kw["env"] = {**(kw.get("env") or os.environ), **KERNEL_ENV, **(env or {})}
             with open(log_path, "ab") as log:
                 kw["stderr"] = kw["stdout"] = log
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -106,13 +107,13 @@ def _kernel_manager(log_path: Path):
     return LoggedKernelManager
 
 
-def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool) -> None:
+def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool, env: dict | None = None) -> None:
     import papermill as pm
 
     pm.execute_notebook(
         str(notebook), str(out_nb), parameters=parameters, kernel_name="python3",
         progress_bar=progress, cwd=str(notebook.parent), log_output=False, report_mode=False,
-        kernel_manager_class=_kernel_manager(out_nb.parent / "kernel.log"),
+        kernel_manager_class=_kernel_manager(out_nb.parent / "kernel.log", env),
         coalesce_streams=True,  # one stream output per cell; a progress bar's \r updates collapse to its last line
     )
 
@@ -264,7 +265,7 @@ def _run_step(run: _Run, nb: Path, tag: str) -> StepResult:
     out_nb = step_dir / nb.name
     try:
         _execute(nb, out_nb, {"profile": run.profile, "params_overrides": run.overrides, "out_dir": str(step_dir),
-                              **run.extra}, run.progress)
+                              **run.extra}, run.progress, unsloth_env(run.params))
     except KeyboardInterrupt:
         write_step(step_dir, key, run.params, run.phash, "interrupted", seconds=time.time() - t0)
         raise

@@ -64,8 +64,9 @@ SCHEMA: dict[str, Param] = {
     "chat_date": Param(DEFAULT_DATE, "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
                        "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
     "prefix_cache_reuse": Param("auto", "str", "hmxnb.models.prefix_reuse_for (judge, log-likelihood benchmarks)",
-                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth until a "
-                                "GPU check has shown it equal to the plain path.", ("auto", "on", "off")),
+                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth: there the "
+                                "training judge uses it only if a check at start gives the plain path's scores "
+                                "(grpo_args.json: judge_scoring), and evaluation keeps the plain path.", ("auto", "on", "off")),
     # --- data ---
     "data_dir": Param(None, "path?", "hmxnb.bench loaders", "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
     "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts", "Training prompt set (jsonl); None = the packaged set."),
@@ -112,6 +113,23 @@ SCHEMA: dict[str, Param] = {
     "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).", bounds="[1, inf)"),
     "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, inf)"),
     "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
+    # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
+    # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
+    # epsilon_high=0.28; it defaults weight_decay to 0.001), and a TRL update may move their defaults. Values are
+    # TRL 1.14.2's defaults, so CPU (plain TRL) and GPU (Unsloth) train one objective; hmxnb.grpo_args checks it.
+    "mask_truncated_completions": Param(False, "bool", "GRPOConfig.mask_truncated_completions",
+                                        "Drop completions that hit max_completion_length from the loss. False: a 0.6-8B chat "
+                                        "model's replies mostly run past 128-256 tokens, and masking them all gives a zero update."),
+    "epsilon": Param(0.2, "float", "GRPOConfig.epsilon", "Lower clipping bound of the policy ratio (1 - epsilon).", bounds="(0, 1)"),
+    "epsilon_high": Param(0.2, "float", "GRPOConfig.epsilon_high",
+                          "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.", bounds="(0, inf)"),
+    "weight_decay": Param(0.0, "float", "GRPOConfig.weight_decay", "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).",
+                          bounds="[0, 1)"),
+    "max_grad_norm": Param(1.0, "float", "GRPOConfig.max_grad_norm", "Gradient clipping norm.", bounds="(0, inf)"),
+    "num_iterations": Param(1, "int", "GRPOConfig.num_iterations", "Optimizer updates per generated batch (GRPO's mu).",
+                            bounds="[1, 64]"),
+    "top_k": Param(0, "int", "GRPOConfig.top_k", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
+                   bounds="[0, inf)"),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
     "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
                            "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "

@@ -24,7 +24,8 @@ STEPS = (
          "`figures/rubric_examples.png`, `figures/judge_validation.png`"),
     Step("02_train_human", "GRPOConfig keys, LoRA keys, `judge_model`, `reward_weight_*`",
          "model, `hmxnb/data/prompts.jsonl` (train split)",
-         "`adapter/`, `train_log.csv`, `samples.jsonl`, `metrics.json`, `checkpoints/`, `figures/training.png`"),
+         "`adapter/`, `train_log.csv`, `samples.jsonl`, `metrics.json`, `grpo_args.json` (the effective GRPO objective), "
+         "`checkpoints/`, `figures/training.png`"),
     Step("03_train_reverse", "the same, `direction: reverse`", "the same", "the same"),
     Step("04_benchmarks", "`data_dir`, `bench_limit`, `bench_batch_size`, `eval_max_new_tokens`, `eval_judge_model`",
          "model, `02_*/adapter`, `03_*/adapter`, benchmark data, held-out prompts",

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hmxnb import health
 from hmxnb.artifacts import save_json, save_jsonl, save_text
 from hmxnb.chat import settings_from_params
 from hmxnb.data import load_prompts, to_chat_dataset
-from hmxnb.models import device_capability, load_model, local_rank, precision_for
+from hmxnb.generation import clear_max_length, quiet_unsloth_generate_notice
+from hmxnb.grpo_args import read_record, record_and_check
+from hmxnb.models import (check_prefix_reuse, device_capability, load_model, local_rank, precision_for,
+                          prefix_reuse_enabled)
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
 from hmxnb.schema import keys_feeding
@@ -30,7 +34,8 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: s
     """GRPOConfig keyword arguments from params (keys are GRPOConfig fields) plus the device settings.
 
     CPU: use_cpu=True and bf16=False (TRL's default bf16 makes CPU training ~6x slower). CUDA: the precision the
-    model was loaded in (hmxnb.models.precision_for: bf16 on GPUs with native bf16, fp16 on a T4). The chat template
+    model was loaded in (hmxnb.models.precision_for: bf16 on GPUs with native bf16, fp16 on a T4). Every key that
+    decides the objective is passed on every backend (hmxnb.grpo_args checks the built trainer). The chat template
     gets the params' thinking switch and pinned date (hmxnb.chat), as the judge and the benchmarks do.
     `max_prompt_length` is not passed: current TRL rejects it.
     Unsloth rewrites per_device_train_batch_size to num_generations when it is smaller; our params validation
@@ -40,7 +45,7 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: s
     kw.update(
         output_dir=str(output_dir), report_to="none", save_strategy="steps", logging_first_step=True,
         reward_weights=[params["reward_weight_judge"], params["reward_weight_format"]],
-        remove_unused_columns=False, disable_tqdm=False,
+        remove_unused_columns=False, disable_tqdm=False, use_vllm=False,
         chat_template_kwargs=settings_from_params(params).template_kwargs(),
     )
     if on_cpu:
@@ -92,13 +97,18 @@ def adapter_delta_norm(model) -> float:
 
 
 def diagnostics_callback():
-    """A TrainerCallback adding `drift/adapter_norm` to every logged step of the log history (train_log.csv)."""
+    """A TrainerCallback adding `drift/adapter_norm` and the health columns (hmxnb.health: share of completions masked
+    from the loss, ~0 gradient) to every logged step of the log history (train_log.csv)."""
     from transformers import TrainerCallback
 
     class Diagnostics(TrainerCallback):
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-            if model is not None and state.log_history and "step" in state.log_history[-1]:
-                state.log_history[-1]["drift/adapter_norm"] = adapter_delta_norm(model)
+            if not state.log_history or "step" not in state.log_history[-1]:
+                return
+            entry = state.log_history[-1]
+            entry.update(health.step_health(entry, bool(getattr(args, "mask_truncated_completions", False))))
+            if model is not None:
+                entry["drift/adapter_norm"] = adapter_delta_norm(model)
 
     return Diagnostics()
 
@@ -107,37 +117,77 @@ def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, 
     """Build (trainer, judge_state) for params['direction']; loads the model unless given."""
     if model is None:
         model, tokenizer, backend = load_model(params, for_training=True)  # Unsloth (if used) is imported before TRL
-    from trl import GRPOTrainer
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer  # Unsloth's patched classes when Unsloth was imported first
 
     on_cpu = backend in (None, "transformers-cpu")
     precision = getattr(model, "hmxnb_precision", None) or precision_for(params["precision"], None if on_cpu else device_capability())
     out_dir = Path(out_dir)
-    config = build_grpo_config(params, out_dir / "checkpoints", on_cpu, precision)
+    kwargs = grpo_kwargs(params, out_dir / "checkpoints", on_cpu, precision)
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
-    state = SelfJudge(
-        tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
-        judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
-        max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
-        max_completion_length=params["max_completion_length"],
-        samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
-    )
-    from transformers import set_seed
-
+    state = self_judge_state(params, tokenizer, out_dir)
     # GRPOTrainer wraps the model with LoRA before Trainer seeds the RNG: without this the adapters' random init
     # (lora_A) differs between two runs of the same seed (measured: grad norm 0.114 vs 0.105 at step 1, tiny model).
     set_seed(params["seed"])
+    clear_max_length(model)  # a model passed by hand may carry Unsloth's max_length, which clashes with max_new_tokens
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
         reward_funcs=[get_self_judge_reward(state), get_format_guard(params["max_completion_length"])],
-        args=config,
+        args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
         peft_config=None if backend == "unsloth" else build_lora_config(params),
         callbacks=[diagnostics_callback(), *callbacks],
     )
     state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
     state.check_model()
+    scoring = judge_scoring_path(params, backend, state.model, tokenizer, rows)
+    # what the trainer will optimise, written to grpo_args.json; a field params set that differs stops the run here
+    record_and_check(trainer, objective_kwargs(kwargs), backend, out_dir if is_main_process() else None,
+                     judge_scoring=scoring)
     return trainer, state
+
+
+def self_judge_state(params: dict, tokenizer, out_dir: Path) -> SelfJudge:
+    """The self-judge the reward function calls, as params configure it (samples written by the main process only)."""
+    return SelfJudge(
+        tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
+        judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
+        max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
+        max_completion_length=params["max_completion_length"],
+        samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
+    )
+
+
+# A handful of fixed replies scored at start on the real prompts: enough to tell a correct cached path (differences of
+# float rounding) from a wrong one (whole nats).
+CHECK_REPLIES = (" I feel glad you asked, and I want to help.", " The answer depends on the details.", " No.")
+
+
+def judge_scoring_path(params: dict, backend: str | None, model, tokenizer, rows: list[dict]) -> dict:
+    """Which scorer the judge uses during training, recorded in grpo_args.json.
+
+    Under Unsloth with `prefix_cache_reuse: auto`, the prefix-reuse engine is used only if it gives the plain path's
+    scores on this model as the judge meets it (hmxnb.models.check_prefix_reuse on the first three training prompts);
+    elsewhere the decision load_model recorded stands."""
+    if backend != "unsloth" or params["prefix_cache_reuse"] != "auto":
+        return {"engine": prefix_reuse_enabled(model), "decided_by": f"prefix_cache_reuse: {params['prefix_cache_reuse']}"}
+    from hmxnb.chat import render
+
+    requests = [(render(tokenizer, [{"role": "user", "content": row["prompt"]}]), list(CHECK_REPLIES)) for row in rows[:3]]
+    check = check_prefix_reuse(model, tokenizer, requests)
+    model.hmxnb_prefix_reuse = check["decision"]
+    return {"engine": check["decision"], "decided_by": "engine vs plain path at start", **check}
+
+
+# grpo_kwargs entries that do not decide the objective or the batch (bookkeeping, paths, logging)
+NOT_OBJECTIVE = ("output_dir", "report_to", "save_strategy", "logging_first_step", "disable_tqdm", "remove_unused_columns",
+                 "logging_steps", "save_steps")
+
+
+def objective_kwargs(kwargs: dict) -> dict:
+    """The GRPOConfig kwargs that the built trainer must hold unchanged (hmxnb.grpo_args.check_against)."""
+    return {k: v for k, v in kwargs.items() if k not in NOT_OBJECTIVE}
 
 
 def is_main_process() -> bool:
@@ -176,7 +226,8 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
         _trim_samples(samples_file, resume)
         print(global_batch_line(trainer.args), flush=True)
     t0 = time.time()
-    trainer.train(resume_from_checkpoint=resume)  # samples.jsonl grows as steps are judged
+    with quiet_unsloth_generate_notice():  # Unsloth's generate adds two kwargs next to TRL's generation_config
+        trainer.train(resume_from_checkpoint=resume)  # samples.jsonl grows as steps are judged
     seconds = time.time() - t0
     if not main:
         return {}  # under accelerate launch, rank 0 writes the adapter, log and metrics
@@ -185,7 +236,8 @@ def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer
     log = log_frame(trainer.state.log_history)
     save_text(log.to_csv(index=False), out_dir / "train_log.csv")
     metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed,
-                        n_unscorable=state.n_unscorable,
+                        n_unscorable=state.n_unscorable, n_nonfinite=state.n_nonfinite, **health.summary(log),
+                        grpo_args_hash=read_record(out_dir)["objective_hash"],
                         **expression_score(samples_file, state.rubric, params["direction"]))
     save_json(metrics, out_dir / "metrics.json")
     return metrics

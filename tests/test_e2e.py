@@ -135,3 +135,21 @@ def test_benchmark_progress_is_one_line(smoke_run):
     err = "".join("".join(o["text"]) for o in cell["outputs"] if o.get("name") == "stderr")
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("benchmarks: 100%"), lines
+
+
+# the two notices each generation printed on the GPU run (issue 20): a model-level max_length beside max_new_tokens,
+# a GenerationConfig beside generation arguments
+GENERATION_NOTICES = ("seem to have been set", "Passing `generation_config` together with generation-related")
+
+
+@pytest.mark.parametrize("step", FIGURES_SHOWN)
+def test_executed_notebooks_print_no_generation_notice(smoke_run, step):
+    """No generation notice in an executed notebook's outputs or its kernel's log (hmxnb.generation)."""
+    root, _ = smoke_run
+    nb = json.loads((root / step / f"{step}.ipynb").read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    texts = ["".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in outputs]
+    log = root / step / "kernel.log"
+    texts.append(log.read_text(errors="replace") if log.is_file() else "")
+    found = [line for t in texts for line in t.splitlines() if any(n in line for n in GENERATION_NOTICES)]
+    assert not found, found

@@ -134,3 +134,43 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
     assert {r["model"] for r in records} == {"base", "human", "reverse"}
     assert sum(r["benchmark"] == "feeling_expression" for r in records) == 3 * 2
     assert set(seconds) >= {"truthfulqa", "expression"}
+
+
+def test_models_loaded_for_evaluation_keep_the_engine(tiny_model_dir, adapters):
+    """load_model records prefix reuse on CPU; the PEFT wrapper of notebook 04 still reports it (not the plain path)."""
+    from hmxnb.models import prefix_reuse_enabled
+
+    model, _ = load_with_adapters(load_params("smoke", {"model_name_or_path": tiny_model_dir}), adapters)
+    assert prefix_reuse_enabled(model) is True
+
+
+@pytest.mark.parametrize("backend, expected_calls", [("unsloth", 1), ("transformers-cpu", 0)])
+def test_unsloth_inference_mode_is_set_once_before_any_scoring(tiny_model_dir, adapters, monkeypatch, backend,
+                                                               expected_calls):
+    """Issue 20: Unsloth's generate switched kernels after the base model's benchmarks. On that backend notebook 04's
+    model is put in inference mode once, right after loading, before anything is scored; elsewhere never."""
+    import sys
+    import types
+    from pathlib import Path
+
+    from hmxnb import evaluate
+
+    events = []
+    fake = types.ModuleType("unsloth")  # a stand-in: the real one needs a GPU
+    fake.FastLanguageModel = types.SimpleNamespace(for_inference=lambda m: events.append(("for_inference", m)) or m)
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    real_load, real_score = evaluate.load_model, evaluate.score_continuations
+    monkeypatch.setattr(evaluate, "load_model", lambda params: (*real_load(params)[:2], backend))
+    monkeypatch.setattr(evaluate, "score_continuations",
+                        lambda m, *a, **k: events.append(("score", m)) or real_score(m, *a, **k))
+    mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"
+    p = load_params("smoke", {"model_name_or_path": str(tiny_model_dir), "data_dir": str(mirror), "bench_limit": 1,
+                              "eval_max_new_tokens": 2})
+    model, tok = evaluate.load_with_adapters(p, adapters)
+    items = evaluate.load_items(p, log=lambda *_: None)
+    items["expression"] = items["expression"][:1]
+    evaluate.run_all(model, tok, items, p, log=lambda *_: None)
+    names = [name for name, _ in events]
+    assert names.count("for_inference") == expected_calls and "score" in names
+    if expected_calls:
+        assert events[0] == ("for_inference", model)  # the very model run_all scores, before its first score

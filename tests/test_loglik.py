@@ -1,6 +1,7 @@
 """hmxnb.loglik: lm-eval tokenisation of (context, continuation) and fast scorer == plain scorer."""
 
 import pytest
+import torch
 
 from hmxnb.loglik import (
     common_prefix_length,
@@ -123,3 +124,188 @@ def test_prefix_kept_across_calls(tiny_model, monkeypatch):
     got = score_continuations(model, tok, [REQUESTS[4]], progress=False, prefix_cache=cache, fixed_prefix=PRIMER)
     assert got[0] == pytest.approx(score_continuations_plain(model, tok, [REQUESTS[4]], progress=False)[0], abs=1e-4)
     assert len(cache) == 1
+
+
+class _KeyValueListCache:
+    """A cache as transformers 4.x kept it: `key_cache` / `value_cache` lists, no `.layers`."""
+
+    def __init__(self, kv):
+        self.key_cache = [k for k, _ in kv]
+        self.value_cache = [v for _, v in kv]
+
+
+class CacheStyleModel(torch.nn.Module):
+    """The tiny model returning its past key/values in another form: "tuple" = the legacy ((k, v) per layer) tuple
+    Unsloth's forwards return, "lists" = a key_cache/value_cache cache. Reuse is on, as on a checked model."""
+
+    def __init__(self, inner, style):
+        super().__init__()
+        self.inner, self.style, self.config = inner, style, inner.config
+        self.hmxnb_prefix_reuse = True
+
+    def forward(self, **kwargs):
+        out = self.inner(**kwargs)
+        if out.past_key_values is not None:
+            kv = tuple((layer.keys, layer.values) for layer in out.past_key_values.layers)
+            out.past_key_values = kv if self.style == "tuple" else _KeyValueListCache(kv)
+        return out
+
+
+@pytest.mark.parametrize("style", ["tuple", "lists"])
+def test_engine_reads_tuple_and_key_value_list_caches(tiny_model, style):
+    """Issue 20: `cache.layers` crashed on Unsloth's tuple caches; every cache form gives the plain path's scores."""
+    from hmxnb import loglik
+
+    model, tok = tiny_model
+    wrapped = CacheStyleModel(model, style)
+    out = wrapped(input_ids=torch.tensor([[1, 2, 3]]), use_cache=True)
+    assert [k.shape[-2] for k, _ in loglik._cache_tensors(out.past_key_values)] == [3, 3]  # one (k, v) per layer
+    plain = score_continuations_plain(model, tok, REQUESTS, progress=False)
+    for batch_size in (1, 64):
+        fast = score_continuations(wrapped, tok, REQUESTS, batch_size=batch_size, progress=False)
+        for row_fast, row_plain in zip(fast, plain):
+            assert row_fast == pytest.approx(row_plain, abs=1e-4)
+
+
+@pytest.mark.parametrize("cache", [None, object(), (torch.zeros(2),)])
+def test_unreadable_cache_is_a_one_line_error_naming_its_type(cache):
+    from hmxnb.loglik import _cache_tensors
+
+    with pytest.raises(TypeError, match=f"past_key_values of type {type(cache).__name__}:") as exc:
+        _cache_tensors(cache)
+    assert "\n" not in str(exc.value)
+
+
+def test_model_without_the_decision_takes_the_plain_path(tiny_model, monkeypatch):
+    """A model nobody decided for (not loaded by load_model, e.g. passed to make_trainer by hand) is never scored on
+    the engine: its internals raise here, and the scores are the plain path's."""
+    from hmxnb import loglik
+
+    model, tok = tiny_model
+    expected = score_continuations_plain(model, tok, REQUESTS, progress=False)
+    monkeypatch.delattr(model, "hmxnb_prefix_reuse")
+    for name in ("_run_prefix", "_score_group", "_shared_prefix"):
+        monkeypatch.setattr(loglik, name, lambda *a, **k: pytest.fail("the engine ran"))
+    assert score_continuations(model, tok, REQUESTS, progress=False) == expected
+    with pytest.raises(pytest.fail.Exception, match="the engine ran"):  # ... unless the caller forces it
+        score_continuations(model, tok, REQUESTS, progress=False, reuse=True)
+
+
+# --- fp32 log-softmax from the final hidden states on a bf16 / fp16 model (issue 20, item 4; hmxnb.logits) ---
+
+
+def _bf16_copy(model, scale: float = 1.0):
+    """A bf16 copy of a tiny model whose head weights are scaled so its logits are large enough for bf16 rounding to
+    matter (a random 64-wide model's logits are close to 0); the engine is used (prefix reuse recorded on)."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(model).to(torch.bfloat16)
+    with torch.no_grad():
+        m.get_output_embeddings().weight.mul_(scale)
+    m.hmxnb_prefix_reuse = True
+    return m
+
+
+def _reference(model, tok, requests, fp32_head: bool):
+    """Summed log-probs computed by hand, one sequence at a time: from the backbone's final hidden states with the
+    head applied in fp32 (+ soft-capping), or from the model's own logits upcast (the engine before this change)."""
+    import torch
+
+    from hmxnb.loglik import _encode_requests
+
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    backbone = model.get_base_model().model if hasattr(model, "get_base_model") else model.model
+    out = []
+    with torch.inference_mode():
+        for pairs in _encode_requests(model, tok, requests, None):
+            row = []
+            for ctx, cont in pairs:
+                ids = torch.tensor([(ctx + cont)[:-1]])
+                if fp32_head:
+                    hidden = backbone(input_ids=ids).last_hidden_state[0, -len(cont):]
+                    logits = hidden.float() @ head.weight.float().T
+                    logits = torch.tanh(logits / cap) * cap if cap else logits
+                else:
+                    logits = model(input_ids=ids).logits[0, -len(cont):].float()
+                row.append(float(torch.log_softmax(logits, -1)[torch.arange(len(cont)), cont].sum()))
+            out.append(row)
+    return out
+
+
+def _max_diff(a, b):
+    return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+
+
+def test_fp32_model_scores_are_unchanged(tiny_model, monkeypatch):
+    """On an fp32 model the head is not recomputed (no hook): the scores are today's, bit for bit."""
+    import torch
+
+    from hmxnb.logits import low_precision_head
+
+    model, tok = tiny_model
+    monkeypatch.setattr(model, "hmxnb_prefix_reuse", True, raising=False)
+    assert low_precision_head(model) is None
+    monkeypatch.setattr(torch.nn.Linear, "register_forward_pre_hook",
+                        lambda *a, **k: pytest.fail("hook on an fp32 head"), raising=False)
+    assert score_continuations_plain(model, tok, REQUESTS, progress=False) == _reference(model, tok, REQUESTS, False)
+    fast = score_continuations(model, tok, REQUESTS, batch_size=3, progress=False)
+    monkeypatch.setattr(model, "hmxnb_fp32_head", False, raising=False)
+    assert score_continuations(model, tok, REQUESTS, batch_size=3, progress=False) == fast
+
+
+@pytest.mark.parametrize("scorer", ["plain", "engine"])
+def test_bf16_model_scores_from_fp32_head(tiny_model, scorer):
+    """Both scorers take the bf16 model's final hidden states through the head in fp32, not its bf16 logits."""
+    model, tok = tiny_model
+    bf16 = _bf16_copy(model, scale=200.0)
+    got = (score_continuations_plain(bf16, tok, REQUESTS, progress=False) if scorer == "plain"
+           else score_continuations(bf16, tok, REQUESTS, batch_size=3, progress=False))
+    fp32_head, bf16_logits = _reference(bf16, tok, REQUESTS, True), _reference(bf16, tok, REQUESTS, False)
+    assert _max_diff(fp32_head, bf16_logits) > 0.05  # the test can tell the two apart
+    assert _max_diff(got, fp32_head) < 0.02 < _max_diff(got, bf16_logits)
+    assert getattr(bf16, "hmxnb_fp32_head", True)  # no fallback
+
+
+def test_fp32_head_through_peft_and_tied_embeddings(tiny_model):
+    """A PEFT-wrapped bf16 model with tied embeddings: the head is found through the wrapper, adapters included."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny_model
+    assert model.config.tie_word_embeddings
+    peft_model = get_peft_model(_bf16_copy(model, scale=200.0), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                           init_lora_weights=False))
+    peft_model.hmxnb_prefix_reuse = True
+    got = score_continuations(peft_model, tok, REQUESTS, batch_size=3, progress=False)
+    assert _max_diff(got, _reference(peft_model, tok, REQUESTS, True)) < 0.02
+    assert _max_diff(got, _reference(peft_model, tok, REQUESTS, False)) > 0.02
+
+
+def test_gemma2_softcapping_applied_in_fp32(tiny_model):
+    """Gemma-2 soft-caps its final logits: the fp32 head does too (else the self-check would fall back)."""
+    import torch
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    _, tok = tiny_model
+    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, final_logit_softcapping=10.0,
+                       pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    gemma = _bf16_copy(Gemma2ForCausalLM(cfg).eval(), scale=100.0)
+    got = score_continuations(gemma, tok, REQUESTS, batch_size=3, progress=False)
+    assert _max_diff(got, _reference(gemma, tok, REQUESTS, True)) < 0.02
+    assert getattr(gemma, "hmxnb_fp32_head", True)
+
+
+def test_unknown_logit_transform_falls_back_with_a_warning(tiny_model):
+    """Logits that our fp32 head cannot reproduce (here: a soft-cap the model never applies) are not trusted: one
+    warning, the model's own logits from then on."""
+    model, tok = tiny_model
+    bf16 = _bf16_copy(model, scale=200.0)
+    bf16.config.final_logit_softcapping = 5.0  # Qwen2 ignores it; hmxnb.logits would apply it
+    with pytest.warns(UserWarning, match="disagree with its own logits"):
+        got = score_continuations_plain(bf16, tok, REQUESTS[:1], progress=False)
+    assert bf16.hmxnb_fp32_head is False
+    assert _max_diff(got, _reference(bf16, tok, REQUESTS[:1], False)) < 1e-4

@@ -148,7 +148,7 @@ def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, loade
         seen.append((on_cpu, precision))
         raise _ConfigBuilt  # the trainer itself is not needed
 
-    monkeypatch.setattr(train, "build_grpo_config", capture)
+    monkeypatch.setattr(train, "grpo_kwargs", capture)
     model = SimpleNamespace(**({"hmxnb_precision": loaded} if loaded else {}))
     with pytest.raises(_ConfigBuilt):
         train.make_trainer(load_params_smoke(), tmp_path, model=model, tokenizer=None, backend=backend)
@@ -235,3 +235,62 @@ def test_unknown_model_is_not_called_unreachable(monkeypatch):
     _raise_from(monkeypatch, lambda: RepositoryNotFoundError("404 Client Error", response=response))
     with pytest.raises(ModelLoadError, match="neither a local folder nor a model on the Hugging Face Hub"):
         load_model({"model_name_or_path": "Qwen/Qwen3-0.7B"})
+
+
+def test_a_model_without_the_decision_is_not_reused():
+    """Issue 20: the default was True, so a model loaded elsewhere (Unsloth's, passed by hand) went on the engine."""
+    from types import SimpleNamespace
+
+    assert models.prefix_reuse_enabled(SimpleNamespace()) is False
+    assert models.prefix_reuse_enabled(SimpleNamespace(hmxnb_prefix_reuse=True)) is True
+
+
+def test_the_recorded_decision_survives_the_lora_wrapper(tiny_model_dir):
+    """TRL (and notebook 04) wrap the loaded model in a PeftModel: the decision load_model recorded still holds."""
+    from peft import LoraConfig, get_peft_model
+
+    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    assert models.prefix_reuse_enabled(wrapped) is True
+
+
+CHECK_REQUESTS = [
+    ("Q: how are you today?\nA:", [" I feel happy", " fine", " I want to help you because you asked"]),
+    ("Q: the cat?\nA:", [" sat on a mat", " no"]),
+    ("Q: one two three four five?\nA:", [" yes", " maybe the answer is true"]),
+]
+
+
+class MaskDroppingModel(torch.nn.Module):
+    """The tiny model with a wrong cached path: over a supplied cache it drops the attention mask, as Unsloth's
+    training-mode forward does for padded batches; `no_cache` also returns no cache (Unsloth training mode)."""
+
+    def __init__(self, inner, no_cache=False):
+        super().__init__()
+        self.inner, self.config, self.no_cache = inner, inner.config, no_cache
+
+    def forward(self, **kwargs):
+        if kwargs.get("past_key_values") is not None:
+            kwargs["attention_mask"] = None
+        out = self.inner(**kwargs)
+        if self.no_cache:
+            out.past_key_values = None
+        return out
+
+
+def test_check_prefix_reuse_agrees_on_the_tiny_model(tiny_model):
+    model, tok = tiny_model
+    result = models.check_prefix_reuse(model, tok, CHECK_REQUESTS, tol=1e-3, batch_size=4)
+    assert result["decision"] is True and result["error"] is None
+    assert result["max_abs_diff"] < 1e-4 and result["n"] == 7 and result["tol"] == 1e-3
+    assert result["seconds_engine"] > 0 and result["seconds_plain"] > 0
+
+
+def test_check_prefix_reuse_rejects_a_wrong_cached_path(tiny_model):
+    model, tok = tiny_model
+    wrong = MaskDroppingModel(model)
+    result = models.check_prefix_reuse(wrong, tok, CHECK_REQUESTS, tol=1e-3, batch_size=16)
+    assert result["decision"] is False and result["error"] is None and result["max_abs_diff"] > 1e-3
+    assert not hasattr(wrong, "hmxnb_prefix_reuse")  # the check decides; the caller records
+    broken = models.check_prefix_reuse(MaskDroppingModel(model, no_cache=True), tok, CHECK_REQUESTS)
+    assert broken["decision"] is False and broken["error"].startswith("TypeError: ") and "NoneType" in broken["error"]

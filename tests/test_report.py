@@ -216,3 +216,17 @@ def test_report_names_the_sweep_members_left_out(tmp_path):
     md = paths["report_md"].read_text()
     assert "Not compared: qwen3-8b-seed2 (failed)" in md.split("\n## ")[0]  # said before the first section
     assert "Not compared" not in report.build_report(tmp_path / "all", results, profile="paper")["report_md"].read_text()
+
+
+def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
+    """hmxnb.health: most completions masked from the loss -> one WARNING line per such run in the report."""
+    results, logs, examples = _load()
+    human = pd.read_csv(logs["human"])
+    masked = human["seed"] == human["seed"].iloc[0]
+    human["health/masked_share"] = masked.astype(float)  # every completion of the first seed's run masked
+    paths = report.build_report(tmp_path, results, training_logs={**logs, "human": human}, examples=examples,
+                                profile="smoke", model_names=["embedded:smollm2-135m-instruct"])
+    md = paths["report_md"].read_text() if "report_md" in paths else (tmp_path / "report.md").read_text()
+    warnings = [line for line in md.splitlines() if "training is not learning" in line]
+    assert len(warnings) == 1 and "human" in warnings[0] and "100% of completions were masked" in warnings[0]
+    assert not [w for w in report.training_warnings(logs)]  # the fixture's own runs learned

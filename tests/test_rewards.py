@@ -9,6 +9,7 @@ from hmxnb.params import load_params
 from hmxnb.rewards import (
     SelfJudge,
     completion_text,
+    count_nonfinite,
     distinct_bigram_ratio,
     fill_unscorable,
     format_penalty,
@@ -155,6 +156,7 @@ def test_real_judge_on_tiny_model_returns_floats(tiny_model):
     ([np.nan, np.nan, 0.2, 0.4], ["a", "a", "b", "b"], [0.3, 0.3, 0.2, 0.4], 2),       # empty group: batch mean
     ([np.nan, np.nan], ["a", "a"], [0.0, 0.0], 2),                                     # nothing valid
     ([0.1, 0.2], ["a", "b"], [0.1, 0.2], 0),                                           # nothing to fill
+    ([1.0, np.inf, 0.0, -np.inf], ["a", "a", "a", "b"], [1.0, 0.5, 0.0, 0.5], 2),      # +-inf (overflow) too
 ])
 def test_fill_unscorable(rewards, groups, expected, n):
     filled, k = fill_unscorable(np.array(rewards), groups)
@@ -195,3 +197,65 @@ def test_frozen_judge_without_adapters_is_an_error(tiny_model):
     state.model = model
     with pytest.raises(ValueError, match="judge_model 'frozen'.*judge_model: live"):
         get_self_judge_reward(state)(prompts=["How are you?"], completions=[_conv("I feel good")])
+
+
+# --- non-finite judge scores (issue 20, item 4): filled like unparsable ones, but counted apart and warned about ---
+
+
+def test_nonfinite_scores_are_counted_apart_from_unparsable_and_warned_once():
+    """An inf and a NaN from overflow next to an unparsable reply: all three filled, two counted as non-finite,
+    `judge/nonfinite_share` logged, one warning naming how many, none at the next step."""
+    import warnings
+
+    from hmxnb.judge import JudgeResult
+
+    class S:
+        global_step = 3
+
+    scores = [[5, 5, 5, 5], [1, 1, 1, np.inf], [np.nan] * 4, [np.nan, 2, 2, 2]]
+    state = FakeJudgeState(scores, "human")
+    state.score = lambda prompts, replies: JudgeResult(state.rubric.names, state.fixed, 4)  # the third reply's NaN
+    logged = {}
+    reward = get_self_judge_reward(state)
+    kw = dict(prompts=["a"] * 4, completions=["w", "x", "y", "z"], trainer_state=S())
+    with pytest.warns(RuntimeWarning, match=r"2 of 16 judge scores at step 3 were NaN or inf"):
+        out = reward(**kw, log_metric=lambda k, v: logged.__setitem__(k, v))
+    assert all(math.isfinite(v) for v in out)
+    assert out[1] == out[2] == pytest.approx(np.mean([out[0], out[3]]))  # the inf reply took its group's mean
+    assert logged["judge/nonfinite_share"] == pytest.approx(2 / 16)
+    assert logged["judge/unparsed_share"] == pytest.approx(4 / 16)
+    assert logged["judge/unscorable_share"] == pytest.approx(2 / 4)
+    assert state.n_nonfinite == 2 and state.n_unparsed == 4 and state.n_unscorable == 2
+    S.global_step = 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would raise
+        reward(**kw)
+    assert state.n_nonfinite == 4
+
+
+def test_count_nonfinite_leaves_unparsable_out():
+    from hmxnb.judge import JudgeResult
+
+    assert count_nonfinite(JudgeResult(["a"], np.array([[np.nan], [1.0]]), 1)) == 0
+    assert count_nonfinite(JudgeResult(["a"], np.array([[np.nan], [-np.inf]]), 1)) == 1
+    assert count_nonfinite(JudgeResult(["a"], np.array([[2.0], [3.0]]), 0)) == 0
+
+
+def test_contrast_judge_infinite_difference_is_nonfinite_not_a_top_score(tiny_model, monkeypatch):
+    """A reply impossible under one persona (log-prob -inf) used to get the top score through the sigmoid; now its
+    score is inf, its reward its group's mean, and it is counted as non-finite (an empty reply stays unparsable)."""
+    from hmxnb import judge as judge_module
+
+    model, tok = tiny_model
+    calls = []
+
+    def fake_scores(model, tok, requests, **kw):
+        calls.append(1)
+        flat = len(calls) == 2  # the judge scores the favoured persona first, then the flat one
+        return [[-np.inf if flat and i == 0 else -5.0 for i, _ in enumerate(conts)] for _, conts in requests]
+
+    monkeypatch.setattr(judge_module, "score_continuations", fake_scores)
+    res = judge_module.judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"] * 3,
+                             ["I feel glad", "Fine.", ""], mode="contrast")
+    assert res.scores[0, 0] == np.inf and res.n_unparsed == 1 and count_nonfinite(res) == 1
+    assert math.isfinite(res.scores[1, 0]) and math.isnan(res.scores[2, 0])

@@ -298,3 +298,14 @@ def test_progress_bars_in_executed_notebooks_are_one_line(nbdir, tmp_path):
     lines = [line for line in text.replace("\r", "\n").splitlines() if "loop" in line]
     assert len(lines) == 1 and "100%" in lines[0], lines
     assert "IProgress" not in text  # no widget warning in a stored notebook
+
+
+@pytest.mark.parametrize("use_unsloth, expected", [(False, "0"), (True, None)])
+def test_kernels_skip_the_unsloth_import_when_the_profile_does_not_use_it(nbdir, tmp_path, use_unsloth, expected):
+    """`import hmxnb` imports Unsloth (which patches TRL) wherever it is installed: a `use_unsloth: false` run gets
+    kernels with HMXNB_IMPORT_UNSLOTH=0, so its TRL is TRL's own on a GPU machine too."""
+    _notebook(nbdir / "01_first.ipynb", "import json, os, pathlib\n"
+                                        "pathlib.Path(out_dir, 'env.json').write_text(json.dumps(os.environ.get('HMXNB_IMPORT_UNSLOTH')))")
+    r, _ = _run(nbdir, tmp_path / "out", only=["01"], overrides={"use_unsloth": use_unsloth})
+    assert r.ok
+    assert json.loads((tmp_path / "out" / "smoke" / "01_first" / "env.json").read_text()) == expected

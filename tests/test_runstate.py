@@ -70,7 +70,7 @@ def test_second_runner_on_the_same_profile_is_refused(tmp_path):
 def test_record_is_true_while_a_step_runs(nbdir, tmp_path, monkeypatch):
     seen = []
 
-    def fake_execute(notebook, out_nb, parameters, progress):
+    def fake_execute(notebook, out_nb, parameters, progress, env=None):
         seen.append({s["step"]: s["status"] for s in _record(tmp_path / "out")["steps"]})
 
     monkeypatch.setattr(runner, "_execute", fake_execute)

@@ -7,7 +7,8 @@ import pytest
 from transformers import TrainerCallback
 
 from hmxnb.params import load_params
-from hmxnb.train import build_grpo_config, build_lora_config, grpo_kwargs, last_checkpoint, train
+from hmxnb.train import (CHECK_REPLIES, build_grpo_config, build_lora_config, grpo_kwargs, last_checkpoint, make_trainer,
+                         train)
 
 
 def _params(model_dir, **over):
@@ -124,3 +125,38 @@ def test_same_seed_same_run(tiny_model_dir, tmp_path):
     cols = [c for c in logs[0] if c.startswith(("loss", "grad_norm", "reward", "drift/"))]
     assert {"loss", "grad_norm", "reward"} <= set(cols)
     pd.testing.assert_frame_equal(logs[0][cols], logs[1][cols])
+
+
+def test_under_unsloth_the_judge_uses_the_engine_only_if_it_matched_the_plain_path_at_start(tiny_model_dir, tmp_path):
+    """prefix_cache_reuse auto on the Unsloth backend: a check at start decides and grpo_args.json records it."""
+    from peft import get_peft_model
+
+    from hmxnb.models import load_model
+
+    p = _params(tiny_model_dir)
+    model, tok, _ = load_model(p)
+    model.hmxnb_prefix_reuse = False  # what load_model records under Unsloth before any check
+    peft = get_peft_model(model, build_lora_config(p))  # Unsloth's get_peft_model runs at load time
+    trainer, state = make_trainer(p, tmp_path, model=peft, tokenizer=tok, backend="unsloth")
+    scoring = json.loads((tmp_path / "grpo_args.json").read_text())["judge_scoring"]
+    assert scoring["decided_by"] == "engine vs plain path at start" and scoring["n"] == 3 * len(CHECK_REPLIES)
+    assert scoring["engine"] is True and scoring["max_abs_diff"] < 1e-3  # the tiny model's cached path is right
+    assert state.model.hmxnb_prefix_reuse is True
+
+
+def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir, monkeypatch):
+    from types import SimpleNamespace
+
+    from hmxnb import train as train_mod
+
+    monkeypatch.setattr(train_mod, "check_prefix_reuse", lambda *a, **k: {"decision": False, "max_abs_diff": 29.7})
+    model = SimpleNamespace()
+    p = _params(tiny_model_dir)
+    rows = [{"prompt": "How are you?"}]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    out = train_mod.judge_scoring_path(p, "unsloth", model, tok, rows)
+    assert out["engine"] is False and model.hmxnb_prefix_reuse is False
+    cpu = train_mod.judge_scoring_path(p, "transformers-cpu", SimpleNamespace(hmxnb_prefix_reuse=True), tok, rows)
+    assert cpu == {"engine": True, "decided_by": "prefix_cache_reuse: auto"}

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from hmxnb.chat import render, strip_thinking
+from hmxnb.generation import generate, generation_config
 from hmxnb.loglik import pad_token_id
 
 from .common import mean
@@ -73,6 +74,7 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
 
     device = next(model.parameters()).device
     pad = pad_token_id(tokenizer)  # the package's one pad rule (hmxnb.loglik)
+    config = generation_config(model, tokenizer, max_new_tokens)  # greedy, no max_length beside max_new_tokens
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out, cut = [], []
@@ -82,8 +84,7 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
                           disable=not progress):
             texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in prompts[start:start + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(**{k: v.to(device) for k, v in enc.items()}, max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=pad)
+            gen = generate(model, config, **{k: v.to(device) for k, v in enc.items()})
             new = gen[:, enc["input_ids"].shape[1]:]
             out += tokenizer.batch_decode(new, skip_special_tokens=True)
             cut += [new.shape[1] >= max_new_tokens and not stop.intersection(row.tolist()) for row in new]
