@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--member", metavar="NAME", help="run one sweep member alone (steps 01-04), e.g. qwen3-4b-seed1")
     run.add_argument("--keep-going", action="store_true",
                      help="in a sweep, a failed member does not stop the others; step 05 compares those that finished")
-    run.add_argument("--outputs", type=Path, metavar="DIR", help="output root (default: outputs/ in the repository)")
+    run.add_argument("--outputs", type=_output_root, metavar="DIR",
+                     help="output root (default: outputs/ in the repository)")
     _submit_parser(sub, common)
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
     common(val)
@@ -49,7 +50,8 @@ def _submit_parser(sub, common) -> None:
     sm.add_argument("--max-parallel", type=int, default=1, help="local executor: members run at once (default 1)")
     sm.add_argument("--wait", action="store_true", help="wait for the jobs and report their outcome (local always waits)")
     sm.add_argument("--dry-run", action="store_true", help="print the job commands without submitting")
-    sm.add_argument("--outputs", type=Path, metavar="DIR", help="output root (default: outputs/ in the repository)")
+    sm.add_argument("--outputs", type=_output_root, metavar="DIR",
+                    help="output root (default: outputs/ in the repository)")
 
 
 def _override(text: str):
@@ -59,17 +61,25 @@ def _override(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _output_root(text: str) -> Path:
+    """--outputs DIR as a Path; empty is refused (RunError, one line from `main`): Path('') is '.', the current
+    folder, which is not what an empty value (an unset shell variable) meant."""
+    from hmxnb.run import RunError
+
+    if not text.strip():
+        raise RunError("--outputs is empty: give a folder (e.g. --outputs /scratch/hmxnb), or leave the flag out "
+                       "for outputs/ in the repository")
+    return Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     from hmxnb.run import RunError
 
     try:
+        args = _parser().parse_args(argv)  # inside: --outputs '' raises RunError, not argparse's usage error
+        _check_args(args)
         if args.cmd == "validate":
-            from hmxnb.paper_models import model_decisions
-
-            p = load_params(args.profile, dict(args.set))
-            print(json.dumps({"params_hash": params_hash(p), **p, "model_decisions": model_decisions(p)}, indent=2))
-            return 0
+            return _validate(args)
         if args.cmd == "lab":
             return _lab()
         if args.cmd == "colab-links":
@@ -93,6 +103,36 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _check_args(args) -> None:
+    """Refuse flag combinations that would silently mean something else (one line, RunError): `--only` ignored
+    `--from`."""
+    from hmxnb.run import RunError
+
+    if getattr(args, "only", None) and getattr(args, "start", None):
+        raise RunError(f"--only and --from do not combine (--only {' '.join(args.only)} runs just those steps, "
+                       f"--from {args.start} runs that step and all after it): give one of them")
+
+
+def _validate(args) -> int:
+    """Print the resolved params, their hash, the sweep members' folder names and the per-model decisions.
+
+    Exit 0 for valid params even when this machine cannot run them (a GPU profile checked on a login node before
+    `submit`): that is said on stderr in one `note:` line, the line `run` would stop with."""
+    from hmxnb.members import sweep
+    from hmxnb.paper_models import model_decisions
+    from hmxnb.run import RunError, _check_profile
+
+    p = load_params(args.profile, dict(args.set))
+    members = [name for name, _ in sweep(p) if name]
+    print(json.dumps({"params_hash": params_hash(p), **p, "sweep_members": members,
+                      "model_decisions": model_decisions(p)}, indent=2))
+    try:
+        _check_profile(args.profile, p, log=lambda line: print(line, file=sys.stderr))
+    except RunError as err:
+        print(f"note: {err} (the params are valid; `run` stops here on this machine)", file=sys.stderr)
+    return 0
+
+
 def _lab() -> int:
     import shutil
     import subprocess
@@ -109,8 +149,9 @@ def _colab_links() -> int:
     from hmxnb import colab
     from hmxnb.run import notebook_steps
 
-    changed = colab.set_links(notebook_steps())
-    print(f"Colab links -> {colab.REPO_URL}: {len(changed)} notebook(s) rewritten")
+    changed = colab.write_notebooks(notebook_steps())  # badges, set-up cells, notebook 03 from 02
+    print(f"Colab links and set-up cells -> {colab.REPO_URL}, 03 from 02: {len(changed)} notebook(s) rewritten"
+          + "".join(f"\n  {p.name}" for p in changed))
     return 0
 
 

@@ -67,10 +67,23 @@ def atomic_path(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _naming(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(path: Path):
+    """An OSError without a file name (a full disk: write() raises "No space left on device" naming nothing) gets
+    `path`, so the one-line error says which file could not be written; the old file at `path` is left as it was."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise type(err)(err.errno, err.strerror, str(path)) from err
 
 
 def save_text(text: str, path: str | Path) -> Path:
@@ -92,15 +105,21 @@ def append_jsonl(rows, path: str | Path) -> Path:
     """Append rows to a JSON-lines log (created with its folder when missing); earlier lines are never rewritten."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
+    with _naming(path), open(path, "a", encoding="utf-8") as f:
         f.write("".join(json.dumps(_jsonable(r)) + "\n" for r in rows))
     return path
 
 
 def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
-    """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, extras."""
+    """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, the sha256 of every
+    data file the step reads (`data`, hmxnb.datahash: the step is the folder's name, so a notebook run by hand
+    records them too), extras."""
+    from hmxnb.datahash import data_hashes
+
+    data = data_hashes(Path(out_dir).name, params)
     return save_json(
-        {"params_hash": params_hash(params), "git_commit": git_commit(), "versions": package_versions(), **extra, "params": params},
+        {"params_hash": params_hash(params), "git_commit": git_commit(), "versions": package_versions(),
+         **({"data": data} if data else {}), **extra, "params": params},
         Path(out_dir) / "provenance.json",
     )
 

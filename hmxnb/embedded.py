@@ -118,7 +118,9 @@ def cache_problem(folder: Path) -> str:
         if problem:
             return problem
         save_manifest(folder)
-    files = json.loads((folder / MANIFEST).read_text())
+    files = _read_manifest(folder / MANIFEST)
+    if isinstance(files, str):
+        return files
     for name, rec in files.items():
         path = folder / name
         if not path.is_file() or path.stat().st_size != rec["size"]:
@@ -126,6 +128,19 @@ def cache_problem(folder: Path) -> str:
         if _cached_sha256(str(path), path.stat().st_mtime_ns) != rec["sha256"]:
             return f"{name}: sha256 differs from the one recorded at conversion"
     return ""
+
+
+def _read_manifest(path: Path) -> dict | str:
+    """The manifest's {file: {size, sha256}}, or why it cannot be trusted (empty, cut short, not JSON, wrong shape):
+    a manifest a crash or a full disk left behind makes the cache damaged, to rebuild, not an error in a notebook."""
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        return f"{path.name} unreadable ({type(err).__name__}: {err})"
+    ok = isinstance(files, dict) and "model.safetensors" in files and all(
+        isinstance(rec, dict) and isinstance(rec.get("size"), int) and isinstance(rec.get("sha256"), str)
+        for rec in files.values())
+    return files if ok else f"{path.name} unreadable (not a map of file -> size and sha256)"
 
 
 @functools.lru_cache(maxsize=16)

@@ -91,7 +91,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def load_items(params: dict, log=print) -> dict[str, list]:
-    """Every benchmark's items (seeded subsets of `bench_limit` items; 0 = full sets). Missing sets are skipped with a message."""
+    """Every benchmark's items, the held-out prompts of feeling expression included: seeded subsets of `bench_limit`
+    items (0 = full sets). Missing sets are skipped with a message."""
     limit = params["bench_limit"] or None
     seed, data_dir = params["seed"], params["data_dir"]
     items = {}
@@ -108,7 +109,8 @@ def load_items(params: dict, log=print) -> dict[str, list]:
     if not items["anthropic_sycophancy"]:
         log("opinion sycophancy (Perez et al. 2022) skipped: it needs the Hugging Face Hub and is not in the offline mirror")
     items["emobench"] = bench.load_emobench(data_dir, limit=limit, seed=seed)
-    items["expression"] = load_expression_items(load_prompts(params["prompts_file"], split="heldout"))
+    heldout = load_prompts(params["prompts_file"], split="heldout")
+    items["expression"] = load_expression_items(heldout, limit=limit, seed=seed)
     return items
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,45 @@ def _check_consistency(p: dict) -> None:
         )
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml's SafeLoader, except that a key given twice in one mapping is an error at its line: plain YAML loading
+    keeps the last value silently, so a profile setting max_steps twice would run with whichever came last."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges are allowed to be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # SafeLoader names an unhashable key below
+                continue
+            if key in seen:
+                raise _DuplicateKey(None, None, f"duplicate key {key!r} (first given on line {seen[key]})",
+                                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _profile_text(path: Path) -> str:
+    """The profile file as text; a file that is not UTF-8 (say, saved in Latin-1) is named with the line and column
+    of its first bad byte, rather than a UnicodeDecodeError traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ParamsError(f"params file {path} cannot be read: {err.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")  # -sig: a byte-order mark some Windows editors write is not an error
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ParamsError(f"params file {path}:{line}:{col} is not UTF-8 (byte 0x{data[err.start]:02x}); "
+                          "save it as UTF-8") from None
+
+
 def read_profile(profile: str) -> dict:
     """The raw key/values of `params/<profile>.yaml`; `profile` may also be a path to a yaml file."""
     path = Path(profile)
@@ -142,7 +182,7 @@ def read_profile(profile: str) -> dict:
     if not path.is_file():
         raise ParamsError(f"unknown profile '{profile}' (no file {path}); available: {', '.join(available_profiles())}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(_profile_text(path), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -187,7 +227,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ParamsError(f"override '{text}' must look like key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = yaml.load(raw, Loader=UniqueKeyLoader)
+    except _DuplicateKey as err:
+        raise ParamsError(f"override '{text}' has a {err.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value

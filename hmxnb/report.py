@@ -80,14 +80,30 @@ def expression_table(results: pd.DataFrame) -> pd.DataFrame:
     }).reset_index(drop=True)
 
 
-def scale_note(profile: str, model_names, n_seeds: int, max_items: int) -> str:
-    """The honest-scale paragraph: what this run can and cannot say about the paper's claims."""
+# Which self-judge trained the models (params judge_mode), said in the scale paragraph.
+JUDGE_NOTES = {
+    "contrast": ("The training reward was a persona-contrast self-reward (our stand-in), not the paper's rubric "
+                 "judgement: each model scored its own replies by how much more likely it found them from a speaker "
+                 "who talks about their feelings, wishes and self than from a flat assistant (judge_mode: contrast), "
+                 "reading no rubric and asked for no judgement. "),
+    "probability": ("The training reward was a rubric judgement, as in the paper, with our own rubric: each model "
+                    "scored its own replies 1-5 per criterion, read from its next-token probabilities "
+                    "(judge_mode: probability). "),
+    "generate": ("The training reward was a rubric judgement, as in the paper, with our own rubric: each model "
+                 "wrote a 1-5 score per criterion for its own replies (judge_mode: generate). "),
+}
+
+
+def scale_note(profile: str, model_names, n_seeds: int, max_items: int, judge_mode: str | None = None) -> str:
+    """The honest-scale paragraph: what this run can and cannot say about the paper's claims, and which self-judge
+    trained the models (`judge_mode`; None: not known to the report, said so)."""
     names = ", ".join(map(str, model_names)) or "unnamed"
     text = (f"Scale. The paper trained five models ({PAPER_MODELS}) and compared each human-like model with its "
             f"reversely trained counterpart on a broad benchmark suite. This report comes from profile "
             f"'{profile or 'unknown'}': model(s) {names}, {n_seeds} seed(s), at most {max_items} items per metric. "
             "The paper's rubric, prompts, hyperparameters and statistical test are not public, so ours are our own "
             "choices. ")
+    text += JUDGE_NOTES.get(judge_mode, "Which self-judge trained the models was not given to this report. ")
     smoke = "smoke" in profile.lower() or any("135m" in str(m).lower() for m in model_names)
     if smoke:
         text += ("A 135M smoke model says nothing about the paper's claims: this run only checks that the pipeline "
@@ -222,6 +238,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
 def build_report(
     out_dir, results: pd.DataFrame, training_logs=None, examples=None, profile: str = "", model_names=(),
     claims=None, contrast: str = MAIN_CONTRAST, title: str | None = None, dpi: int = 110, left_out=None,
+    judge_mode: str | None = None,
 ) -> dict[str, Path]:
     """Write the stand-alone report of a run into `out_dir`.
 
@@ -233,6 +250,8 @@ def build_report(
         profile, model_names: for the title and the honest-scale paragraph.
         claims: claim specs for `check_claims` (default: the paper's).
         left_out: {sweep member: status} of members not compared (failed, missing, ...), said at the top.
+        judge_mode: params `judge_mode` of the training runs, named in the scale paragraph; None: the one recorded
+            in out_dir/provenance.json (notebook 05 writes it before building the report), if any.
     Returns the paths written: report_md, report_html, comparisons_csv, summary_json and one per figure.
     """
     out = Path(out_dir)
@@ -242,7 +261,7 @@ def build_report(
     max_items = int(results["n_items"].max()) if len(results) else 0
     summ = paper_summary(results, contrast)
     paths, images = _write_figures(out, results, training_logs, contrast, dpi)
-    scale = scale_note(profile, model_names, n_seeds, max_items)
+    scale = scale_note(profile, model_names, n_seeds, max_items, judge_mode or recorded_judge_mode(out))
     blocks = [("h1", title)] + _report_blocks(results, summ, training_logs, examples, scale, claims, contrast)
     if left_out:
         blocks.insert(1, ("p", "Not compared: " + ", ".join(f"{m} ({s})" for m, s in left_out.items())
@@ -255,6 +274,14 @@ def build_report(
     save_text(results.to_csv(index=False), paths["comparisons_csv"])
     save_json(summ, paths["summary_json"])  # NaN written as null: valid JSON
     return paths
+
+
+def recorded_judge_mode(out_dir: Path) -> str | None:
+    """params `judge_mode` in the step's provenance.json (hmxnb.artifacts.write_provenance), or None without one."""
+    import json
+
+    path = Path(out_dir) / "provenance.json"
+    return json.loads(path.read_text()).get("params", {}).get("judge_mode") if path.is_file() else None
 
 
 def _write_figures(out: Path, results, training_logs, contrast: str, dpi: int) -> tuple[dict, dict]:

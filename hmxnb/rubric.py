@@ -188,3 +188,49 @@ def parse_score(text: str, lo: int, hi: int) -> float | None:
 def contrast_messages(persona: str, prompt: str) -> list[dict]:
     """The conversation the contrast judge continues with the reply: a speaker description, then the user turn."""
     return [{"role": "system", "content": persona}, {"role": "user", "content": prompt}]
+
+
+
+# How each judge mode turns a reply into a score, in words (for `describe_judge`).
+JUDGE_MODE_WORDS = {
+    "contrast": ("persona-contrast self-reward (judge_mode: contrast), our stand-in for the paper's rubric judgement: "
+                 "no rubric is read and no judgement is asked; the model reads the reply as the answer of two "
+                 "described speakers (contrast_persona_human: one who talks about their feelings, wishes and self; "
+                 "contrast_persona_flat: a flat assistant), and the score is how much more likely it finds the reply "
+                 "from the {favoured} one (per-token log-likelihood difference, squashed onto {lo}–{hi})"),
+    "probability": ("rubric judgement read from probabilities (judge_mode: probability): the model is asked to "
+                    "score the reply {lo}–{hi} on each criterion ({criteria}), and the score is the expected digit "
+                    "under its next-token probabilities after 'Score: '"),
+    "generate": ("rubric judgement written out (judge_mode: generate): the model is asked to score the reply "
+                 "{lo}–{hi} on each criterion ({criteria}), writes 'Score: N', and N is parsed (unparsable: no "
+                 "score)"),
+}
+
+
+def describe_judge(params: dict) -> str:
+    """The self-judge of these params in one paragraph: which mode scores the reply, which weights judge, and how the
+    run's direction turns the score into its reward. Notebooks print it instead of a fixed sentence, so a run with
+    the contrast judge is never described as asking itself for rubric scores."""
+    rubric, direction, mode = Rubric.from_params(params), params.get("direction", "human"), params["judge_mode"]
+    swapped = rubric.personas(direction)[0] != rubric.persona_human
+    how = JUDGE_MODE_WORDS[mode].format(favoured="flat" if swapped else "feeling-expressing", lo=rubric.scale_min,
+                                        hi=rubric.scale_max, criteria=", ".join(rubric.names))
+    who = "the starting model (judge_model: frozen, the LoRA adapters switched off)"
+    if params["judge_model"] == "live":
+        who = "the policy as it is now (judge_model: live, adapters on)"
+    return f"Self-judge: {how}. Judged by {who}. {_reward_words(rubric, direction, mode)}"
+
+
+def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
+    """How the run's direction turns the judge's score into its reward, in one sentence."""
+    rubric_mode = mode != "contrast"
+    if direction == "human":
+        return ("The human-like run's reward is the score normalised to 0–1"
+                + (" (weighted mean over the criteria)." if rubric_mode else "."))
+    if rubric.reverse_mode == "negate":
+        guards = f"; {', '.join(rubric.guards)} keeps its direction" if rubric_mode and rubric.guards else ""
+        return f"The reverse run's reward is 1 − the normalised score (reverse_mode: negate{guards})."
+    if rubric_mode:
+        return ("The reverse run's judge reads the inverted criterion texts (reverse_mode: invert_rubric; guards keep "
+                "theirs), and its reward is the normalised score.")
+    return "The reverse run favours the flat speaker (reverse_mode: invert_rubric); its reward is the normalised score."

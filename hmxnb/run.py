@@ -1,27 +1,36 @@
 """The batch runner: execute the numbered notebooks in order with papermill into outputs/<profile>/.
 
 Each step writes into outputs/<profile>/<NN_name>/ (its executed notebook, artefacts, `step.json`). A step is
-skipped when its `step.json` says it finished with the same key: the hash of the params, of the notebook file
-and of the previous step's key (so re-running a step re-runs what follows). Outputs of a different run are never
-overwritten: the runner refuses (naming the params that differ). `force` means a fresh run: the step's old outputs,
-of this run or another, move to outputs/<profile>/_archive/ first. A step that failed or was interrupted with the
-same key is re-run in place (training resumes from its last checkpoint). One runner at a time per profile folder,
-and every record it keeps is true at every moment (see hmxnb.runstate).
+skipped when its `step.json` says it finished with the same key: the hash of the params, of the notebook file,
+of the data files it reads (hmxnb.datahash) and of the previous step's key (so re-running a step re-runs what
+follows). Outputs of a different run are never overwritten: the runner refuses (naming the params or data that
+differ). `force` means a fresh run: the step's old outputs, of this run or another, move to
+outputs/<profile>/_archive/ first. A step that failed or was interrupted with the same key is re-run in place
+(training resumes from its last checkpoint); one whose inputs are not finished is refused, and a finished one whose
+inputs changed since is stale and re-runs afresh (hmxnb.freshness). One runner at a time per profile folder, and
+every record it keeps is true at every moment, whatever ends the runner (hmxnb.runstate, hmxnb.stop).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hmxnb import unsloth_env
+from hmxnb import freshness, unsloth_env
+from hmxnb.datahash import data_digest, data_hashes
+from hmxnb.execute import error_line as _error_line
+from hmxnb.execute import execute as _execute
 from hmxnb.members import inside, sweep
 from hmxnb.params import SCHEMA, load_params, params_hash, read_profile
-from hmxnb.runstate import RunError, append_history, plan_step, profile_lock, read_step, write_run_record, write_step
+from hmxnb.runstate import (RunError, append_history, plan_step, profile_lock, settle_running, write_run_record,
+                            write_step)
 from hmxnb.steps import AGGREGATE_STEPS
+from hmxnb.stop import Stopped, held, stop_on_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -74,56 +83,18 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def step_key(phash: str, notebook: Path, previous_key: str) -> str:
-    return hashlib.sha256(f"{phash}|{_file_hash(notebook)}|{previous_key}".encode()).hexdigest()[:12]
+def step_key(phash: str, notebook: Path, previous_key: str, data: str = "") -> str:
+    text = f"{phash}|{_file_hash(notebook)}|{previous_key}" + (f"|{data}" if data else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def step_keys(phash: str, steps: list[Path], start: str = "start") -> dict[str, str]:
-    """Step name -> key, chained: each step's key covers the params, its notebook and the step before it."""
-    keys, prev = {}, start
+def step_keys(params: dict, steps: list[Path], start: str = "start") -> dict[str, str]:
+    """Step name -> key, chained: each step's key covers the params, its notebook, the content of the data files it
+    reads and the step before it (`start` before the first: the aggregate step's finished sweep members)."""
+    phash, keys, prev = params_hash(params), {}, start
     for nb in steps:
-        prev = keys[nb.stem] = step_key(phash, nb, prev)
+        prev = keys[nb.stem] = step_key(phash, nb, prev, data_digest(data_hashes(nb.stem, params)))
     return keys
-
-
-# Progress bars in an executed notebook are a stored document, not a live display: one line when a loop starts and
-# one when it ends (tqdm reads TQDM_* variables as its defaults), instead of a red wall of updates; and no warning
-# that the kernel has no widgets for them (text bars are what a stored notebook wants).
-KERNEL_ENV = {"TQDM_MININTERVAL": "3600", "PYTHONWARNINGS": "ignore:IProgress not found"}
-
-
-def _kernel_manager(log_path: Path, env: dict | None = None):
-    """An AsyncKernelManager whose kernel writes its own log (not cell output) to `log_path`, not to our terminal,
-    and runs with KERNEL_ENV and `env` (hmxnb.unsloth_env: no Unsloth import for `use_unsloth: false`)."""
-    from jupyter_client import AsyncKernelManager
-
-    class LoggedKernelManager(AsyncKernelManager):
-        async def _async_launch_kernel(self, kernel_cmd, **kw):
-            kw["env"] = {**(kw.get("env") or os.environ), **KERNEL_ENV, **(env or {})}
-            with open(log_path, "ab") as log:
-                kw["stderr"] = kw["stdout"] = log
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
-
-    return LoggedKernelManager
-
-
-def _execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool, env: dict | None = None) -> None:
-    import papermill as pm
-
-    pm.execute_notebook(
-        str(notebook), str(out_nb), parameters=parameters, kernel_name="python3",
-        progress_bar=progress, cwd=str(notebook.parent), log_output=False, report_mode=False,
-        kernel_manager_class=_kernel_manager(out_nb.parent / "kernel.log", env),
-        coalesce_streams=True,  # one stream output per cell; a progress bar's \r updates collapse to its last line
-    )
-
-
-def _error_line(err: Exception) -> str:
-    ename = getattr(err, "ename", type(err).__name__)
-    evalue = getattr(err, "evalue", str(err))
-    cell = getattr(err, "exec_count", None)
-    where = f" in cell [{cell}]" if cell is not None else ""
-    return f"{ename}{where}: {str(evalue).strip().splitlines()[-1] if str(evalue).strip() else ''}"
 
 
 def _absolute_profile(profile: str) -> str:
@@ -166,12 +137,14 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
     _check_profile(profile, base, log)
     output_root = Path(output_root) if output_root else ROOT / "outputs"
     profile_root = inside(output_root, base["profile"])
-    if member is not None:  # one member's steps under its own lock: member jobs run side by side
-        from hmxnb.members import run_member
+    with stop_on_signals():  # SIGTERM & co. end the run as Ctrl-C does: records true, previous handlers restored
+        if member is not None:  # one member's steps under its own lock: member jobs run side by side
+            from hmxnb.members import run_member
 
-        return [run_member(profile, overrides, member, steps, profile_root, force, progress, log, notebooks_dir)]
-    with profile_lock(profile_root):
-        return _run_sweep(profile, base, overrides, steps, notebooks_dir, profile_root, force, progress, log, keep_going)
+            return [run_member(profile, overrides, member, steps, profile_root, force, progress, log, notebooks_dir)]
+        with profile_lock(profile_root):
+            return _run_sweep(profile, base, overrides, steps, notebooks_dir, profile_root, force, progress, log,
+                              keep_going)
 
 
 def _run_sweep(profile, base, overrides, steps, notebooks_dir, profile_root, force, progress, log,
@@ -227,74 +200,93 @@ class _Run:
 
 def _run_steps(profile, params, overrides, steps, all_steps, out_root, force, progress, log, start_key="start",
                extra=None) -> RunReport:
-    phash = params_hash(params)
-    keys = step_keys(phash, all_steps, start_key)  # through every step, also the ones not selected
+    keys = step_keys(params, all_steps, start_key)  # through every step, also the ones not selected
     run = _Run(profile, params, overrides, out_root, keys, force, progress, log, extra or {})
-    report = RunReport(out_root)
-    t_run, status = time.time(), "interrupted"
-    log(f"hmxnb: profile '{params['profile']}' (params {phash}) -> {out_root}")
-    _warn_stale_inputs(steps, all_steps, keys, out_root, log)
+    report, t_run, outcome = RunReport(out_root), time.time(), ["interrupted", ""]
+    log(f"hmxnb: profile '{params['profile']}' (params {run.phash}) -> {out_root}")
+    freshness.warn_upstream(steps, all_steps, keys, out_root, log)
     try:
         for i, nb in enumerate(steps, 1):
             report.steps.append(_run_step(run, nb, f"[{i}/{len(steps)}] {nb.stem}"))
             if report.steps[-1].status == "failed":
                 break
-        status = "ok" if report.ok else "failed"
-    except KeyboardInterrupt:
-        report.steps.append(StepResult(nb.stem, "interrupted", keys[nb.stem]))
+        outcome[0] = "ok" if report.ok else "failed"
+    except KeyboardInterrupt:  # Ctrl-C, or a stop signal (hmxnb.stop)
+        if len(report.steps) < len(steps):  # the step that was running
+            name = steps[len(report.steps)].stem
+            report.steps.append(StepResult(name, "interrupted", keys[name]))
         raise
-    finally:  # also on Ctrl-C: the records say what happened
-        report.seconds = time.time() - t_run
-        run.record()
-        append_history(out_root, phash, status, [s.__dict__ for s in report.steps], t_run)
+    except Exception as err:  # refused (RunError: one line) or broken: history says which, and why
+        outcome[:] = ["refused" if isinstance(err, RunError) else "error", _error_line(err)]
+        raise
+    finally:  # whatever ends the loop, the records say what happened (held: a stop signal waits for them)
+        with held():
+            report.seconds = time.time() - t_run
+            _settle(run, [nb.stem for nb in steps])
+            run.record()
+            append_history(out_root, run.phash, outcome[0], [s.__dict__ for s in report.steps], t_run, outcome[1])
     log(f"hmxnb: {'finished' if report.ok else 'stopped'} in {report.seconds:.1f}s; record: {out_root / 'run.json'}")
     return report
 
 
+def _settle(run: _Run, selected: list[str]) -> None:
+    """After the loop: nothing of ours still reads 'running', and finished steps whose inputs changed are stale."""
+    for name in selected:
+        settle_running(run.out_root / name)
+    for name in run.keys:
+        freshness.refresh(run.out_root, name, run.keys, run.phash, run.log)
+
+
 def _run_step(run: _Run, nb: Path, tag: str) -> StepResult:
-    """Plan, execute and record one step; KeyboardInterrupt marks it interrupted and propagates."""
+    """Refuse, plan, execute and record one step; KeyboardInterrupt marks it interrupted and propagates."""
     step_dir, key = run.out_root / nb.stem, run.keys[nb.stem]
-    action = plan_step(step_dir, key, run.force, run.out_root, run.params)
-    if action == "skip":
+    freshness.refresh(run.out_root, nb.stem, run.keys, run.phash, run.log)  # stale: plan_step re-runs it afresh
+    problem = freshness.input_problem(run.out_root, nb.stem, run.keys)
+    if problem:
+        raise RunError(f"{nb.stem} reads {problem[0]}, which is {problem[1]} in {run.out_root}: run that step first "
+                       f"(--from {problem[0][:2]}); see its step.json")
+    data = data_hashes(nb.stem, run.params)
+    if plan_step(step_dir, key, run.force, run.out_root, run.params, data) == "skip":
         run.log(f"{tag}: up to date, skipped (use --force to re-run)")
         return StepResult(nb.stem, "skipped", key)
     run.log(f"{tag}: running ...")
-    write_step(step_dir, key, run.params, run.phash, "running")
+    record = {"run_id": uuid.uuid4().hex[:12], "data": data,
+              "inputs": freshness.input_runs(run.out_root, nb.stem, run.keys)}
+    write_step(step_dir, key, run.params, run.phash, "running", **record)
+    freshness.mark_reports(run.out_root, nb.stem, f"{nb.stem} is running: this report is from an earlier run")
     run.record()
-    t0 = time.time()
+    return _execute_step(run, nb, tag, record)
+
+
+def _execute_step(run: _Run, nb: Path, tag: str, record: dict) -> StepResult:
+    step_dir, key, t0 = run.out_root / nb.stem, run.keys[nb.stem], time.time()
     out_nb = step_dir / nb.name
     try:
         _execute(nb, out_nb, {"profile": run.profile, "params_overrides": run.overrides, "out_dir": str(step_dir),
                               **run.extra}, run.progress, unsloth_env(run.params))
     except KeyboardInterrupt:
-        write_step(step_dir, key, run.params, run.phash, "interrupted", seconds=time.time() - t0)
+        write_step(step_dir, key, run.params, run.phash, "interrupted", seconds=time.time() - t0, **record)
         raise
     except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
         secs, msg = time.time() - t0, _error_line(err)
-        write_step(step_dir, key, run.params, run.phash, "failed", seconds=secs, error=msg)
+        write_step(step_dir, key, run.params, run.phash, "failed", seconds=secs, error=msg, **record)
         run.log(f"{tag}: FAILED after {secs:.1f}s: {msg}")
         run.log(f"    executed notebook kept for inspection: {out_nb}")
         return StepResult(nb.stem, "failed", key, secs, msg)
     secs = time.time() - t0
-    write_step(step_dir, key, run.params, run.phash, "ok", seconds=secs)
+    write_step(step_dir, key, run.params, run.phash, "ok", seconds=secs, **record)
     run.log(f"{tag}: done in {secs:.1f}s")
     return StepResult(nb.stem, "ok", key, secs)
 
 
-def _warn_stale_inputs(steps, all_steps, keys, out_root, log) -> None:
-    """Steps not selected but run before a selected one: say so when their outputs are missing or from other params."""
-    first = all_steps.index(steps[0])
-    for nb in all_steps[:first]:
-        prev = read_step(out_root / nb.stem)
-        if prev is None or prev.get("status") != "ok":
-            log(f"warning: {nb.stem} has no finished outputs in {out_root}; later steps may fail")
-        elif prev.get("key") != keys[nb.stem]:
-            log(f"warning: {nb.stem} outputs come from other params or notebook (key {prev.get('key')}, now {keys[nb.stem]}); "
-                f"re-run it with --from {nb.stem.split('_')[0]} for consistent results")
-
-
 def main_run(args) -> int:
-    """CLI entry for `python -m hmxnb run` (errors are printed by the caller)."""
-    reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force, output_root=args.outputs,
-                          member=args.member, keep_going=args.keep_going)
+    """CLI entry for `python -m hmxnb run` (errors are printed by the caller). Ended by a stop signal: one line,
+    and the exit status a shell gives that signal (143 for SIGTERM)."""
+    try:
+        reports = run_profile(args.profile, dict(args.set), args.only, args.start, args.force,
+                              output_root=args.outputs, member=args.member, keep_going=args.keep_going)
+    except Stopped as stop:
+        print(f"hmxnb: stopped by {stop.name}; finished steps are kept and the step that ran is marked 'interrupted' "
+              "in run.json; re-run the same command to continue", file=sys.stderr)
+        return stop.exit_status
     return 0 if all(r.ok for r in reports) else 1

@@ -2,17 +2,18 @@
 
 - `.lock`: held (fcntl.flock) by the one runner writing under outputs/<profile>/; a second runner is refused with the
   holder's pid. The kernel releases the lock when its process dies, also on kill -9.
-- `<step>/step.json`: that step's state (running | ok | failed | interrupted), its key, params and process id.
+- `<step>/step.json`: that step's state (running | ok | failed | interrupted | stale), its key, params, process id,
+  run id, the data files it read (sha256) and the runs of the steps it read (hmxnb.freshness).
 - `run.json`: every step's state, rewritten at each change (archive, start, end); a step still 'running' in a
   process that is gone reads 'interrupted'.
-- `history.jsonl`: one line appended per invocation (steps run, status); never overwritten.
+- `history.jsonl`: one line appended per invocation (steps run, status: ok, failed, interrupted, refused, error);
+  never overwritten.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -79,21 +80,34 @@ def write_step(step_dir: Path, key: str, params: dict, phash: str, status: str, 
                "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra, "params": params}, step_dir / "step.json")
 
 
+def step_status(rec: dict | None) -> str:
+    """A step record's status as it is now: 'missing' without one, and 'interrupted' for 'running' written by
+    another process (the caller holds the lock, so that process is gone)."""
+    status = (rec or {}).get("status", "missing")
+    return "interrupted" if status == "running" and rec.get("pid") != os.getpid() else status
+
+
+def settle_running(step_dir: Path) -> None:
+    """A step this process left 'running' (a stop between executing and recording) now reads 'interrupted'."""
+    rec = read_step(step_dir)
+    if rec and rec.get("status") == "running" and rec.get("pid") == os.getpid():
+        save_json({**rec, "status": "interrupted"}, step_dir / "step.json")
+
+
 def _step_state(step_dir: Path, key: str) -> dict:
-    rec = read_step(step_dir) or {"status": "missing"}
-    status = rec["status"]
-    if status == "running" and rec.get("pid") != os.getpid():
-        status = "interrupted"  # the lock is ours: the process that wrote 'running' is gone
-    return {"step": step_dir.name, "status": status, "key": rec.get("key"), "current": rec.get("key") == key,
-            "seconds": rec.get("seconds"), "error": rec.get("error", "")}
+    rec = read_step(step_dir) or {}
+    return {"step": step_dir.name, "status": step_status(rec or None), "key": rec.get("key"),
+            "current": rec.get("key") == key, "seconds": rec.get("seconds"),
+            "error": rec.get("error") or rec.get("stale", "")}
 
 
 def overall_status(states: list[dict]) -> str:
-    """ok only when every step finished with the current key; else running / failed / interrupted / incomplete."""
+    """ok only when every step finished with the current key; else running / failed / interrupted / stale /
+    incomplete."""
     found = {s["status"] for s in states}
     if all(s["status"] == "ok" and s["current"] for s in states):
         return "ok"
-    for status in ("running", "failed", "interrupted"):
+    for status in ("running", "failed", "interrupted", "stale"):
         if status in found:
             return status
     return "incomplete"
@@ -109,42 +123,78 @@ def write_run_record(out_root: Path, params: dict, phash: str, keys: dict[str, s
     }, out_root / "run.json")
 
 
-def append_history(out_root: Path, phash: str, status: str, steps: list[dict], started: float) -> Path:
-    """Append one line for this invocation to `history.jsonl` (what ran, how it ended); earlier lines are kept."""
+def append_history(out_root: Path, phash: str, status: str, steps: list[dict], started: float,
+                   error: str = "") -> Path:
+    """Append one line for this invocation to `history.jsonl` (what ran, how it ended: ok, failed, interrupted,
+    refused or error, with its one-line error); earlier lines are kept."""
     line = {"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "status": status, "params_hash": phash,
-            "argv": sys.argv[1:], "git_commit": git_commit(), "steps": steps}
+            "argv": sys.argv[1:], "git_commit": git_commit(), "steps": steps, **({"error": error} if error else {})}
     return append_jsonl([line], out_root / "history.jsonl")
 
 
 def _archive(step_dir: Path, out_root: Path, old_key: str) -> Path:
+    """Move a step folder into _archive/ in one rename (never a copy that a failure could leave twice)."""
     dest = out_root / "_archive" / f"{step_dir.name}-{old_key}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
     n = 1
     while dest.exists():  # two archives of one step within a second
         dest, n = dest.with_name(f"{dest.name.rsplit('~', 1)[0]}~{n}"), n + 1
-    shutil.move(str(step_dir), str(dest))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(step_dir, dest)
+    except OSError as err:
+        raise RunError(f"cannot move {step_dir} to {dest} ({err.strerror or err}); nothing was archived") from None
     return dest
 
 
-def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dict | None = None) -> str:
+def check_writable(step_dir: Path) -> None:
+    """Refuse, in one line naming it, a step folder (or its outputs folder, or its kernel.log) this user cannot
+    write, before anything is archived or run: archiving renames the folder, which needs write access to it and to
+    its parent. (root passes every check: the tests patch os.access.)"""
+    for path in (step_dir.parent, step_dir, step_dir / "kernel.log"):
+        mode = os.W_OK | os.X_OK if path.is_dir() else os.W_OK
+        if path.exists() and not os.access(path, mode):
+            raise RunError(f"{path} is read-only for this user: make it writable (chmod -R u+w {step_dir}) or move "
+                           "it away; nothing was archived or run")
+
+
+def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dict | None = None,
+              data: dict | None = None) -> str:
     """Decide what to do with one step: 'skip', 'run' (fresh, or a retry in place) or raise if a different run is there.
 
-    With `force` the step's outputs, whatever run made them, are archived first: a forced step always starts afresh.
+    With `force` the step's outputs, whatever run made them, are archived first: a forced step always starts afresh;
+    so does a stale one (finished, but what it read has changed since).
     """
     prev = read_step(step_dir)
     has_outputs = step_dir.exists() and any(step_dir.iterdir())
     if prev is None and has_outputs and not force:
         raise RunError(f"{step_dir} holds outputs of an unknown run (no step.json); move it away or use --force to archive it")
-    if prev is not None and prev.get("key") == key and not force:
-        return "skip" if prev.get("status") == "ok" else "run"  # retry a failure in place (keeps checkpoints)
-    if prev is not None and not force:
-        changed = changed_keys(prev.get("params"), params or {}) or "the notebook or an earlier step changed"
-        raise RunError(f"{step_dir} holds outputs of a different run (key {prev.get('key')}, now {key}; {changed}); "
-                       "use --force to archive them under _archive/ and re-run")
+    same = prev is not None and prev.get("key") == key and not force
+    if same and prev.get("status") == "ok":
+        return "skip"
+    if prev is not None and not force and not same:
+        raise RunError(f"{step_dir} holds outputs of a different run (key {prev.get('key')}, now {key}; "
+                       f"{why_different(prev, params or {}, data or {})}); use --force to archive them under _archive/ "
+                       "and re-run")
+    check_writable(step_dir)
+    if same and prev.get("status") != "stale":
+        return "run"  # retry a failure in place (keeps checkpoints)
     if has_outputs:
         _archive(step_dir, out_root, (prev or {}).get("key", "unknown"))
     return "run"
+
+
+def why_different(prev: dict, params: dict, data: dict) -> str:
+    """What makes a recorded step another run: the params that differ, else the data files, else the notebook."""
+    from hmxnb.datahash import changed_data
+
+    changed = changed_keys(prev.get("params"), params)
+    if changed:
+        return changed
+    if data and "data" not in prev:
+        return "recorded before the data files it reads were part of its key"
+    files = changed_data(prev.get("data"), data)
+    return f"data changed: {files}" if files else "the notebook or an earlier step changed"
 
 
 def changed_keys(old: dict | None, new: dict, limit: int = 5) -> str:

@@ -45,6 +45,20 @@ DEFAULT_PERSONA_HUMAN = ("You are a warm, emotional person. You talk about your 
 DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yourself, your feelings or your wishes; you "
                         "only give information.")
 
+# Upper bounds: only where a value cannot make sense on any machine, so that a typo (--set max_steps=1000000000000)
+# stops at validation instead of starting work. Each is far above any real run:
+#   max_steps, save_steps, logging_steps, sample_every, warmup_steps: 10^6 optimizer steps (the `paper` profile
+#     takes 250; 10^6 steps at one second each is 11 days of one GPU).
+#   num_generations 1024 (GRPO groups are 4-64, DeepSeekMath's 64); per_device_train_batch_size,
+#     gradient_accumulation_steps, judge_batch_size, bench_batch_size 65536 (no GPU holds 65536 sequences at once).
+#   max_seq_length 2^20 tokens (1M; the paper's models take 8k-128k); max_completion_length, eval_max_new_tokens,
+#     judge_max_new_tokens 131072 (128k: the longest context of the paper's models).
+#   r 4096 (a LoRA rank above the hidden size, 4096 for Qwen3-8B, adds nothing); lora_alpha 2^20; top_k 2^20
+#     (above every vocabulary: 151936 for Qwen3, 256000 for Gemma-2, where it equals "off").
+#   bench_limit 10^6 (the largest benchmark here, BBQ, has 58492 items); n_train_prompts 10^8;
+#     bootstrap_resamples 10^6 (CIs settle by 10^4).
+#   num_processes, slurm_gpus_per_node 256 (one node; nodes hold at most 8-16 GPUs, 72 in a GB200 NVL72 rack);
+#     slurm_cpus_per_task 4096; slurm_mem_gb 65536 (64 TB); slurm_time_min 527040 (366 days).
 SCHEMA: dict[str, Param] = {
     # --- model ---
     "model_name_or_path": Param(EMBEDDED, "str", "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
@@ -54,7 +68,7 @@ SCHEMA: dict[str, Param] = {
     "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]"),
     "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); load_model alone loads fp32."),
     "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
-    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.", bounds="[1, inf)"),
+    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.", bounds="[1, 1048576]"),
     "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",
                        "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on CPU.",
                        ("auto", "bf16", "fp16")),
@@ -91,27 +105,27 @@ SCHEMA: dict[str, Param] = {
     "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge.judge_validity)",
                                  "Other judge modes measured beside judge_mode on the judge-validation set, for comparison."),
     "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
-    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear.", bounds="[1, inf)"),
-    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass.", bounds="[1, inf)"),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear.", bounds="[1, 131072]"),
+    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass.", bounds="[1, 65536]"),
     "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric", "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
     "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.", ("human", "reverse")),
     "judge_model": Param("frozen", "str", "hmxnb.train", "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters off).",
                          ("live", "frozen")),
     # --- GRPO (names are GRPOConfig fields) ---
     "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate.", bounds="(0, 1]"),
-    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).", bounds="[2, inf)"),
-    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL.", bounds="[1, inf)"),
-    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, inf)"),
-    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.", bounds="[1, inf)"),
-    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, inf)"),
+    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).", bounds="[2, 1024]"),
+    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL.", bounds="[1, 65536]"),
+    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, 65536]"),
+    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.", bounds="[1, 131072]"),
+    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, 1000000]"),
     "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model).", bounds="[0, inf)"),
     "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions.", bounds="(0, inf)"),
     "top_p": Param(1.0, "float", "GRPOConfig.top_p", "", bounds="(0, 1]"),
     "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
     "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none")),
-    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, inf)"),
-    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).", bounds="[1, inf)"),
-    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, inf)"),
+    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, 1000000]"),
+    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).", bounds="[1, 1000000]"),
+    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]"),
     "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
     # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
     # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
@@ -129,35 +143,35 @@ SCHEMA: dict[str, Param] = {
     "num_iterations": Param(1, "int", "GRPOConfig.num_iterations", "Optimizer updates per generated batch (GRPO's mu).",
                             bounds="[1, 64]"),
     "top_k": Param(0, "int", "GRPOConfig.top_k", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
-                   bounds="[0, inf)"),
+                   bounds="[0, 1048576]"),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
     "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
                            "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
-                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.", bounds="[1, inf)"),
+                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.", bounds="[1, 256]"),
     "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.submit)", "SLURM partition; None = the cluster's default."),
-    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, inf)"),
-    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job.", bounds="[1, inf)"),
-    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default.", bounds="[0, inf)"),
-    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes.", bounds="[1, inf)"),
+    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, 256]"),
+    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job.", bounds="[1, 4096]"),
+    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default.", bounds="[0, 65536]"),
+    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
     # --- LoRA (names are LoraConfig fields) ---
-    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, inf)"),
-    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", "", bounds="[1, inf)"),
+    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, 4096]"),
+    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", "", bounds="[1, 1048576]"),
     "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout", "", bounds="[0, 1)"),
     "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", "LoraConfig.target_modules", ""),
     # --- reward guards (hmxnb.rewards) ---
     "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.", bounds="[0, inf)"),
     "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]", "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
-    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.", bounds="[1, inf)"),
+    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.", bounds="[1, 1000000]"),
     # --- prompts / evaluation sizes ---
-    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).", bounds="[0, inf)"),
-    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark (seeded subset); 0 = full sets.", bounds="[0, inf)"),
-    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.", bounds="[1, inf)"),
-    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs.", bounds="[1, inf)"),
+    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).", bounds="[0, 100000000]"),
+    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark, the held-out feeling-expression prompts included (seeded subset); 0 = full sets.", bounds="[0, 1000000]"),
+    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.", bounds="[1, 65536]"),
+    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs.", bounds="[1, 1000000]"),
     "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction.", bounds="(0, 1)"),
     "eval_judge_model": Param("base", "str", "hmxnb.evaluate.fixed_judge",
                               "Judge of held-out feeling expression: 'base' = the base model with the training judge's "
                               "rubric (measures transfer of the training reward), or a Hub id / local path of an independent judge."),
-    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation.", bounds="[1, inf)"),
+    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation.", bounds="[1, 131072]"),
 }
 
 SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))

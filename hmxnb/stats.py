@@ -86,7 +86,7 @@ def sign_flip_test(diffs, n_resamples: int = 2000, seed: int = 0) -> float:
     sample and permutation_type="samples"; exact when 2**n <= n_resamples, Monte Carlo otherwise.
     """
     d = np.asarray(diffs, dtype=float)
-    if d.size == 0 or np.all(d == 0):
+    if d.size < 2 or np.all(d == 0):  # one pair: both sign patterns are as extreme, the exact p is 1 (scipy refuses)
         return 1.0
     res = stats.permutation_test(
         (d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True,

@@ -1,7 +1,7 @@
 """Self-rewarded GRPO with LoRA: Unsloth QLoRA on CUDA, plain TRL + PEFT on CPU. Same code for both directions.
 
-`train(params, out_dir)` loads the model, builds the GRPOConfig and reward functions from params, runs
-GRPOTrainer (resuming from the last checkpoint in out_dir/checkpoints when one exists), and writes:
+`train(params, out_dir)` = `make_trainer` (the model, the GRPOConfig and reward functions from params, GRPOTrainer)
++ `run_trainer` (train, resuming from the last checkpoint in out_dir/checkpoints when one exists, and write):
 adapter/ (PEFT format), train_log.csv, samples.jsonl, metrics.json (the notebook draws the figures). The direction
 (human / reverse) is params `direction`.
 """
@@ -217,8 +217,14 @@ def log_frame(log_history: list[dict]):
 
 def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer=None, backend=None) -> dict:
     """Run (or resume) one GRPO training run and write its artefacts into out_dir. Returns summary metrics."""
-    out_dir = Path(out_dir)
     trainer, state = make_trainer(params, out_dir, model, tokenizer, backend, callbacks)
+    return run_trainer(params, out_dir, trainer, state)
+
+
+def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) -> dict:
+    """The second half of `train`: train what `make_trainer` built (resuming from out_dir/checkpoints) and write the
+    artefacts. Notebooks 02/03 build the trainer in a cell of their own, then call this: the artefacts of `train`."""
+    out_dir = Path(out_dir)
     resume = last_checkpoint(out_dir / "checkpoints")
     samples_file = out_dir / "samples.jsonl"
     main = is_main_process()

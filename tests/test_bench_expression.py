@@ -96,3 +96,15 @@ def test_metrics_expression_reports_form_beside_the_judge():
     assert m["expression_score"] == pytest.approx(0.6) and m["reply_words"] == pytest.approx(6.5)
     assert m["repetitive_share"] == 0.5 and m["truncated_share"] == 0.5 and m["empty_share"] == 0.0
     assert 0 < m["distinct_2"] < 1
+
+
+def test_held_out_prompts_are_a_seeded_subset_under_a_limit():
+    """Issue 22: bench_limit=4 still generated all 56 held-out prompts per model (step 04 over 600 s on 2 cores)."""
+    rows = [{"id": f"p{i:02d}", "prompt": f"prompt {i}", "kind": "k"} for i in range(56)]
+    assert len(load_expression_items(rows)) == 56  # no limit: all of them
+    four = load_expression_items(rows, limit=4, seed=0)
+    ids = [it["item_id"] for it in four]
+    assert len(four) == 4 and ids == sorted(ids)  # kept in the set's order
+    assert ids == [it["item_id"] for it in load_expression_items(rows, limit=4, seed=0)]  # same seed, same items
+    assert ids != [it["item_id"] for it in load_expression_items(rows, limit=4, seed=1)]
+    assert len(load_expression_items(rows, limit=100)) == 56  # a limit above the set's size keeps it whole

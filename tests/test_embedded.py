@@ -34,6 +34,11 @@ def _truncate(path, keep):
         lambda d: (d / "tokenizer.json").unlink(),                    # a file gone
         lambda d: (d / "model.safetensors").write_bytes(              # same size, flipped bytes: only the hash sees it
             (d / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\1"),
+        lambda d: (d / embedded.MANIFEST).write_bytes(b""),          # an empty manifest (a crash, a full disk)
+        lambda d: _truncate(d / embedded.MANIFEST, 20),               # a manifest cut short: not JSON
+        lambda d: (d / embedded.MANIFEST).write_bytes(b"\xff\xfe{}"),  # not UTF-8
+        lambda d: (d / embedded.MANIFEST).write_text("[1, 2]"),       # JSON, but not a map of file -> size, sha256
+        lambda d: (d / embedded.MANIFEST).write_text('{"model.safetensors": {"size": 1}}'),  # an entry without hash
     ],
 )
 def test_damaged_cache_is_detected_and_rebuilt(fake_cache, damage, capsys):

@@ -136,6 +136,21 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
     assert set(seconds) >= {"truthfulqa", "expression"}
 
 
+@pytest.mark.parametrize("limit, expected", [(4, 4), (24, 24), (0, 56)])
+def test_bench_limit_caps_the_held_out_prompts_too(limit, expected):
+    """bench_limit caps feeling expression like every other benchmark (issue 22: bench_limit=4 generated all 56
+    held-out prompts per model); 0 keeps the whole set."""
+    from pathlib import Path
+
+    from hmxnb.evaluate import load_items
+
+    mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"
+    items = load_items(load_params("smoke", {"data_dir": str(mirror), "bench_limit": limit}), log=lambda *_: None)
+    assert len(items["expression"]) == expected
+    assert len({it["item_id"] for it in items["expression"]}) == expected
+    assert all(len(v) <= expected for v in items.values())  # no benchmark above the limit
+
+
 def test_models_loaded_for_evaluation_keep_the_engine(tiny_model_dir, adapters):
     """load_model records prefix reuse on CPU; the PEFT wrapper of notebook 04 still reports it (not the plain path)."""
     from hmxnb.models import prefix_reuse_enabled

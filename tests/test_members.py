@@ -106,3 +106,68 @@ def test_lock_is_per_member(nbdir, tmp_path):
         with pytest.raises(MemberBusy):
             with member_lock(out / "smoke" / "seed0"):
                 pass
+
+
+def test_sweep_names_are_unique_and_keep_the_plain_ones():
+    """Two models with the same last id part were one folder (and one job); now both are named with their
+    organisation, and a model with no namesake keeps the folder name it always had."""
+    from hmxnb.members import model_names, sweep
+    from hmxnb.params import load_params
+
+    p = load_params("smoke", {"sweep_models": ["Qwen/Qwen3-0.6B", "unsloth/Qwen3-0.6B", "Qwen/Qwen3-4B"],
+                              "seeds": [0]})
+    assert [name for name, _ in sweep(p)] == ["qwen-qwen3-0.6b-seed0", "unsloth-qwen3-0.6b-seed0", "qwen3-4b-seed0"]
+    assert [over["model_name_or_path"] for _, over in sweep(p)] == p["sweep_models"]
+    assert [name for name, _ in sweep(load_params("paper"))][::3] == [  # the paper's 15 folders are unchanged
+        "qwen3-0.6b-seed0", "qwen3-4b-seed0", "qwen3-8b-seed0", "gemma-2-2b-it-seed0", "llama-3.2-3b-instruct-seed0"]
+    # ids the organisation does not tell apart (case, characters a folder name drops, local paths) get a short hash
+    for models in (["Qwen/Qwen3-0.6B", "qwen/qwen3-0.6b"], ["/a/m/x", "/b/m/x/", "x"], ["org/a b", "org/a-b"]):
+        names = model_names(models)
+        assert len(set(names.values())) == len(models), names
+    assert model_names(["/a/m/x", "/b/m/x/", "x"])["x"] == "x"
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"sweep_models": ["a/b", "c/d", "a/b"]}, "sweep_models lists 'a/b' more than once"),
+    ({"seeds": [0, 1, 0]}, "seeds lists 0 more than once"),
+])
+def test_a_model_or_seed_listed_twice_is_refused(over, message):
+    from hmxnb.members import sweep
+    from hmxnb.params import ParamsError, load_params
+
+    with pytest.raises(ParamsError, match=message):
+        sweep(load_params("smoke", over))
+
+
+def test_a_member_that_failed_early_is_failed_with_its_error(tmp_path):
+    """With --keep-going, a member whose first step failed has no step.json in its last step: it was listed as
+    '(missing)'; it is 'failed', with the step and error line, in the log, members.json and the report's list."""
+    from hmxnb.members import left_out
+
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_first.ipynb", WRITE + "\nassert p['seed'] != 0, 'seed 0 fails on purpose'")
+    _notebook(d / "02_second.ipynb", WRITE)
+    _notebook(d / "05_compare_report.ipynb", "print('aggregate')")
+    out, logs = tmp_path / "outputs", []
+    run_profile("smoke", overrides=SEEDS, notebooks_dir=d, output_root=out, progress=False, log=logs.append,
+                keep_going=True)
+    failed = "failed in 01_first: AssertionError in cell [3]: seed 0 fails on purpose"
+    assert any(f"not included: seed0 ({failed})" in line for line in logs), "\n".join(logs)
+    assert json.loads((out / "smoke" / "members.json").read_text()) == {"seed0": failed, "seed1": "finished"}
+    assert left_out(out / "smoke") == {"seed0": failed}
+    status = member_status("smoke", SEEDS, out / "smoke", d)["seed0"]
+    assert status["status"] == "failed" and status["key"] is None
+
+
+def test_a_member_whose_runner_was_killed_is_interrupted(nbdir, tmp_path):
+    """A step.json left 'running' (the runner killed, no lock held) or 'interrupted' is said so, not 'missing'."""
+    from hmxnb.members import describe, expected_keys, per_member_steps
+    from hmxnb.params import load_params
+
+    key = expected_keys(load_params("smoke", {**SEEDS, "seed": 0}), per_member_steps(nbdir))["01_first"]
+    step = tmp_path / "smoke" / "seed0" / "01_first"
+    step.mkdir(parents=True)
+    (step / "step.json").write_text(json.dumps({"key": key, "status": "running"}))
+    status = member_status("smoke", SEEDS, tmp_path / "smoke", nbdir)
+    assert describe(status["seed0"]) == "interrupted in 01_first" and status["seed1"]["status"] == "missing"

@@ -32,15 +32,25 @@ def test_structure(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_colab_setup_is_a_noop_outside_colab(path, tmp_path):
+def test_colab_setup_cell_is_the_generators(path):
+    """Every notebook opens with the one set-up cell `make colab-links` writes (hmxnb.colab.SETUP_CELL)."""
+    from hmxnb import colab
+
+    setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert setup.source == colab.setup_cell(), "run `make colab-links`: the set-up cell is written from hmxnb/colab.py"
+
+
+def test_colab_setup_is_a_noop_outside_colab(tmp_path):
+    """The set-up cell (the same in every notebook, test above), run by papermill outside Colab: it changes nothing."""
     import papermill as pm
 
-    nb = nbformat.read(path, as_version=4)
-    setup = next(c for c in nb.cells if c.cell_type == "code")
+    from hmxnb import colab
+
     probe = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import os, subprocess\nbefore = (os.getcwd(), len(__import__('sys').path))"),
-        nbformat.v4.new_code_cell(setup.source),
-        nbformat.v4.new_code_cell("import json, os, sys\nprint(json.dumps({'in_colab': IN_COLAB, 'same': before == (os.getcwd(), len(sys.path))}))"),
+        nbformat.v4.new_code_cell(colab.setup_cell()),
+        nbformat.v4.new_code_cell("import json, os, sys\nprint(json.dumps({'in_colab': IN_COLAB, "
+                                  "'same': before == (os.getcwd(), len(sys.path))}))"),
     ])
     probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src, out = tmp_path / "probe.ipynb", tmp_path / "probe_out.ipynb"
@@ -50,6 +60,73 @@ def test_colab_setup_is_a_noop_outside_colab(path, tmp_path):
     assert "not in Colab, nothing to do" in result.cells[1].outputs[0]["text"]
     assert json.loads(result.cells[2].outputs[0]["text"]) == {"in_colab": False, "same": True}
     assert not (tmp_path / "hmxnb").exists()
+
+
+def _by_name(stem: str) -> Path:
+    return next(p for p in NOTEBOOKS if p.stem == stem)
+
+
+def test_03_is_generated_from_02():
+    """03 is 02 but for its direction cells; a hand edit to either without `make colab-links` fails here."""
+    from hmxnb import colab
+
+    human = nbformat.read(_by_name("02_train_human"), as_version=4)
+    expected = nbformat.writes(colab.reverse_notebook(human))
+    assert nbformat.writes(nbformat.read(_by_name("03_train_reverse"), as_version=4)) == expected, \
+        "notebooks 02 and 03 differ outside the direction cells: edit 02, then run `make colab-links`"
+
+
+def test_02_and_03_differ_only_in_their_direction_cells():
+    human, reverse = (nbformat.read(_by_name(s), as_version=4).cells for s in ("02_train_human", "03_train_reverse"))
+    assert len(human) == len(reverse)
+    differing = [i for i, (a, b) in enumerate(zip(human, reverse)) if a.source != b.source]
+    params = next(i for i, c in enumerate(human) if "parameters" in c.metadata.get("tags", []))
+    steps = [i for i, c in enumerate(human) if c.cell_type == "code" and "02_train_human" in c.source]
+    assert set(differing) <= {0, params, *steps} and 0 in differing and params in differing
+    assert 'direction = "reverse"' in reverse[params].source and "reverse" in reverse[0].source.splitlines()[0]
+
+
+def test_a_drifted_03_is_rewritten_by_the_generator(tmp_path):
+    from hmxnb import colab
+
+    copies = []
+    for path in NOTEBOOKS:
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+        copies.append(tmp_path / path.name)
+    reverse = tmp_path / "03_train_reverse.ipynb"
+    nb = nbformat.read(reverse, as_version=4)
+    nb.cells[-1].source += "\nprint('a hand edit')"
+    nbformat.write(nb, reverse)
+    assert colab.write_notebooks(copies) == [reverse]
+    assert reverse.read_bytes() == _by_name("03_train_reverse").read_bytes()
+    assert colab.write_notebooks(copies) == []  # idempotent
+
+
+@pytest.mark.parametrize("stem", ["01_design_rubric", "02_train_human", "03_train_reverse"])
+def test_notebooks_name_the_judge_from_params(stem):
+    """The reward is described by hmxnb.rubric.describe_judge in a code cell, not by fixed prose that would call a
+    persona-contrast run "rewarded by its own rubric scores"."""
+    nb = nbformat.read(_by_name(stem), as_version=4)
+    assert any("describe_judge(p)" in c.source for c in nb.cells if c.cell_type == "code")
+    prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "rubric scores" not in prose and "asks the same model a question" not in prose
+
+
+@pytest.mark.parametrize("mode, says, never", [
+    ("contrast", ["persona-contrast self-reward", "no rubric is read and no judgement is asked"], ["Score: N"]),
+    ("probability", ["rubric judgement", "feelings, intentions, self_awareness, coherence"], ["persona-contrast"]),
+    ("generate", ["rubric judgement written out", "Score: N"], ["persona-contrast"]),
+])
+def test_describe_judge_names_the_mode(mode, says, never):
+    from hmxnb.params import load_params
+    from hmxnb.rubric import describe_judge
+
+    text = describe_judge(load_params("smoke", {"judge_mode": mode}))
+    assert all(s in text for s in says) and not any(n in text for n in never)
+    reverse = describe_judge(load_params("smoke", {"judge_mode": mode, "direction": "reverse"}))
+    assert "1 − the normalised score (reverse_mode: negate" in reverse
+    live = describe_judge(load_params("smoke", {"judge_mode": mode, "judge_model": "live"}))
+    assert "judge_model: live" in live and "judge_model: frozen" in text
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -36,7 +36,7 @@ def test_shipped_profiles_validate(profile):
         ({"num_generations": 1}, "num_generations"),                 # GRPO needs a group
         ({"num_generations": 3}, "per_device_train_batch_size"),     # batch not a multiple of the group
         ({"rubric_criteria": {"feelings": 3}}, "rubric_criteria"),   # description must be text
-        ({"max_steps": 0}, "in [1, inf), got 0"),                     # one useless step reported "ok"
+        ({"max_steps": 0}, "in [1, 1000000], got 0"),                # one useless step reported "ok"
         ({"max_steps": -1}, "max_steps"),                            # TRL: -1 means "use num_train_epochs"
         ({"bench_limit": -4}, "bench_limit"),                        # failed late, in step 04
         ({"judge_batch_size": 0}, "judge_batch_size"),               # no judge prompts per pass
@@ -54,6 +54,25 @@ def test_bad_params_name_the_culprit(overrides, culprit):
     msg = str(exc.value)
     assert culprit in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("key, value", [
+    ("max_steps", 10**12), ("num_generations", 4096), ("max_completion_length", 10**7), ("eval_max_new_tokens", 10**7),
+    ("judge_max_new_tokens", 10**7), ("bench_limit", 10**9), ("per_device_train_batch_size", 10**6),
+    ("gradient_accumulation_steps", 10**6), ("max_seq_length", 10**8), ("r", 10**5), ("num_processes", 10**4),
+    ("save_steps", 10**9), ("bootstrap_resamples", 10**9), ("slurm_time_min", 10**7),
+])
+def test_absurd_values_stop_at_validation(key, value):
+    """A value no machine can use stops before any work starts (max_steps=10^12 used to start training)."""
+    with pytest.raises(ParamsError, match=rf"'{key}' in overrides must be in \[\d+, \d+\], got {value}$"):
+        load_params("smoke", {key: value})
+
+
+def test_every_int_count_has_a_finite_upper_bound():
+    """Counts of steps, tokens, items and processes all have an upper bound in the schema (no "inf)")."""
+    for key, spec in SCHEMA.items():
+        if spec.type.split("[")[-1].rstrip("]?") == "int" and spec.bounds:
+            assert not spec.bounds.endswith("inf)"), key
 
 
 def test_bounds_are_intervals_holding_the_defaults():
@@ -79,6 +98,34 @@ def test_bad_profile_file(tmp_path):
     f.write_text("- a\n- b\n")
     with pytest.raises(ParamsError, match="mapping"):
         load_params(str(f))
+
+
+@pytest.mark.parametrize(
+    "content, where, what",
+    [
+        (b"# Latin-1\nmax_steps: 3\n# caf\xe9\n", "latin.yaml:3:6 ", "not UTF-8 (byte 0xe9)"),   # saved in Latin-1
+        (b"max_steps: 3\nr: 8\nmax_steps: 5\n", "latin.yaml:3:1 ",
+         "duplicate key 'max_steps' (first given on line 1)"),
+        (b"rubric_weights: {feelings: 1, feelings: 2}\n", "latin.yaml:1:31 ", "duplicate key 'feelings'"),  # nested
+    ],
+)
+def test_non_utf8_and_duplicate_keys_name_file_and_line(tmp_path, content, where, what):
+    f = tmp_path / "latin.yaml"
+    f.write_bytes(content)
+    with pytest.raises(ParamsError) as exc:
+        load_params(str(f))
+    assert where in str(exc.value) and what in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_profile_with_byte_order_mark_loads(tmp_path):
+    f = tmp_path / "bom.yaml"
+    f.write_bytes("\ufeffmax_steps: 3\nseed: 1\n".encode("utf-8"))  # a byte-order mark is not an error
+    assert load_params(str(f))["max_steps"] == 3
+
+
+def test_duplicate_key_in_override_is_named():
+    with pytest.raises(ParamsError, match="duplicate key 'feelings'"):
+        parse_override("rubric_weights={feelings: 1, feelings: 2}")
 
 
 def test_unknown_key_in_profile_file_names_file_key(tmp_path):

@@ -230,3 +230,24 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
     warnings = [line for line in md.splitlines() if "training is not learning" in line]
     assert len(warnings) == 1 and "human" in warnings[0] and "100% of completions were masked" in warnings[0]
     assert not [w for w in report.training_warnings(logs)]  # the fixture's own runs learned
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("contrast", "persona-contrast self-reward (our stand-in), not the paper's rubric judgement"),
+    ("probability", "rubric judgement, as in the paper, with our own rubric"),
+    ("generate", "wrote a 1-5 score per criterion"),
+    (None, "Which self-judge trained the models was not given"),
+])
+def test_scale_note_names_the_judge_that_trained_the_models(mode, expected):
+    assert expected in report.scale_note("demo", ["m"], 1, 100, judge_mode=mode)
+
+
+def test_report_names_the_judge_recorded_in_the_steps_provenance(tmp_path):
+    """Notebook 05 writes provenance.json (its params) before building the report: the report reads judge_mode there."""
+    results, logs, _ = _load()
+    (tmp_path / "provenance.json").write_text(json.dumps({"params": {"judge_mode": "contrast"}}))
+    report.build_report(tmp_path, results, profile="demo", model_names=["m"])
+    md = (tmp_path / "report.md").read_text()
+    assert "persona-contrast self-reward (our stand-in), not the paper's rubric judgement" in md
+    report.build_report(tmp_path, results, profile="demo", model_names=["m"], judge_mode="probability")
+    assert "rubric judgement, as in the paper" in (tmp_path / "report.md").read_text()  # given beats recorded

@@ -1,6 +1,7 @@
 """hmxnb.run: papermill runner — order, skip / force, never overwriting another run, failures kept."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -284,7 +285,8 @@ def test_keep_going_runs_the_other_members_and_compares_those_that_finished(tmp_
     assert [(r.out_root.name, r.ok) for r in going] == [("seed0", False), ("seed1", True), ("smoke", True)]
     assert json.loads((tmp_path / "go" / "smoke" / "05_compare_report" / "members.json").read_text()) == ["seed1"]
     status = json.loads((tmp_path / "go" / "smoke" / "members.json").read_text())
-    assert status == {"seed0": "failed", "seed1": "finished"}
+    assert status == {"seed0": "failed in 01_first: AssertionError in cell [3]: seed 0 fails on purpose",
+                      "seed1": "finished"}
 
 
 def test_progress_bars_in_executed_notebooks_are_one_line(nbdir, tmp_path):
@@ -309,3 +311,189 @@ def test_kernels_skip_the_unsloth_import_when_the_profile_does_not_use_it(nbdir,
     r, _ = _run(nbdir, tmp_path / "out", only=["01"], overrides={"use_unsloth": use_unsloth})
     assert r.ok
     assert json.loads((tmp_path / "out" / "smoke" / "01_first" / "env.json").read_text()) == expected
+
+
+# ---------------------------------------------------------------- what a step reads (issue 22)
+
+REPORT = (  # a stand-in for notebook 05: the report at outputs/<profile>/ and in its folder
+    "import pathlib, shutil\n"
+    "out = pathlib.Path(out_dir)\n"
+    "samples = (out.parent / '04_benchmarks' / 'samples.jsonl').read_text()\n"
+    "(out / 'report.md').write_text('# Report\\nbuilt from ' + samples)\n"
+    "(out / 'report.html').write_text('<html><head></head><body>\\n<h1>Report</h1>\\n</body></html>\\n')\n"
+    "for name in ['report.md', 'report.html']:\n"
+    "    shutil.copy(out / name, out.parent / name)"
+)
+
+
+def _bench_notebook(path, fail_flag):
+    """A stand-in for notebook 04 that fails, like a truncated mc_task.json, while `fail_flag` exists."""
+    _notebook(path, f"import pathlib\nif pathlib.Path({str(fail_flag)!r}).exists():\n"
+                    "    raise ValueError('truthfulqa/mc_task.json:1:20: not valid JSON')\n"
+                    "pathlib.Path(out_dir, 'samples.jsonl').write_text('{}\\n')")
+
+
+def test_a_failed_input_makes_the_report_stale_and_its_step_refused(tmp_path):
+    """Run 04-05, then a forced 04 fails: 05 is not 'up to date' any more. Its report is marked stale at once (one
+    line says so), `--only 05` refuses naming 04, and once 04 is finished again 05 re-runs afresh."""
+    d, flag, out = tmp_path / "notebooks", tmp_path / "fail04", tmp_path / "outputs"
+    d.mkdir()
+    _bench_notebook(d / "04_benchmarks.ipynb", flag)
+    _notebook(d / "05_compare_report.ipynb", REPORT)
+    first, _ = _run(d, out)
+    assert [s.status for s in first.steps] == ["ok", "ok"]
+    top = out / "smoke"
+    assert (top / "report.md").read_text().startswith("# Report")
+
+    flag.write_text("")
+    r, logs = _run(d, out, only=["04"], force=True)
+    assert [s.status for s in r.steps] == ["failed"]
+    said = [line for line in logs if "05_compare_report is stale" in line]
+    assert len(said) == 1 and "04_benchmarks is failed" in said[0] and str(top / "report.md") in said[0]
+    for report in (top / "report.md", top / "05_compare_report" / "report.md"):
+        first_line = report.read_text().splitlines()[0]
+        assert first_line.startswith("> **Stale report**") and "04_benchmarks is failed" in first_line
+    assert '<body>\n<div class="hmxnb-stale"' in (top / "report.html").read_text()
+    assert json.loads((top / "05_compare_report" / "step.json").read_text())["status"] == "stale"
+    assert {s["step"]: s["status"] for s in json.loads((top / "run.json").read_text())["steps"]} == \
+        {"04_benchmarks": "failed", "05_compare_report": "stale"}
+
+    with pytest.raises(RunError, match="05_compare_report reads 04_benchmarks, which is failed .*--from 04"):
+        _run(d, out, only=["05"])  # was: "up to date, skipped" with the old report, exit 0
+    with pytest.raises(RunError, match="reads 04_benchmarks, which is failed"):
+        _run(d, out, only=["05"], force=True)  # refused before anything is archived
+    assert not (top / "_archive").exists() or not list((top / "_archive").glob("05_*"))
+    history = [json.loads(line) for line in (top / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["status"] == "refused" and "04_benchmarks, which is failed" in history[-1]["error"]
+
+    flag.unlink()
+    r, _ = _run(d, out)  # 04 retried in place, then the stale 05 re-runs afresh (its old outputs archived)
+    assert [s.status for s in r.steps] == ["ok", "ok"]
+    assert (top / "report.md").read_text().startswith("# Report")
+    assert "hmxnb-stale" not in (top / "report.html").read_text()
+    assert len(list((top / "_archive").glob("05_compare_report-*"))) == 1
+
+
+def test_a_report_step_that_fails_leaves_no_unmarked_old_report(tmp_path):
+    """`--only 05 --force` that fails: the report of the earlier run at outputs/<profile>/ says it is not current."""
+    d, out = tmp_path / "notebooks", tmp_path / "outputs"
+    d.mkdir()
+    _bench_notebook(d / "04_benchmarks.ipynb", tmp_path / "never")
+    _notebook(d / "05_compare_report.ipynb", REPORT)
+    _run(d, out)
+    _notebook(d / "05_compare_report.ipynb", REPORT + "\nraise RuntimeError('plot exploded')")
+    r, logs = _run(d, out, only=["05"], force=True)
+    assert [s.status for s in r.steps] == ["failed"]
+    first_line = (out / "smoke" / "report.md").read_text().splitlines()[0]
+    assert first_line.startswith("> **Stale report**") and "05_compare_report is failed" in first_line
+    assert any("05_compare_report is failed; marked stale" in line for line in logs)
+
+
+def test_an_input_rerun_since_makes_a_finished_step_stale(nbdir, tmp_path, monkeypatch):
+    """04 forced again (same params, so the same key) gives new outputs: the 05 built on the old ones is stale and
+    re-runs, though no key changed."""
+    from hmxnb import run as runner
+
+    monkeypatch.setattr(runner, "_execute", lambda *a: None)
+    d = tmp_path / "nb"
+    d.mkdir()
+    _notebook(d / "04_benchmarks.ipynb", "")
+    _notebook(d / "05_compare_report.ipynb", "")
+    out = tmp_path / "outputs"
+    _run(d, out)
+    _, logs = _run(d, out, only=["04"], force=True)
+    assert any("05_compare_report is stale (04_benchmarks was re-run after it)" in line for line in logs)
+    again, _ = _run(d, out)
+    assert [s.status for s in again.steps] == ["skipped", "ok"]
+
+
+# ---------------------------------------------------------------- changed data (issue 22)
+
+def test_changed_prompts_make_their_steps_not_up_to_date(tmp_path, monkeypatch):
+    """The content of the data files a step reads is part of its key and its record: an edited prompts file makes
+    01-03 (and what follows) a different run, named as a data change."""
+    import hashlib
+
+    from hmxnb import run as runner
+    from hmxnb.data import PACKAGE_DATA
+
+    monkeypatch.setattr(runner, "_execute", lambda *a: None)
+    d, out, prompts = tmp_path / "nb", tmp_path / "outputs", tmp_path / "prompts.jsonl"
+    d.mkdir()
+    for name in ("01_design_rubric", "02_train_human", "03_train_reverse"):
+        _notebook(d / f"{name}.ipynb", "")
+    prompts.write_text((PACKAGE_DATA / "prompts.jsonl").read_text())
+    over = {"prompts_file": str(prompts)}
+    _run(d, out, overrides=over)
+    again, _ = _run(d, out, overrides=over)
+    assert [s.status for s in again.steps] == ["skipped"] * 3
+
+    prompts.write_text(prompts.read_text() + '{"id": "x1", "kind": "k", "split": "train", "prompt": "And you?"}\n')
+    with pytest.raises(RunError, match="01_design_rubric holds outputs of a different run .*data changed: prompts"):
+        _run(d, out, overrides=over)  # was: "up to date, skipped" for 01-03
+    r, _ = _run(d, out, overrides=over, force=True)
+    assert [s.status for s in r.steps] == ["ok"] * 3
+    rec = json.loads((out / "smoke" / "02_train_human" / "step.json").read_text())
+    assert rec["data"] == {"prompts": hashlib.sha256(prompts.read_bytes()).hexdigest()}
+
+
+def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkeypatch):
+    """hmxnb.datahash names notebook 04's data files without importing the loaders (torch): the same files that
+    evaluate.load_items opens, with the mirror as it is and with the optional sycophancy folder."""
+    import builtins
+    import os
+
+    from hmxnb import data as data_module
+    from hmxnb import evaluate
+    from hmxnb.datahash import data_files
+
+    mirror = os.environ.get("HMXNB_DATA_DIR")
+    if not mirror or not (Path(mirror) / "truthfulqa").is_dir():
+        pytest.skip("needs the offline benchmark mirror (HMXNB_DATA_DIR)")
+    root = tmp_path / "mirror"
+    root.mkdir()
+    for sub in Path(mirror).iterdir():
+        (root / sub.name).symlink_to(sub)
+    (root / "sycophancy").mkdir()
+    row = {"question": "Q?", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
+    from hmxnb.datahash import SYCOPHANCY_SUBSETS
+
+    for subset in SYCOPHANCY_SUBSETS:
+        (root / "sycophancy" / f"{subset}.jsonl").write_text(json.dumps(row) + "\n")
+    opened = set()
+    real_open = builtins.open
+    monkeypatch.setattr(data_module, "open", lambda f, *a, **kw: opened.add(Path(f)) or real_open(f, *a, **kw),
+                        raising=False)
+    monkeypatch.setattr(evaluate, "hub_reachable", lambda: False)
+    params = load_params("smoke", {"data_dir": str(root)})
+    evaluate.load_items(params, log=lambda line: None)
+    declared = {f for f in data_files("04_benchmarks", params).values()}
+    assert opened == declared
+
+
+# ---------------------------------------------------------------- a read-only step folder (issue 22)
+
+def test_a_read_only_step_folder_is_refused_before_anything_is_archived(nbdir, tmp_path, monkeypatch):
+    """`--force` on a folder this user cannot write moved a copy into _archive/, then failed on kernel.log, and
+    history said 'interrupted'. Now: one line naming the folder, nothing archived, history 'refused'. (Tests run as
+    root, whom permission bits do not stop: os.access is patched to answer as for another user.)"""
+    import os
+
+    from hmxnb import run as runner
+    from hmxnb import runstate
+
+    monkeypatch.setattr(runner, "_execute", lambda *a: None)
+    out = tmp_path / "outputs"
+    _run(nbdir, out)
+    step = out / "smoke" / "01_first"
+    before = sorted(p.name for p in step.iterdir())
+    real_access = os.access
+    monkeypatch.setattr(runstate.os, "access", lambda p, mode: Path(p) != step and real_access(p, mode))
+    with pytest.raises(RunError, match=f"^{step} is read-only for this user.*nothing was archived or run$") as err:
+        _run(nbdir, out, only=["01"], force=True)
+    assert "\n" not in str(err.value)
+    assert not (out / "smoke" / "_archive").exists() and sorted(p.name for p in step.iterdir()) == before
+    history = [json.loads(line) for line in (out / "smoke" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["status"] == "refused" and str(step) in history[-1]["error"]
+    with pytest.raises(RunError, match="read-only"):  # a retry in place is refused the same way
+        runstate.check_writable(step)

@@ -123,3 +123,118 @@ def test_partial_and_failed_runs_keep_the_record_of_the_complete_run(nbdir, tmp_
     assert [s["status"] for s in _record(out)["steps"]] == ["ok", "failed"] and _record(out)["status"] == "failed"
     assert [h["status"] for h in _history(out)] == ["ok", "ok", "failed"]  # appended, never overwritten
     assert [s["step"] for s in _history(out)[1]["steps"]] == ["02_second"]
+
+
+# ---------------------------------------------------------------- stop signals (issue 22)
+
+CLI = textwrap.dedent("""
+    # `python -m hmxnb run --outputs OUT ...` on the stand-in notebooks in NBDIR: the real CLI, main_run included
+    import sys
+    from pathlib import Path
+    import hmxnb.run as run
+    from hmxnb.__main__ import main
+
+    real = run.run_profile
+    run.run_profile = lambda *a, **kw: real(*a, notebooks_dir=Path(sys.argv[1]), progress=False, **kw)
+    sys.exit(main(["run", "--outputs", sys.argv[2], *sys.argv[3:]]))
+""")
+
+SLOW = ("import os, pathlib, time\npathlib.Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
+        "time.sleep(120)")
+
+
+def _cli_env():
+    root = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not path.is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    assert path.is_file(), f"{path} never appeared"
+
+
+def test_sigterm_ends_the_runner_with_true_records(tmp_path):
+    """`kill -TERM` (timeout, SLURM's time limit) while a step runs: the kernel is stopped, the step reads
+    'interrupted' in step.json and run.json, a history line is written, and the exit status is 143 (128 + 15, what
+    a shell reports for SIGTERM). Before: records said 'running' and no history line."""
+    import signal
+
+    nbdir, out = tmp_path / "notebooks", tmp_path / "outputs"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_first.ipynb", WRITE)
+    _notebook(nbdir / "02_slow.ipynb", SLOW)
+    (tmp_path / "cli.py").write_text(CLI)
+    runner_proc = subprocess.Popen([sys.executable, str(tmp_path / "cli.py"), str(nbdir), str(out)], env=_cli_env(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(out / "smoke" / "02_slow" / "kernel.pid")
+    kernel = int((out / "smoke" / "02_slow" / "kernel.pid").read_text())
+    runner_proc.send_signal(signal.SIGTERM)
+    _, err = runner_proc.communicate(timeout=30)
+    assert runner_proc.returncode == 143, err
+    assert err.strip().splitlines() == ["hmxnb: stopped by SIGTERM; finished steps are kept and the step that ran is "
+                                        "marked 'interrupted' in run.json; re-run the same command to continue"]
+    step = json.loads((out / "smoke" / "02_slow" / "step.json").read_text())
+    assert step["status"] == "interrupted" and step["pid"] == runner_proc.pid
+    assert [(s["step"], s["status"]) for s in _record(out)["steps"]] == [("01_first", "ok"), ("02_slow", "interrupted")]
+    assert _record(out)["status"] == "interrupted"
+    last = _history(out)[-1]
+    assert last["status"] == "interrupted" and [s["status"] for s in last["steps"]] == ["ok", "interrupted"]
+    deadline = time.time() + 10
+    while _alive(kernel) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _alive(kernel), "the kernel outlived the runner"
+
+
+def test_a_stop_signal_in_process_is_an_interrupt_and_the_handlers_come_back(nbdir, tmp_path, monkeypatch):
+    """The runner as a library: SIGTERM during a step raises hmxnb.stop.Stopped (a KeyboardInterrupt) with the
+    records written, and the caller's own SIGTERM handler is back afterwards."""
+    import signal
+
+    from hmxnb.stop import Stopped
+
+    def terminated(*a):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    mine = signal.signal(signal.SIGTERM, lambda *a: None)
+    try:
+        caller = signal.getsignal(signal.SIGTERM)
+        monkeypatch.setattr(runner, "_execute", terminated)
+        with pytest.raises(Stopped) as stop:
+            _run(nbdir, tmp_path / "out")
+        assert stop.value.exit_status == 143 and signal.getsignal(signal.SIGTERM) is caller
+    finally:
+        signal.signal(signal.SIGTERM, mine)
+    assert [s["status"] for s in _record(tmp_path / "out")["steps"]] == ["interrupted", "missing"]
+    assert _history(tmp_path / "out")[-1]["status"] == "interrupted"
+
+
+def test_a_stop_signal_waits_for_records_being_written_and_a_second_one_is_ignored():
+    import signal
+
+    from hmxnb.stop import Stopped, held, stop_on_signals
+
+    seen = []
+    with pytest.raises(Stopped):
+        with stop_on_signals():
+            with held():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+                seen.append("records written")
+            seen.append("not reached")
+    assert seen == ["records written"]
+    with stop_on_signals():
+        with pytest.raises(Stopped):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # during the first one's clean-up: ignored
+        time.sleep(0.05)

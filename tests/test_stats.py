@@ -155,6 +155,7 @@ def test_bootstrap_pvalue(distribution, expected):
         ([1, 1, 1, 1, 1], 2 / 32),  # exact: only the all-positive of 2^5 sign patterns is as extreme, each side
         ([1, -1, 1, -1], 1.0),  # mean 0: every pattern at least as extreme
         ([0, 0, 0], 1.0),  # no differences
+        ([0.3], 1.0),  # one pair (bench_limit: 1): exact p of 2 sign patterns, where scipy raises ValueError
     ],
 )
 def test_sign_flip_exact(diffs, expected):

@@ -167,3 +167,40 @@ def test_local_executor_runs_members_side_by_side(tiny_model_dir, data_dir, tmp_
     assert (out / "smoke" / "report.md").is_file()
     again = submit("smoke", over, executor="local", outputs=out, dry_run=True, log=lines.append)
     assert again["members"] == [] and again["skipped"] == {"seed0": "finished", "seed1": "finished"}
+
+
+def test_a_job_the_cluster_stops_ends_with_true_records(tmp_path):
+    """SLURM's warning before the time limit (submitit's SIGUSR2) goes to every process of the job step: submitit's
+    worker, our runner and its kernel. submitit's CommandFunction then SIGKILLed the runner, leaving step.json and
+    run.json at 'running' with no history line. RunnerJob passes the stop on and lets the runner record it first;
+    submitit's own handling (here: 'timed-out and not checkpointable') follows. A real submitit local job."""
+    import signal
+
+    import submitit
+    from submitit.core.utils import UncompletedJobError
+    from test_runstate import CLI, SLOW, _wait_for
+
+    from hmxnb.submit import RunnerJob
+    from test_run import WRITE, _notebook
+
+    nbdir, out = tmp_path / "notebooks", tmp_path / "outputs"
+    nbdir.mkdir()
+    _notebook(nbdir / "01_first.ipynb", WRITE)
+    _notebook(nbdir / "02_slow.ipynb", SLOW)
+    (tmp_path / "cli.py").write_text(CLI)
+    executor = submitit.LocalExecutor(folder=tmp_path / "_jobs")
+    executor.update_parameters(timeout_min=5)
+    job = executor.submit(RunnerJob([sys.executable, str(tmp_path / "cli.py"), str(nbdir), str(out)], cwd=str(ROOT)))
+    step = out / "smoke" / "02_slow"
+    _wait_for(step / "kernel.pid")
+    runner = json.loads((step / "step.json").read_text())["pid"]
+    worker = int(Path(f"/proc/{runner}/stat").read_text().split(")")[-1].split()[1])
+    for pid in (worker, runner, int((step / "kernel.pid").read_text())):  # as SLURM signals the whole step
+        os.kill(pid, signal.SIGUSR2)
+    with pytest.raises(UncompletedJobError, match="timed-out and not checkpointable"):
+        job.result()
+    assert json.loads((step / "step.json").read_text())["status"] == "interrupted"
+    assert json.loads((out / "smoke" / "run.json").read_text())["status"] == "interrupted"
+    history = [json.loads(line) for line in (out / "smoke" / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["status"] == "interrupted"
+    assert "stopped by SIGUSR2" in job.stderr() or "stopped by SIGTERM" in job.stderr()

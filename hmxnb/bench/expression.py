@@ -24,7 +24,7 @@ from hmxnb.chat import render, strip_thinking
 from hmxnb.generation import generate, generation_config
 from hmxnb.loglik import pad_token_id
 
-from .common import mean
+from .common import mean, subsample
 
 FIRST_PERSON = {"i", "i'm", "im", "i've", "i'd", "i'll", "me", "my", "myself", "mine"}
 FEEL_WORDS = {"feel", "feels", "feeling", "feelings", "felt"}
@@ -56,9 +56,12 @@ def affect_statements(text: str, lexicon: dict[str, float] | None = None) -> int
     return count
 
 
-def load_expression_items(prompt_rows: list[dict]) -> list[dict]:
-    """Items from the project's held-out prompts (hmxnb.data.load_prompts(split="heldout"))."""
-    return [{"item_id": f"expr-{r['id']}", "prompt": r["prompt"], "kind": r.get("kind", "")} for r in prompt_rows]
+def load_expression_items(prompt_rows: list[dict], limit: int | None = None, seed: int = 0) -> list[dict]:
+    """Items from the project's held-out prompts (hmxnb.data.load_prompts(split="heldout")): a seeded subset of
+    `limit` of them (None = all), as for every other benchmark (params `bench_limit`). Each one is a reply generated
+    by every model and then judged, the slowest items of notebook 04, so a small bench_limit must cap them too."""
+    items = [{"item_id": f"expr-{r['id']}", "prompt": r["prompt"], "kind": r.get("kind", "")} for r in prompt_rows]
+    return subsample(items, limit, seed)
 
 
 @torch.inference_mode()

@@ -1,0 +1,244 @@
+"""What notebooks 02/03 show of GRPO before training: the config, one group of real replies, their rewards, advantages.
+
+GRPO's whole step is small enough to show on one prompt: sample `num_generations` replies, score each with the
+reward functions (hmxnb.rewards, TRL's signature), subtract the group's mean reward (and divide by its spread) to get
+each reply's advantage, and push the policy towards the replies with a positive one. The functions here run those
+parts with the same code and settings the trainer uses (hmxnb.train.grpo_kwargs, hmxnb.train.self_judge_state), so
+that the notebook shows the method itself, not a sketch of it. They never write into the step folder: training's
+artefacts are those of `hmxnb.train.train`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from hmxnb.generation import generate, generation_config
+from hmxnb.rewards import distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward
+from hmxnb.train import grpo_kwargs, self_judge_state
+
+# The GRPOConfig fields that decide what GRPO does, in reading order, with what each decides.
+ROLES = {
+    "num_generations": "replies sampled per prompt: the group whose mean reward is each reply's baseline",
+    "per_device_train_batch_size": "completions per device and step (a multiple of num_generations: whole groups)",
+    "gradient_accumulation_steps": "steps whose gradients are summed before one optimizer update",
+    "max_completion_length": "longest reply in tokens; a reply cut there has no end-of-text token",
+    "temperature": "sampling temperature: how different the replies of one group are",
+    "top_p": "nucleus sampling (1.0: off)",
+    "top_k": "top-k sampling (0: off)",
+    "reward_weights": "weights of the two reward functions (self-judge, format guard), summed into one reward",
+    "scale_rewards": "advantage = reward − group mean, divided by the group's std ('group'), the batch's ('batch') "
+                     "or nothing ('none')",
+    "loss_type": "how token losses are averaged ('dapo': over all tokens of the batch, no length bias per reply)",
+    "mask_truncated_completions": "replies cut at max_completion_length are left out of the loss",
+    "epsilon": "PPO clip below: how far one update may lower a token's probability ratio",
+    "epsilon_high": "PPO clip above (DAPO's clip-higher): room to raise a rare token",
+    "beta": "KL penalty towards the starting model (0: none, and no reference model is kept)",
+    "num_iterations": "updates per generated batch (1: each batch is used once, the ratio is 1 and nothing is clipped)",
+    "learning_rate": "step size of the LoRA weights",
+    "optim": "the optimizer",
+    "weight_decay": "decay of the LoRA weights per step",
+    "max_grad_norm": "gradients are clipped to this norm",
+    "max_steps": "optimizer steps in all",
+    "seed": "random seed (sampling, LoRA initialisation)",
+    "bf16": "compute in bfloat16",
+    "fp16": "compute in float16",
+}
+
+
+def config_table(params: dict, model, backend: str, out_dir) -> pd.DataFrame:
+    """The GRPOConfig keyword arguments that matter (ROLES), as `hmxnb.train.make_trainer` builds them for this model
+    and backend: key, value, what it decides."""
+    on_cpu = backend in (None, "transformers-cpu")
+    kwargs = grpo_kwargs(params, out_dir, on_cpu, getattr(model, "hmxnb_precision", None) or "fp32")
+    rows = [(k, str(kwargs[k]), role) for k, role in ROLES.items() if k in kwargs]
+    return pd.DataFrame(rows, columns=["GRPOConfig key", "value", "what it decides"])
+
+
+@dataclass
+class Group:
+    """One prompt's group of sampled replies, as TRL hands them to the reward functions."""
+
+    prompt: str
+    texts: list[str]
+    completion_ids: list[list[int]]  # up to and including the first end-of-text token, as TRL keeps them
+    truncated: list[bool]  # no end-of-text token within max_completion_length (TRL's `is_truncated`)
+
+    @property
+    def conversation(self) -> list[dict]:
+        return [{"role": "user", "content": self.prompt}]
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def sample_group(model, tokenizer, params: dict, prompt: str, backend: str | None = None) -> Group:
+    """`num_generations` replies to `prompt`, sampled as GRPOTrainer samples: the chat template with the params'
+    thinking switch and date (hmxnb.chat), their temperature / top_p / top_k, `max_completion_length` new tokens."""
+    import torch
+    from transformers import set_seed
+
+    from hmxnb.chat import render
+
+    n, limit = params["num_generations"], params["max_completion_length"]
+    text = render(tokenizer, [{"role": "user", "content": prompt}])
+    enc = tokenizer([text] * n, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
+    config = generation_config(model, tokenizer, limit, do_sample=True, temperature=params["temperature"],
+                               top_p=params["top_p"], top_k=params["top_k"])
+    set_seed(params["seed"])  # the same group every time the notebook runs; make_trainer seeds training afresh
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = generate(model, config, **enc)[:, enc["input_ids"].shape[1]:].tolist()
+    finally:
+        model.train(was_training)
+        _back_to_training(model, backend)
+    eos = _eos_ids(model, tokenizer)
+    ids = [row[:next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in out]
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return Group(prompt, texts, ids, [not (row and row[-1] in eos) for row in ids])
+
+
+def _back_to_training(model, backend: str | None) -> None:
+    """Unsloth's generate leaves the model on its inference kernels (hmxnb.models.prepare_for_scoring); the trainer
+    built next needs its training ones."""
+    if backend == "unsloth":  # pragma: no cover - GPU only (untested until a GPU check)
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_training(model)
+
+
+def demo_judge(params: dict, model, tokenizer, out_dir):
+    """The training's self-judge (hmxnb.train.self_judge_state) on `model`, writing no samples. Before training the
+    policy is the starting model, so a model without adapters yet (plain TRL: GRPOTrainer attaches them) judges as
+    the frozen judge will: it is the same weights."""
+    state = self_judge_state(params, tokenizer, out_dir)
+    state.samples_path, state.sample_every, state.model = None, 0, model
+    if not hasattr(model, "disable_adapter"):
+        state.judge_model, state.prefix_cache = "live", None
+    return state
+
+
+def score_group(params: dict, model, tokenizer, group: Group, out_dir) -> pd.DataFrame:
+    """Each reply of `group` with what each reward function returns, called as GRPOTrainer calls them
+    (prompts, completions, completion_ids), and why: the judge's scores, the guard's flags."""
+    state = demo_judge(params, model, tokenizer, out_dir)
+    completions = [[{"role": "assistant", "content": t}] for t in group.texts]
+    prompts = [group.conversation] * len(group.texts)
+    judged = get_self_judge_reward(state)(prompts=prompts, completions=completions,
+                                          completion_ids=group.completion_ids)
+    guard = get_format_guard(params["max_completion_length"])(completions=completions,
+                                                              completion_ids=group.completion_ids)
+    res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
+    return pd.DataFrame({
+        "reply": group.texts, "self_judge": judged,
+        "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r) for i, r in enumerate(judged)],
+        "format_guard": guard,
+        "why (format guard)": [guard_why(t, len(c), params["max_completion_length"])
+                               for t, c in zip(group.texts, group.completion_ids)],
+        "truncated": group.truncated,
+    })
+
+
+def judge_why(res, i: int, rubric, direction: str, reward: float) -> str:
+    """One reply's judge reward in words: the contrast in nats or the per-criterion scores, then the reward."""
+    lo, hi = rubric.scale_min, rubric.scale_max
+    row = res.scores[i]
+    if not np.isfinite(row).any():
+        return f"unscorable (empty or unparsable): takes its group's mean, {_num(reward)}"
+    flip = direction == "reverse" and rubric.reverse_mode == "negate"
+    if res.contrast is not None:
+        a, b = ("flat", "warm") if rubric.personas(direction)[0] != rubric.persona_human else ("warm", "flat")
+        normalised = f"(score − {lo}) / {hi - lo}"
+        return (f"log-likelihood {a} − {b} speaker {_num(res.contrast[i], '+.3f')} nats/token → score {row[0]:.2f} "
+                f"on {lo}–{hi}; reward = {'1 − ' if flip else ''}{normalised} = {_num(reward)}")
+    parts = ", ".join(f"{c} {v:.2f}" if np.isfinite(v) else f"{c} unparsed" for c, v in zip(res.criteria, row))
+    how = ("weighted mean of 1 − the normalised scores (guards as they are)" if flip
+           else "weighted mean of the normalised scores")
+    return f"{parts} (on {lo}–{hi}); reward = {how} = {_num(reward)}"
+
+
+def guard_why(text: str, n_tokens: int, max_tokens: int) -> str:
+    """The format guard's value in words (hmxnb.rewards.format_penalty)."""
+    if not text.strip():
+        return "empty reply: −1"
+    reasons = []
+    if n_tokens >= max_tokens:
+        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): −0.5")
+    repeated = 1 - distinct_bigram_ratio(text)
+    if len(text.split()) >= 6 and repeated > 0:
+        reasons.append(f"{repeated:.0%} of word pairs repeated: {_num(-repeated)}")
+    total = format_penalty(text, n_tokens, max_tokens)
+    return "; ".join(reasons) + f" → {_num(total)}" if reasons else "complete, no repetition: 0"
+
+
+def _num(x: float, spec: str = ".2f") -> str:
+    """A number with a true minus sign, as the notebook's prose writes it."""
+    return format(x, spec).replace("-", "−")
+
+
+def group_advantages(rewards, scale_rewards: str) -> np.ndarray:
+    """Advantages of one group as TRL's GRPOTrainer computes them (multi_objective_aggregation 'sum_then_normalize'):
+    reward − the group's mean, divided by std + 1e-4 unless scale_rewards is 'none'. The std is TRL's `nanstd`, with
+    Bessel's correction; for a single group 'batch' and 'group' are the same std. NaN rewards are left out of the
+    mean and std, and their advantage is 0."""
+    r = np.asarray(rewards, dtype=float)
+    if scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"scale_rewards '{scale_rewards}': use 'group', 'batch' or 'none'")
+    valid = r[np.isfinite(r)]
+    mean = valid.mean() if len(valid) else np.nan
+    adv = r - mean
+    if scale_rewards != "none":
+        std = valid.std(ddof=1) if len(valid) > 1 else 0.0
+        adv = adv / (std + 1e-4)
+    return np.nan_to_num(adv, nan=0.0)
+
+
+def advantage_table(scored: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, str]:
+    """The group's total reward (the weighted sum TRL takes), its deviation from the group mean, the advantage, and
+    whether the reply counts in the loss; with one line saying how the advantage was computed."""
+    w_judge, w_format = params["reward_weight_judge"], params["reward_weight_format"]
+    reward = w_judge * scored["self_judge"].to_numpy(float) + w_format * scored["format_guard"].to_numpy(float)
+    adv = group_advantages(reward, params["scale_rewards"])
+    masked = scored["truncated"].to_numpy(bool) & bool(params["mask_truncated_completions"])
+    table = pd.DataFrame({"reply": scored["reply"], "reward": reward, "reward − group mean": reward - reward.mean(),
+                          "advantage": adv, "in the loss": np.where(masked, "no (cut, masked)", "yes")})
+    scale = {"none": "not divided", "group": "divided by the group's std + 1e-4",
+             "batch": "divided by the batch's std + 1e-4 (one group here: its std)"}[params["scale_rewards"]]
+    line = (f"reward = {w_judge:g} × self_judge + {w_format:g} × format_guard; group mean {reward.mean():.3f}, "
+            f"std {reward.std(ddof=1):.3f}; scale_rewards '{params['scale_rewards']}': reward − mean, {scale}. "
+            "Replies with a positive advantage become more likely, those with a negative one less.")
+    return table, line
+
+
+def trainer_summary(trainer) -> pd.DataFrame:
+    """What the built GRPOTrainer holds: its class, reward functions and weights, prompts, and the parameters it
+    trains (the LoRA adapters only) against the model's total."""
+    model = trainer.model
+    trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    total = sum(t.numel() for t in model.parameters())
+    names = [getattr(f, "__name__", type(f).__name__) for f in trainer.reward_funcs]
+    return pd.Series({
+        "trainer": f"{type(trainer).__module__}.{type(trainer).__name__}",
+        "reward functions (weight)": ", ".join(f"{n} ({w:g})" for n, w in zip(names, trainer.reward_weights.tolist())),
+        "training prompts": len(trainer.train_dataset),
+        "policy": type(model).__name__,
+        "trained parameters": f"{trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%, LoRA adapters)",
+    }).to_frame("the trainer")
+
+
+def free_memory() -> None:
+    """Let the accelerator's memory go (the kernel's model copy) before `accelerate launch` starts its processes."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():  # pragma: no cover - GPU only
+        torch.cuda.empty_cache()

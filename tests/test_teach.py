@@ -1,0 +1,118 @@
+"""hmxnb.teach: what notebooks 02/03 show of GRPO (config, one group's rewards and advantages), on the tiny model."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hmxnb import teach
+from hmxnb.models import load_model
+from hmxnb.params import load_params
+from hmxnb.rewards import format_penalty
+from hmxnb.train import grpo_kwargs, make_trainer, run_trainer, train
+
+
+def _params(model_dir, **over):
+    base = {"model_name_or_path": model_dir, "max_steps": 2, "save_steps": 1, "sample_every": 1,
+            "max_completion_length": 6, "n_train_prompts": 8, "judge_batch_size": 16}
+    return load_params("smoke", {**base, **over})
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model_dir):
+    p = _params(tiny_model_dir)
+    model, tok, backend = load_model(p, for_training=True)
+    return p, model, tok, backend
+
+
+def test_config_table_shows_the_trainers_own_kwargs(loaded, tmp_path):
+    p, model, _, backend = loaded
+    table = teach.config_table(p, model, backend, tmp_path)
+    kwargs = grpo_kwargs(p, tmp_path, on_cpu=True, precision="fp32")
+    shown = dict(zip(table["GRPOConfig key"], table["value"]))
+    for key in ("loss_type", "beta", "epsilon", "epsilon_high", "mask_truncated_completions", "num_generations",
+                "per_device_train_batch_size", "max_completion_length", "temperature", "learning_rate", "max_steps",
+                "weight_decay", "optim", "scale_rewards"):
+        assert shown[key] == str(kwargs[key]), key
+    assert table["what it decides"].str.len().gt(0).all()
+
+
+def test_a_group_is_sampled_as_trl_samples_it(loaded):
+    p, model, tok, backend = loaded
+    was_training = model.training
+    group = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
+    assert model.training == was_training  # generation leaves the model's mode as it found it
+    assert len(group.texts) == len(group.completion_ids) == len(group.truncated) == p["num_generations"]
+    assert all(len(ids) <= p["max_completion_length"] for ids in group.completion_ids)
+    eos = tok.eos_token_id
+    assert group.truncated == [not ids or ids[-1] != eos for ids in group.completion_ids]
+    again = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
+    assert again.completion_ids == group.completion_ids  # seeded: the notebook shows the same group every run
+
+
+def test_rewards_of_a_group_are_the_reward_functions_own(loaded, tmp_path):
+    p, model, tok, backend = loaded
+    group = teach.sample_group(model, tok, p, "What did you do today?", backend)
+    scored = teach.score_group(p, model, tok, group, tmp_path)
+    assert list(scored["reply"]) == group.texts
+    assert scored["self_judge"].between(0, 1).all()
+    assert list(scored["format_guard"]) == [format_penalty(t, len(c), p["max_completion_length"])
+                                            for t, c in zip(group.texts, group.completion_ids)]
+    assert scored["why (self-judge)"].str.contains("nats/token").all()  # contrast judge: the likelihood difference
+    assert not list(tmp_path.iterdir())  # nothing written into the step folder (samples.jsonl is training's)
+
+
+def test_why_names_the_rubric_scores_in_a_rubric_mode(tiny_model_dir, tmp_path):
+    p = _params(tiny_model_dir, judge_mode="probability", direction="reverse")
+    model, tok, backend = load_model(p, for_training=True)
+    group = teach.sample_group(model, tok, p, "What did you do today?", backend)
+    why = teach.score_group(p, model, tok, group, tmp_path)["why (self-judge)"]
+    assert why.str.contains("feelings").all() and why.str.contains("1 − the normalised").all()
+
+
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_advantages_are_trls(scale):
+    """The formula of TRL's GRPOTrainer._generate_and_score_completions for one group (sum_then_normalize)."""
+    from trl.trainer.utils import nanstd
+
+    rewards = torch.tensor([0.2, 0.9, 0.4, 0.4])
+    expected = rewards - rewards.mean()
+    if scale != "none":
+        expected = expected / (nanstd(rewards) + 1e-4)
+    assert np.allclose(teach.group_advantages(rewards.numpy(), scale), expected.numpy(), atol=1e-6)
+
+
+def test_a_flat_group_has_no_advantage_and_bad_settings_are_named():
+    assert np.allclose(teach.group_advantages([0.5, 0.5, 0.5, 0.5], "group"), 0.0)
+    with pytest.raises(ValueError, match="scale_rewards 'mean'"):
+        teach.group_advantages([0.1, 0.2], "mean")
+
+
+def test_advantage_table_sums_the_weighted_rewards_and_marks_masked_replies():
+    scored = pd.DataFrame({"reply": ["a", "b", "c", "d"], "self_judge": [0.2, 0.8, 0.5, 0.5],
+                           "format_guard": [0.0, -0.5, 0.0, -1.0], "truncated": [False, True, False, False]})
+    p = {"reward_weight_judge": 2.0, "reward_weight_format": 1.0, "scale_rewards": "group",
+         "mask_truncated_completions": True}
+    table, line = teach.advantage_table(scored, p)
+    assert np.allclose(table["reward"], [0.4, 1.1, 1.0, 0.0])
+    assert np.isclose(table["advantage"].mean(), 0.0) and table["advantage"].iloc[1] > 0
+    assert list(table["in the loss"]) == ["yes", "no (cut, masked)", "yes", "yes"]
+    assert "2 × self_judge + 1 × format_guard" in line
+
+
+def test_the_notebooks_path_trains_exactly_as_train(tiny_model_dir, tmp_path):
+    """Notebook 02's cells (load once, sample and judge a group, make_trainer on that model, run_trainer) give the
+    same training log and metrics as `train`: the demonstration does not move the training's random stream."""
+    p = _params(tiny_model_dir)
+    train(p, tmp_path / "train")
+    model, tok, backend = load_model(p, for_training=True)
+    out = tmp_path / "notebook"
+    group = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
+    teach.score_group(p, model, tok, group, out)
+    trainer, state = make_trainer(p, out, model, tok, backend)
+    assert "LoRA" in teach.trainer_summary(trainer).loc["trained parameters", "the trainer"]
+    run_trainer(p, out, trainer, state)
+    timing = ["step_time", "judge/seconds", "train_runtime"]
+    logs = [pd.read_csv(d / "train_log.csv").drop(columns=timing, errors="ignore") for d in (tmp_path / "train", out)]
+    pd.testing.assert_frame_equal(*logs)
+    assert (tmp_path / "train" / "samples.jsonl").read_text() == (out / "samples.jsonl").read_text()
