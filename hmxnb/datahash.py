@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from hmxnb.data import PACKAGE_DATA
+from hmxnb.embedded import sha256_of
 from hmxnb.steps import declared
 
 # The files hmxnb.bench's loaders read under `data_dir` (tests/test_run.py checks this list against what
@@ -52,11 +53,8 @@ def data_files(step: str, params: dict) -> dict[str, Path | str]:
 
 @lru_cache(maxsize=256)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The digest, remembered per process while the file's size and mtime stay the same."""
+    return sha256_of(Path(path))
 
 
 def file_sha256(path: Path) -> str:

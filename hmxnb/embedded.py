@@ -89,7 +89,8 @@ def _convert_embedded(folder: Path) -> None:
     tok.save_pretrained(folder)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """sha256 of a file's content, read in 1 MiB blocks (the cache manifest here, data files in hmxnb.datahash)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -99,7 +100,7 @@ def _sha256(path: Path) -> str:
 
 def save_manifest(folder: Path) -> dict:
     """Record size and sha256 of every file of a converted model in `folder/hmxnb-cache.json`."""
-    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(folder.iterdir())
+    files = {p.name: {"size": p.stat().st_size, "sha256": sha256_of(p)} for p in sorted(folder.iterdir())
              if p.is_file() and p.name != MANIFEST}
     tmp = folder / f".{MANIFEST}.{os.getpid()}"
     tmp.write_text(json.dumps(files, indent=1) + "\n")
@@ -146,7 +147,7 @@ def _read_manifest(path: Path) -> dict | str:
 @functools.lru_cache(maxsize=16)
 def _cached_sha256(path: str, mtime_ns: int) -> str:
     """sha256 of a file, computed once per process and modification time (the model file is ~540 MB)."""
-    return _sha256(Path(path))
+    return sha256_of(Path(path))
 
 
 def _safetensors_problem(path: Path) -> str:
