@@ -18,7 +18,7 @@ from hmxnb.artifacts import save_json, save_text
 from hmxnb.claims import (PAPER_LARGEST, PAPER_SHARE_PCT, check_claims, fmt_change, model_metric_table, paper_summary,
                           seed_summary, verdict)
 from hmxnb.compare import MAIN_CONTRAST, MODELS
-from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap, plot_training_curves, savefig
+from hmxnb.plots import HEATMAP_CLIP, load_training_logs, plot_forest, plot_heatmap, plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
 from hmxnb.stats import BCA_MAX_N
 
@@ -186,17 +186,10 @@ def _summary_text(summ: dict) -> str:
 
 def training_warnings(training_logs: dict) -> list[str]:
     """hmxnb.health's line for every run that did not learn (most completions masked, or a ~0 gradient)."""
-    out = []
-    for direction, log in training_logs.items():
-        log = pd.read_csv(log) if isinstance(log, (str, Path)) else log
-        keys = [k for k in ("base_model", "seed") if k in log]
-        runs = log.groupby(keys, sort=False) if keys else [((), log)]
-        for key, run in runs:
-            label = ", ".join([direction, *(str(k) for k in (key if isinstance(key, tuple) else (key,)))])
-            line = health.warning(run, label)
-            if line:
-                out.append(line)
-    return out
+    log = load_training_logs(training_logs)  # the logs as the training figure reads them, a `direction` column added
+    keys = ["direction", *(k for k in ("base_model", "seed") if k in log)]
+    runs = ((key if isinstance(key, tuple) else (key,), run) for key, run in log.groupby(keys, sort=False))
+    return [line for key, run in runs if (line := health.warning(run, ", ".join(str(k) for k in key)))]
 
 
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:

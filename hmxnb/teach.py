@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.generation import generate, generation_config
-from hmxnb.rewards import distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward
+from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
+                           text_flags)
 from hmxnb.train import grpo_kwargs, self_judge_state
 
 # The GRPOConfig fields that decide what GRPO does, in reading order, with what each decides.
@@ -169,7 +170,7 @@ def guard_why(text: str, n_tokens: int, max_tokens: int) -> str:
     if not text.strip():
         return "empty reply: −1"
     reasons = []
-    if n_tokens >= max_tokens:
+    if text_flags(text, n_tokens, max_tokens)["truncated"]:  # the guard's own rule, not a copy of it
         reasons.append(f"cut at max_completion_length ({max_tokens} tokens): −0.5")
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
