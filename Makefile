@@ -1,14 +1,16 @@
 # Two commands on a fresh clone (Python 3.10+ with pip and venv):
 #   make run    create .venv, install, run the whole pipeline on the `smoke` profile (CPU, offline)
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, run the test suite (with `make lint` first); `make test-fast` skips `slow`
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 PROFILE ?= smoke
 # The offline benchmark mirror, used when this folder exists; otherwise benchmarks load from the Hugging Face Hub.
 DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+# 1: `make lint` (and so `make test`, which CI runs) fails on a line over 120 characters; 0: it prints the count only.
+LINT_STRICT ?= 1
 
-.PHONY: install run test lab colab-links clean-outputs
+.PHONY: install run test test-fast lint lab colab-links clean-outputs
 
 install: $(VENV)/.installed
 
@@ -25,8 +27,16 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	HMXNB_DATA_DIR=$(DATA_DIR) $(BIN)/python -m hmxnb run --profile $(PROFILE)
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# day to day: everything but the tests marked `slow` (the end-to-end smoke run and the gpu_check rehearsal among them)
+test-fast: install lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff, as configured in pyproject.toml [tool.ruff]: lines of at most 120 characters
+lint: install
+	$(BIN)/ruff check hmxnb tests benchmarks $(if $(filter 1,$(LINT_STRICT)),,--exit-zero --statistics)
 
 lab: install
 	$(BIN)/pip install -q -e ".[dev,notebook]"

@@ -61,10 +61,11 @@ def run_plain(p, out):
 
     from hmxnb.data import load_prompts
 
-    model, tok, backend = load_model(p)
+    loaded = load_model(p)
+    model, tok = loaded
     rows = load_prompts(split="train", limit=p["n_train_prompts"])
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
-    cfg = build_grpo_config({**p, "reward_weight_format": 1.0}, out, on_cpu=backend == "transformers-cpu")
+    cfg = build_grpo_config({**p, "reward_weight_format": 1.0}, out, on_cpu=loaded.backend == "transformers-cpu")
     cfg.reward_weights = None
     trainer = GRPOTrainer(model=model, processing_class=tok, reward_funcs=trivial_reward, args=cfg, train_dataset=ds,
                           peft_config=build_lora_config(p))

@@ -13,12 +13,13 @@ flat only), the mean reward per tier, and seconds per judged reply at the given 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from hmxnb.data import load_judge_validation, load_rubric_examples
 from hmxnb.models import load_model
 from hmxnb.params import SCHEMA, load_params
-from hmxnb.judge import judge_validity
-from hmxnb.rubric import Rubric
+from hmxnb.judge import JudgeConfig
+from hmxnb.judge_validity import judge_validity
 
 
 def main():
@@ -28,12 +29,11 @@ def main():
     ap.add_argument("--modes", default=",".join(SCHEMA["judge_mode"].choices))
     args = ap.parse_args()
     p = load_params(args.profile)
-    model, tok, backend = load_model(p)
-    rubric = Rubric.from_params(p)
-    print(f"model {p['model_name_or_path']} ({backend}), batch {args.batch_size}")
+    loaded = load_model(p)
+    config = replace(JudgeConfig.from_params(p), batch_size=args.batch_size)
+    print(f"model {p['model_name_or_path']} ({loaded.backend}), batch {args.batch_size}")
     for name, rows in (("rubric examples", load_rubric_examples()), ("judge validation", load_judge_validation())):
-        table, _ = judge_validity(model, tok, rubric, rows, args.modes.split(","), few_shot=p["judge_few_shot"],
-                                  batch_size=args.batch_size, max_new_tokens=p["judge_max_new_tokens"])
+        table, _ = judge_validity(loaded, config, rows, args.modes.split(","))
         print(f"\n{name} ({len(rows)} replies)")
         print(table.drop(columns="n_replies").round(3).to_string())
 

@@ -23,6 +23,7 @@ import copy
 import itertools
 import os
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from hmxnb.bench.truthfulqa import evaluate_truthfulqa, load_truthfulqa, metrics
 from hmxnb.chat import render
 from hmxnb.data import load_judge_validation, load_prompts
 from hmxnb.judge import judge
-from hmxnb.loglik import pad, pad_token_id
+from hmxnb.loglik import pad, pad_token_id, score_continuations
 from hmxnb.models import load_model
 from hmxnb.params import load_params
 from hmxnb.rubric import Rubric
@@ -53,20 +54,23 @@ def arm_model(arm: str, fp32_model, bf16_model):
 
 
 @torch.inference_mode()
-def sample_groups(model, tok, prompts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int = 0):
-    """`n` sampled replies per prompt from `model` (as GRPO samples a group), flattened prompt by prompt."""
+def sample_groups(loaded, prompts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int = 0):
+    """`n` sampled replies per prompt from the loaded model (as GRPO samples a group), flattened prompt by prompt."""
     torch.manual_seed(seed)
-    seqs = [tok(render(tok, [{"role": "user", "content": p}]), add_special_tokens=False)["input_ids"] for p in prompts]
+    model, tok = loaded
+    seqs = [tok(render(tok, [{"role": "user", "content": p}], chat=loaded.chat), add_special_tokens=False)["input_ids"]
+            for p in prompts]
     ids, mask = pad(seqs, pad_token_id(tok), side="left")
     gen = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_p=1.0,
                          max_new_tokens=max_new_tokens, num_return_sequences=n, pad_token_id=pad_token_id(tok))
     return tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
 
 
-def judged(model, tok, rubric, prompts, replies, mode, batch_size) -> dict:
-    """Raw scores (every criterion, flattened), rewards and seconds of one judge pass."""
+def judged(model, tok, rubric, prompts, replies, mode, batch_size, reuse: bool) -> dict:
+    """Raw scores (every criterion, flattened), rewards and seconds of one judge pass (`reuse`: load_model's
+    prefix-reuse decision, the same for every arm)."""
     t0 = time.perf_counter()
-    res = judge(model, tok, rubric, prompts, replies, direction="human", mode=mode, batch_size=batch_size)
+    res = judge(model, tok, rubric, prompts, replies, direction="human", mode=mode, batch_size=batch_size, reuse=reuse)
     return {"scores": res.scores.ravel(), "rewards": rubric.reward(res.scores, "human", res.criteria),
             "seconds": time.perf_counter() - t0}
 
@@ -152,10 +156,11 @@ def report_groups(mode: str, by_arm: dict, groups: list[str], n: int) -> None:
     print(diff_line("|GRPO advantage difference| max / mean", adv, ".3f"))
 
 
-def truthfulqa_logprobs(model, tok, items, batch_size) -> tuple[np.ndarray, dict, float, list]:
+def truthfulqa_logprobs(model, tok, items, batch_size, reuse: bool) -> tuple[np.ndarray, dict, float, list]:
     """(summed log-prob of every distinct answer, MC1/MC2, seconds, MC1 picks) on the given items."""
     t0 = time.perf_counter()
-    records = evaluate_truthfulqa(model, tok, items, "smollm2", batch_size=batch_size)
+    records = evaluate_truthfulqa(model, tok, items, "smollm2", batch_size=batch_size,
+                                  scorer=partial(score_continuations, reuse=reuse))
     secs = time.perf_counter() - t0
     by_item = {}
     for r in records:
@@ -165,10 +170,10 @@ def truthfulqa_logprobs(model, tok, items, batch_size) -> tuple[np.ndarray, dict
     return flat, metrics_truthfulqa(records), secs, picks
 
 
-def report_truthfulqa(model_of, tok, data_dir: str, n_items: int, batch_size: int) -> None:
+def report_truthfulqa(model_of, tok, data_dir: str, n_items: int, batch_size: int, reuse: bool) -> None:
     """TruthfulQA MC log-likelihoods of every arm on the first `n_items` items, compared column by column."""
     items = load_truthfulqa(data_dir)[:n_items]
-    out = {a: truthfulqa_logprobs(model_of(a), tok, items, batch_size) for a in ARMS}
+    out = {a: truthfulqa_logprobs(model_of(a), tok, items, batch_size, reuse) for a in ARMS}
     ref = out["fp32"][0]
     print(f"\nTruthfulQA MC, first {len(items)} items ({len(ref)} answers; fp32 summed log-probs: mean "
           f"{ref.mean():.1f} nats)")
@@ -188,7 +193,8 @@ def main():
     ap.add_argument("--data-dir", default=os.environ.get("HMXNB_DATA_DIR"))
     args = ap.parse_args()
     p = load_params(args.profile)
-    fp32_model, tok, backend = load_model({**p, "use_unsloth": False})
+    loaded = load_model({**p, "use_unsloth": False})
+    (fp32_model, tok), backend = loaded, loaded.backend
     fp32_model.eval()
     bf16_model = copy.deepcopy(fp32_model).to(torch.bfloat16)
     rubric = Rubric.from_params(p)
@@ -201,20 +207,19 @@ def main():
     rows = load_judge_validation()
     n = p["num_generations"]
     prompts = [r["prompt"] for r in load_prompts(split="train", limit=args.groups)] if args.groups else []
-    replies = sample_groups(fp32_model, tok, prompts, n, p["max_completion_length"], p["temperature"]) if prompts \
-        else []
+    replies = sample_groups(loaded, prompts, n, p["max_completion_length"], p["temperature"]) if prompts else []
     groups = [q for q in prompts for _ in range(n)]
     for mode in args.modes.split(","):
         val = {a: judged(model_of(a), tok, rubric, [r["prompt"] for r in rows], [r["reply"] for r in rows], mode,
-                         p["judge_batch_size"]) for a in ARMS}
+                         p["judge_batch_size"], loaded.prefix_reuse) for a in ARMS}
         report_validation(mode, val, rows)
         if replies:
-            report_groups(mode, {a: judged(model_of(a), tok, rubric, groups, replies, mode, p["judge_batch_size"])
-                                 for a in ARMS}, groups, n)
+            report_groups(mode, {a: judged(model_of(a), tok, rubric, groups, replies, mode, p["judge_batch_size"],
+                                           loaded.prefix_reuse) for a in ARMS}, groups, n)
     if args.tqa_items:
         if not args.data_dir:
             raise SystemExit("TruthfulQA needs the offline mirror: set HMXNB_DATA_DIR or --data-dir (or --tqa-items 0)")
-        report_truthfulqa(model_of, tok, args.data_dir, args.tqa_items, p["bench_batch_size"])
+        report_truthfulqa(model_of, tok, args.data_dir, args.tqa_items, p["bench_batch_size"], loaded.prefix_reuse)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def main():
 
     model, tok = load_model()
     items = load_truthfulqa(args.data_dir, limit=args.limit)
-    fast, t_fast = timed(model, tok, items, score_continuations, args.batch_size)
+    fast, t_fast = timed(model, tok, items, partial(score_continuations, reuse=True), args.batch_size)
     plain_items = items[: args.plain_limit] if args.plain_limit else items
     plain, t_plain = timed(model, tok, plain_items, score_continuations_plain, args.batch_size)
 

@@ -2,7 +2,7 @@
 of the paper models' shapes, one part per process, each with its own time limit, results written as they come.
 
     python3 benchmarks/gpu_check.py --out DIR        # CUDA GPU: every part within --budget (540 s)
-    python3 benchmarks/gpu_check.py --rehearse       # CPU: tiny shapes, plain transformers, about 1-2 minutes
+    python3 benchmarks/gpu_check.py --rehearse       # CPU: tiny shapes, plain transformers, about a minute
     python3 benchmarks/gpu_check.py --pack .gpu_pack # where PyPI is reachable: what a GPU machine without it needs
 
 Parts, in run order (benchmarks/gpu_models.py: what each loads; benchmarks/gpu_parts.py: what it measures):
@@ -22,8 +22,9 @@ around the policy's `generate`) and judge seconds per step, peak VRAM, import an
 effective GRPO fields and the `grpo_args.json` make_trainer writes (null where it writes none).
 
 --rehearse runs every part on CPU with tiny shapes (2 layers, hidden 64, 49,408 ids) through plain transformers
-(fp32, adamw_torch, no 4-bit, no Unsloth), each result marked "rehearsal": true with the backend actually used, so
-the orchestration, building, padding, JSON, time limits and the engine and nb04 parts are exercised for real.
+(fp32, adamw_torch, no 4-bit, no Unsloth, 16-token completions), each result marked "rehearsal": true with the
+backend actually used, so the orchestration, building, padding, JSON, time limits and the engine and nb04 parts are
+exercised for real.
 
 Output (--out, default outputs/gpu_check/): <part>.json (engine runs: engine_vs_plain-<backend>.json), written by
 the part's process as it goes (a part cut by its limit still reports), <part>.log, and results.json, rewritten after
@@ -98,6 +99,9 @@ def child_env(part: str, run: str | None, args) -> dict:
     env["HMXNB_IMPORT_UNSLOTH"] = "1" if uses_unsloth(part, run, args.rehearse) else "0"
     if args.rehearse:
         env["CUDA_VISIBLE_DEVICES"] = ""
+        # one thread: tiny shapes gain nothing from more, and on a busy 2-core machine two threads waiting for each
+        # other at every small op made the whole rehearsal 286 s instead of 50 s
+        env["OMP_NUM_THREADS"] = "1"
     env.pop("HMXNB_DATA_DIR", None)
     if args.data_dir:
         env["HMXNB_DATA_DIR"] = str(Path(args.data_dir).resolve())

@@ -26,6 +26,10 @@ PAPER_VOCAB = 151_936
 TINY = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2,
             head_dim=16, tie_word_embeddings=True, max_position_embeddings=2048)
 REHEARSE_VOCAB = 49_152 + 256
+# --rehearse: completion tokens per generation. Generation is most of a rehearsal training part's time (a random
+# model never stops before the limit), and 16 tokens exercise the same code as 128: the value is checked to reach the
+# trainer, whatever it is
+REHEARSE_COMPLETION = 16
 
 
 def pad_tokenizer(tok, vocab_size: int):
@@ -116,7 +120,8 @@ def part_build(args, rec) -> None:
 def load_colab_params(model_dir: str | Path, rehearse: bool, **extra):
     """`colab-t4` with the check's settings: 4 steps, 4 generations x 128 tokens, contrast judge, adamw_8bit.
 
-    Rehearsal (CPU): no Unsloth, no 4-bit, adamw_torch; the rest the same, so the same code runs.
+    Rehearsal (CPU): no Unsloth, no 4-bit, adamw_torch, REHEARSE_COMPLETION tokens; the rest the same, so the same
+    code runs.
     """
     from hmxnb.params import load_params
 
@@ -124,7 +129,8 @@ def load_colab_params(model_dir: str | Path, rehearse: bool, **extra):
             "per_device_train_batch_size": 4, "max_completion_length": 128, "judge_mode": "contrast",
             "optim": "adamw_8bit", "save_steps": 10_000, "logging_steps": 1, **extra}
     if rehearse:
-        over.update(use_unsloth=False, load_in_4bit=False, optim="adamw_torch")
+        over.update(use_unsloth=False, load_in_4bit=False, optim="adamw_torch",
+                    max_completion_length=REHEARSE_COMPLETION)
     return load_params("colab-t4", over)
 
 

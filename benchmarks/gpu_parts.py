@@ -8,7 +8,6 @@ still reports its import and load seconds.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -83,13 +82,14 @@ def load(params: dict, rec: Recorder, expected: str, for_training: bool = False)
     from hmxnb.models import load_model
 
     t = time.time()
-    model, tok, backend = load_model(params, for_training=for_training)
-    rec(backend=backend, expected_backend=expected, load_s=time.time() - t,
-        precision=getattr(model, "hmxnb_precision", None), prefix_reuse=getattr(model, "hmxnb_prefix_reuse", None))
+    loaded = load_model(params, for_training=for_training)
+    backend = loaded.backend
+    rec(backend=backend, expected_backend=expected, load_s=time.time() - t, precision=loaded.precision,
+        prefix_reuse=loaded.prefix_reuse)
     if not rec.data["rehearsal"] and backend != expected:
         raise RuntimeError(f"backend {backend}, expected {expected} (unsloth import error: "
                            f"{rec.data.get('unsloth_import_error')})")
-    return model, tok, backend
+    return loaded
 
 
 # the trainer fields that decide the GRPO objective and the batch (issue 20: Unsloth sets some on its own)
@@ -163,13 +163,13 @@ def part_train(args, rec: Recorder) -> None:
     start(rec, args)
     params = load_colab_params(Path(args.models) / shape, args.rehearse, **extra)
     rec(shape=shape)
-    model, tok, backend = load(params, rec, expected, for_training=True)
+    loaded = load(params, rec, expected, for_training=True)
     from hmxnb.train import log_frame, make_trainer
 
     work = Path(args.models) / "work" / args.part
     shutil.rmtree(work, ignore_errors=True)
     t = time.time()
-    trainer, _ = make_trainer(params, work, model, tok, backend)
+    trainer, _ = make_trainer(params, work, loaded)
     rec(trainer_build_s=time.time() - t, effective_args=effective_args(trainer), grpo_args=read_grpo_args(work),
         unsloth_in_sys_modules="unsloth" in sys.modules)
     gen_calls = _time_generate(trainer.model)
@@ -179,7 +179,7 @@ def part_train(args, rec: Recorder) -> None:
         grpo_args=read_grpo_args(work), unsloth_in_sys_modules="unsloth" in sys.modules)
 
 
-def engine_requests(params: dict, tok, n: int = 24) -> tuple[list, str]:
+def engine_requests(params: dict, tok, chat=None, n: int = 24) -> tuple[list, str]:
     """n TruthfulQA requests as the benchmark builds them, or (no data) the judge-validation replies per prompt."""
     if params["data_dir"]:
         from hmxnb.bench.truthfulqa import TARGET_DELIMITER, build_prompt, load_truthfulqa
@@ -193,7 +193,7 @@ def engine_requests(params: dict, tok, n: int = 24) -> tuple[list, str]:
     replies = {}
     for row in load_judge_validation():
         replies.setdefault(row["prompt"], []).append(row["reply"])
-    requests = [(render(tok, [{"role": "user", "content": p}]), r) for p, r in list(replies.items())[:n]]
+    requests = [(render(tok, [{"role": "user", "content": p}], chat=chat), r) for p, r in list(replies.items())[:n]]
     return requests, "judge_validation"
 
 
@@ -205,20 +205,15 @@ def compare_scorers(model, tok, requests: list, batch_size: int) -> dict:
     t = time.time()
     plain = [x for row in score_continuations_plain(model, tok, requests, progress=False) for x in row]
     out = {"plain_s": time.time() - t, "mean_abs_logprob": _mean([abs(x) for x in plain])}
-    force = {"reuse": True} if "reuse" in inspect.signature(score_continuations).parameters else {}
-    saved = getattr(model, "hmxnb_prefix_reuse", None)
-    model.hmxnb_prefix_reuse = True  # the engine, whatever load_model decided (older hmxnb: no `reuse` argument)
     try:
         t = time.time()
-        rows = score_continuations(model, tok, requests, batch_size, progress=False, **force)
+        rows = score_continuations(model, tok, requests, batch_size, progress=False, reuse=True)  # whatever was decided
         fast = [x for row in rows for x in row]
         diff = [abs(a - b) for a, b in zip(fast, plain)]
         out.update(engine_s=time.time() - t, max_abs_diff=max(diff), mean_abs_diff=_mean(diff), engine_error=None)
         out["speedup"] = out["plain_s"] / out["engine_s"]
     except Exception as err:  # a finding (issue 20, item 2), not a crash of the check
         out["engine_error"] = f"{type(err).__name__}: {err}"
-    finally:
-        model.hmxnb_prefix_reuse = saved
     return out
 
 
@@ -226,9 +221,10 @@ def part_engine(args, rec: Recorder) -> None:
     """hmxnb.loglik's engine vs its plain path on one backend (0.6B shape); under Unsloth also after for_inference."""
     start(rec, args)
     params = load_colab_params(Path(args.models) / "qwen3-0.6b", args.rehearse, **ENGINE_RUNS[args.backend])
-    model, tok, backend = load(params, rec, args.backend)
+    loaded = load(params, rec, args.backend)
+    (model, tok), backend = loaded, loaded.backend
     model.eval()
-    requests, source = engine_requests(params, tok)
+    requests, source = engine_requests(params, tok, loaded.chat)
     rec(shape="qwen3-0.6b", request_source=source, requests=len(requests),
         continuations=sum(len(c) for _, c in requests))
     rec(default=compare_scorers(model, tok, requests, params["bench_batch_size"]))
@@ -274,9 +270,10 @@ def part_nb04(args, rec: Recorder) -> None:
     if not args.rehearse and backend != "unsloth":
         raise RuntimeError(f"backend {backend}, expected unsloth ({rec.data.get('unsloth_import_error')})")
     t = time.time()
-    model, tok = load_with_adapters(params, adapters)
+    loaded = load_with_adapters(params, adapters)
+    model, tok = loaded
     rec(shape="qwen3-0.6b", backend=backend, load_s=time.time() - t, data_dir=params["data_dir"],
-        prefix_reuse=getattr(model, "hmxnb_prefix_reuse", None))
+        prefix_reuse=loaded.prefix_reuse)
     items = load_items(params) if params["data_dir"] else _expression_only(params)
     items["expression"] = items["expression"][:limit]  # held-out prompts cut to bench_limit, for time
     rec(items={k: len(v) for k, v in items.items()})

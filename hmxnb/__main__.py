@@ -1,5 +1,7 @@
-"""Command line: `python -m hmxnb run --profile smoke`, `python -m hmxnb validate --profile paper`, `python -m hmxnb lab`,
-`python -m hmxnb colab-links` (Colab badges and clone URL from hmxnb.colab.REPO_URL)."""
+"""Command line: `python -m hmxnb run --profile smoke`, `python -m hmxnb validate --profile paper`,
+`python -m hmxnb submit` (sweep members as jobs), `python -m hmxnb check-pages smoke` (a finished run's pages in a
+real browser), `python -m hmxnb lab`, `python -m hmxnb colab-links` (Colab badges and clone URL from
+hmxnb.colab.REPO_URL)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 from pathlib import Path
 
 from hmxnb.params import ParamsError, available_profiles, load_params, params_hash, parse_override
+from hmxnb.paths import PathError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     def common(p):
-        p.add_argument("--profile", default="smoke", help=f"params profile ({', '.join(available_profiles())}) or a yaml path")
+        p.add_argument("--profile", default="smoke",
+                       help=f"params profile ({', '.join(available_profiles())}) or a yaml path")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override,
                        help="override one params key (repeatable), e.g. --set max_steps=20")
 
@@ -24,15 +28,22 @@ def _parser() -> argparse.ArgumentParser:
     common(run)
     run.add_argument("--only", nargs="+", metavar="STEP", help="run only these steps, e.g. --only 01 02")
     run.add_argument("--from", dest="start", metavar="STEP", help="run from this step on, e.g. --from 02")
-    run.add_argument("--force", action="store_true", help="a fresh run of the selected steps: their old outputs move to _archive/ first")
+    run.add_argument("--force", action="store_true",
+                     help="a fresh run of the selected steps: their old outputs move to _archive/ first")
     run.add_argument("--member", metavar="NAME", help="run one sweep member alone (steps 01-04), e.g. qwen3-4b-seed1")
     run.add_argument("--keep-going", action="store_true",
                      help="in a sweep, a failed member does not stop the others; step 05 compares those that finished")
     run.add_argument("--outputs", type=_output_root, metavar="DIR",
                      help="output root (default: outputs/ in the repository)")
+    _notebooks_flag(run)
     _submit_parser(sub, common)
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
     common(val)
+    pages = sub.add_parser("check-pages", help="open a finished run's executed notebooks and report in headless "
+                           "Chromium and say what a reader would notice (exit 1 on a problem)")
+    pages.add_argument("profile", help="the profile whose outputs to check (its folder under the output root)")
+    pages.add_argument("--outputs", type=_output_root, metavar="DIR",
+                       help="output root (default: outputs/ in the repository)")
     sub.add_parser("lab", help="start JupyterLab on notebooks/ with this environment")
     sub.add_parser("colab-links", help="write hmxnb.colab.REPO_URL into every notebook's Colab badge and clone URL")
     return ap
@@ -46,12 +57,20 @@ def _submit_parser(sub, common) -> None:
     sm.add_argument("--gpus", type=int, help="GPUs per member job (default: params slurm_gpus_per_node)")
     sm.add_argument("--cpus", type=int, help="CPU cores per job (default: params slurm_cpus_per_task)")
     sm.add_argument("--mem-gb", type=int, help="memory per job in GB (default: params slurm_mem_gb)")
-    sm.add_argument("--time-min", type=int, help="time limit per member job in minutes (default: params slurm_time_min)")
+    sm.add_argument("--time-min", type=int,
+                    help="time limit per member job in minutes (default: params slurm_time_min)")
     sm.add_argument("--max-parallel", type=int, default=1, help="local executor: members run at once (default 1)")
-    sm.add_argument("--wait", action="store_true", help="wait for the jobs and report their outcome (local always waits)")
+    sm.add_argument("--wait", action="store_true",
+                    help="wait for the jobs and report their outcome (local always waits)")
     sm.add_argument("--dry-run", action="store_true", help="print the job commands without submitting")
     sm.add_argument("--outputs", type=_output_root, metavar="DIR",
                     help="output root (default: outputs/ in the repository)")
+    _notebooks_flag(sm)
+
+
+def _notebooks_flag(p) -> None:
+    p.add_argument("--notebooks", type=Path, metavar="DIR",
+                   help="folder of the numbered notebooks to run (default: notebooks/ in the repository)")
 
 
 def _override(text: str):
@@ -64,7 +83,7 @@ def _override(text: str):
 def _output_root(text: str) -> Path:
     """--outputs DIR as a Path; empty is refused (RunError, one line from `main`): Path('') is '.', the current
     folder, which is not what an empty value (an unset shell variable) meant."""
-    from hmxnb.run import RunError
+    from hmxnb.runstate import RunError
 
     if not text.strip():
         raise RunError("--outputs is empty: give a folder (e.g. --outputs /scratch/hmxnb), or leave the flag out "
@@ -73,7 +92,7 @@ def _output_root(text: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hmxnb.run import RunError
+    from hmxnb.runstate import RunError
 
     try:
         args = _parser().parse_args(argv)  # inside: --outputs '' raises RunError, not argparse's usage error
@@ -84,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return _lab()
         if args.cmd == "colab-links":
             return _colab_links()
+        if args.cmd == "check-pages":
+            return _check_pages(args)
         if args.cmd == "submit":
             from hmxnb.submit import main_submit
 
@@ -91,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         from hmxnb.run import main_run
 
         return main_run(args)
-    except (ParamsError, RunError) as err:
+    except (ParamsError, RunError, PathError) as err:
         print(f"hmxnb: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an outputs/ folder that became unwritable mid-run: one line naming the file
@@ -106,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 def _check_args(args) -> None:
     """Refuse flag combinations that would silently mean something else (one line, RunError): `--only` ignored
     `--from`."""
-    from hmxnb.run import RunError
+    from hmxnb.runstate import RunError
 
     if getattr(args, "only", None) and getattr(args, "start", None):
         raise RunError(f"--only and --from do not combine (--only {' '.join(args.only)} runs just those steps, "
@@ -137,7 +158,7 @@ def _lab() -> int:
     import shutil
     import subprocess
 
-    from hmxnb.run import NOTEBOOKS
+    from hmxnb.paths import NOTEBOOKS
 
     if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
         print("hmxnb: error: JupyterLab is not installed; run `pip install -e '.[notebook]'`", file=sys.stderr)
@@ -147,12 +168,22 @@ def _lab() -> int:
 
 def _colab_links() -> int:
     from hmxnb import colab
-    from hmxnb.run import notebook_steps
+    from hmxnb.steps import notebook_steps
 
     changed = colab.write_notebooks(notebook_steps())  # badges, set-up cells, notebook 03 from 02
     print(f"Colab links and set-up cells -> {colab.REPO_URL}, 03 from 02: {len(changed)} notebook(s) rewritten"
           + "".join(f"\n  {p.name}" for p in changed))
     return 0
+
+
+def _check_pages(args) -> int:
+    """`check-pages PROFILE`: every page of outputs/<profile>/ in headless Chromium (hmxnb.browser); 0 when all read
+    well, 1 when one has a problem, 2 (one line) without Chromium or without a finished run."""
+    from hmxnb.browser import check_pages
+    from hmxnb.paths import OUTPUTS, inside
+
+    name = load_params(args.profile)["profile"]  # a yaml path names its folder by its stem, as `run` does
+    return check_pages(inside(args.outputs or OUTPUTS, name))
 
 
 def _has_module(name: str) -> bool:

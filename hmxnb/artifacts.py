@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from hmxnb.params import params_hash
-from hmxnb.steps import BENCHMARKS, TRAINING
+from hmxnb.paths import OUTPUTS, ROOT
+from hmxnb.steps import BENCHMARKS, TRAINING, step_data
 
 PACKAGES = ("hmxnb", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "unsloth", "unsloth_zoo",
             "bitsandbytes", "papermill", "seaborn")
@@ -34,10 +35,11 @@ def package_versions() -> dict[str, str | None]:
 
 def git_commit() -> str | None:
     """The repository's HEAD commit (with '-dirty' when the tree has changes), or None outside git."""
-    root = Path(__file__).resolve().parents[1]
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -114,9 +116,7 @@ def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
     """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, the sha256 of every
     data file the step reads (`data`, hmxnb.datahash: the step is the folder's name, so a notebook run by hand
     records them too), extras."""
-    from hmxnb.datahash import data_hashes
-
-    data = data_hashes(Path(out_dir).name, params)
+    data = step_data(Path(out_dir).name, params)
     return save_json(
         {"params_hash": params_hash(params), "git_commit": git_commit(), "versions": package_versions(),
          **({"data": data} if data else {}), **extra, "params": params},
@@ -137,7 +137,7 @@ def add_to_provenance(out_dir: str | Path, **extra) -> Path | None:
 
 def step_dir(params: dict, step: str, out_dir: str | Path | None = None) -> Path:
     """The output folder of a step: `out_dir` when given (the runner passes it), else outputs/<profile>/<step>/."""
-    d = Path(out_dir) if out_dir else Path(__file__).resolve().parents[1] / "outputs" / params["profile"] / step
+    d = Path(out_dir) if out_dir else OUTPUTS / params["profile"] / step
     (d / "figures").mkdir(parents=True, exist_ok=True)
     return d
 
@@ -151,7 +151,8 @@ def find_runs(profile_dir: str | Path, step: str = BENCHMARKS, members: list[str
         return [root / m for m in sorted(members)]
     if (root / step / "samples.jsonl").is_file():
         return [root]
-    return sorted(p.parent.parent for p in root.glob(f"*/{step}/samples.jsonl") if not p.parent.parent.name.startswith("_"))
+    return sorted(p.parent.parent for p in root.glob(f"*/{step}/samples.jsonl")
+                  if not p.parent.parent.name.startswith("_"))
 
 
 def run_params(run_dir: str | Path, step: str = BENCHMARKS) -> dict:
@@ -177,7 +178,8 @@ def load_run_records(runs: list[Path], step: str = BENCHMARKS):
 
 
 def load_run_logs(runs: list[Path]) -> dict:
-    """Training logs of notebooks 02 / 03 across runs: {"human": DataFrame, "reverse": DataFrame} with base_model, seed."""
+    """Training logs of notebooks 02 / 03 across runs: {"human": DataFrame, "reverse": DataFrame} with base_model,
+    seed."""
     import pandas as pd
 
     logs = {}

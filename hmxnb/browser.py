@@ -1,5 +1,8 @@
 """What a person sees: render the executed notebooks and report.html in headless Chromium and check the page.
 
+`python -m hmxnb check-pages <profile>` runs it on a finished run (a workshop host, before showing the outputs):
+one line per page, exit status 1 when a page has a problem.
+
 After layout, a small script injected into each page measures what a reader would notice and writes it into
 the DOM, which `chromium --headless --dump-dom` prints: whether every image loaded, whether a table or the page
 runs off the right edge (a wide table may scroll inside the page), numbers shown as "nan", and the headings in
@@ -17,6 +20,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+
+from hmxnb.runstate import RunError
 
 NO_CHROMIUM = ("Chromium is not installed, so the real-browser check of the notebooks and report.html did NOT run: "
                "install Debian's chromium (apt-get install -y chromium; .ci/run does it)")
@@ -117,7 +122,8 @@ def _heading_problems(headings: list, h2_order) -> list[str]:
     if not headings or headings[0][0] != "h1" or sum(h[0] == "h1" for h in headings) != 1:
         out.append(f"expected one h1 and first, got {[h[1][:40] for h in headings if h[0] == 'h1']}")
     levels = [int(h[0][1]) for h in headings]
-    out += [f"heading level skipped before {headings[i][1]!r}" for i in range(1, len(levels)) if levels[i] > levels[i - 1] + 1]
+    out += [f"heading level skipped before {headings[i][1]!r}" for i in range(1, len(levels))
+            if levels[i] > levels[i - 1] + 1]
     h2 = [h[1] for h in headings if h[0] == "h2"]
     found = [next((i for i, t in enumerate(h2) if t.startswith(want)), None) for want in h2_order]
     if None in found or found != sorted(found):
@@ -141,19 +147,51 @@ def check_page(page: Path, png: Path, h2_order=()) -> list[str]:
     return problems(m, h2_order)
 
 
-def check_run(root: Path) -> dict[str, list[str]]:
-    """Check every executed notebook under outputs/<profile>/<step>/ and report.html; screenshots in figures/.
-
-    Returns {page: problems}. Each step's screenshot is `<step>/figures/notebook_page.png`; the report's is
-    `05_compare_report/figures/report_page.png`.
-    """
+def pages(root: Path) -> list[tuple[str, Path, Path, tuple]]:
+    """(name, file, screenshot, expected h2 order) of every page of a run folder outputs/<profile>/: each executed
+    notebook `<step>/<step>.ipynb` (a sweep member's named `<member>/<step>.ipynb`) and report.html. Screenshots go
+    to the step's `figures/notebook_page.png`, the report's to `05_compare_report/figures/report_page.png`."""
     root = Path(root)
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for nb in sorted(root.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
-            page = notebook_html(nb, Path(tmp) / f"{nb.stem}.html")
-            results[nb.name] = check_page(page, nb.parent / "figures" / "notebook_page.png")
+    found = []
+    for nb in sorted(root.glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")) + sorted(root.glob("*/[0-9][0-9]_*/*.ipynb")):
+        member = nb.parent.parent.name if nb.parent.parent != root else ""
+        if nb.parent.name == nb.stem and not member.startswith("_"):  # not _archive/
+            found.append((f"{member}/{nb.name}" if member else nb.name, nb, nb.parent / "figures" / "notebook_page.png",
+                          ()))
     report = root / "report.html"
     if report.is_file():
-        results["report.html"] = check_page(report, root / "05_compare_report" / "figures" / "report_page.png", REPORT_H2)
-    return results
+        found.append(("report.html", report, root / "05_compare_report" / "figures" / "report_page.png", REPORT_H2))
+    return found
+
+
+def checked(root: Path):
+    """Yield (name, screenshot, problems) page by page (see `pages`); notebooks are rendered to HTML on the way."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, source, png, h2_order) in enumerate(pages(root)):
+            page = notebook_html(source, Path(tmp) / f"{i}.html") if source.suffix == ".ipynb" else source
+            yield name, png, check_page(page, png, h2_order)
+
+
+def check_run(root: Path) -> dict[str, list[str]]:
+    """Check every executed notebook under outputs/<profile>/ and report.html; screenshots in figures/ (see `pages`).
+    Returns {page: problems}."""
+    return {name: found for name, _, found in checked(root)}
+
+
+def check_pages(root: Path, log=print) -> int:
+    """The `check-pages` command: check every page of the run in `root`, one line per page (and per problem).
+    Returns 0 when every page reads well, 1 when one has a problem; RunError (one line) without Chromium or pages."""
+    if find_chromium() is None:
+        raise RunError("check-pages needs Chromium and none is on PATH: install Debian's chromium "
+                       "(apt-get install -y chromium) or Google Chrome")
+    n = len(pages(root))
+    if not n:
+        raise RunError(f"no executed notebooks or report.html under {root}: run the profile first "
+                       "(python -m hmxnb run --profile ...)")
+    log(f"checking {n} pages of {root} in headless Chromium (screenshots in each step's figures/)")
+    bad = 0
+    for name, png, found in checked(root):
+        log(f"ok       {name}  ({png})" if not found else "\n".join(f"PROBLEM  {name}: {f}" for f in found))
+        bad += bool(found)
+    log(f"{n} pages checked: {n - bad} read well, {bad} with problems")
+    return 1 if bad else 0

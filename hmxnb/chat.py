@@ -6,30 +6,33 @@ README "Paper models"):
   off) goes to every render here and to TRL through GRPOConfig `chat_template_kwargs`; when it is on, the judge and
   the benchmarks read the reply after the thinking block (`strip_thinking`).
 - Gemma-2's template has no system role (it raises). The system text is folded into the first user turn; whether a
-  template takes a system message is probed once per tokenizer (`supports_system_role`).
+  template takes a system message is probed once, when the model is loaded (`chat_settings`).
 - Llama-3.2's template writes today's date into every prompt. Params `chat_date` pins it (`date_string`), so two
   runs on different days see the same text.
 
-`configure(tokenizer, params)` attaches the settings to a loaded tokenizer (hmxnb.models.load_model does it); every
-render in the package goes through `render`, which reads them back. A tokenizer never configured gets the defaults.
+The settings are a value, `ChatSettings`, not state on the tokenizer: `hmxnb.models.load_model` returns them in its
+`LoadedModel` (`.chat`), and every render in the package passes them to `render`. A render without them gets the
+defaults (thinking off, the default date) and probes the template for a system role.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # Llama-3.2's own template falls back to this date when it cannot read the clock.
 DEFAULT_DATE = "26 Jul 2024"
-_ATTR = "hmxnb_chat"
-_SYSTEM_ATTR = "hmxnb_system_role"
 _THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
 class ChatSettings:
+    """How every chat of one loaded model is rendered: the params' thinking switch and date, and whether its
+    template takes a system message (None: not probed yet, `render` probes when a system message comes)."""
+
     enable_thinking: bool = False
     date_string: str = DEFAULT_DATE
+    system_role: bool | None = None
 
     def template_kwargs(self) -> dict:
         """Extra variables for `apply_chat_template` (templates that do not use one ignore it)."""
@@ -37,32 +40,25 @@ class ChatSettings:
 
 
 def settings_from_params(params: dict) -> ChatSettings:
+    """The params' thinking switch and date (the system role is a property of a template: see `chat_settings`)."""
     return ChatSettings(bool(params.get("enable_thinking", False)), str(params.get("chat_date") or DEFAULT_DATE))
 
 
-def configure(tokenizer, params: dict):
-    """Attach the params' chat settings to `tokenizer` (read by `render`); returns the tokenizer."""
-    setattr(tokenizer, _ATTR, settings_from_params(params))
-    return tokenizer
+def chat_settings(tokenizer, params: dict | None = None) -> ChatSettings:
+    """The settings of `params` (defaults without) for this tokenizer, its system role probed once, here."""
+    settings = settings_from_params(params or {})
+    return replace(settings, system_role=supports_system_role(tokenizer, settings))
 
 
-def settings_of(tokenizer) -> ChatSettings:
-    return getattr(tokenizer, _ATTR, None) or ChatSettings()
-
-
-def supports_system_role(tokenizer) -> bool:
-    """Whether the tokenizer's chat template accepts a system message (probed once, remembered on the tokenizer)."""
-    known = getattr(tokenizer, _SYSTEM_ATTR, None)
-    if known is None:
-        probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
-        try:
-            text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True,
-                                                 **settings_of(tokenizer).template_kwargs())
-            known = "S" in text
-        except Exception:  # jinja's raise_exception: "System role not supported" (Gemma-2)
-            known = False
-        setattr(tokenizer, _SYSTEM_ATTR, known)
-    return known
+def supports_system_role(tokenizer, settings: ChatSettings | None = None) -> bool:
+    """Whether the tokenizer's chat template accepts a system message (a render of a two-turn probe)."""
+    probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True,
+                                             **(settings or ChatSettings()).template_kwargs())
+    except Exception:  # jinja's raise_exception: "System role not supported" (Gemma-2)
+        return False
+    return "S" in text
 
 
 def fold_system(messages: list[dict]) -> list[dict]:
@@ -77,23 +73,28 @@ def fold_system(messages: list[dict]) -> list[dict]:
     return [{"role": "user", "content": system}, *rest]
 
 
-def prepare(tokenizer, messages: list[dict]) -> list[dict]:
+def prepare(tokenizer, messages: list[dict], chat: ChatSettings | None = None) -> list[dict]:
     """The messages as this tokenizer's template can take them."""
-    if messages and messages[0].get("role") == "system" and not supports_system_role(tokenizer):
-        return fold_system(messages)
-    return list(messages)
+    if not messages or messages[0].get("role") != "system":
+        return list(messages)
+    chat = chat or ChatSettings()
+    system_role = chat.system_role if chat.system_role is not None else supports_system_role(tokenizer, chat)
+    return list(messages) if system_role else fold_system(messages)
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = True, thinking: bool | None = None) -> str:
-    """The chat as text, with the configured thinking switch and date; tokenize it with add_special_tokens=False.
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = True, thinking: bool | None = None,
+           chat: ChatSettings | None = None) -> str:
+    """The chat as text, with `chat`'s thinking switch and date; tokenize it with add_special_tokens=False.
 
+    `chat` is the loaded model's `ChatSettings` (`LoadedModel.chat`); None renders with the defaults.
     `thinking=False` forces thinking off whatever the params say: for anything read at a fixed position after the
     prompt (the judge's score digit, an answer letter, a judged reply), which a thinking block would push away.
     """
-    kwargs = settings_of(tokenizer).template_kwargs()
+    chat = chat or ChatSettings()
+    kwargs = chat.template_kwargs()
     if thinking is not None:
         kwargs["enable_thinking"] = thinking
-    return tokenizer.apply_chat_template(prepare(tokenizer, messages), tokenize=False,
+    return tokenizer.apply_chat_template(prepare(tokenizer, messages, chat), tokenize=False,
                                          add_generation_prompt=add_generation_prompt, **kwargs)
 
 

@@ -1,31 +1,27 @@
 """Paired comparisons of base / human-like / reverse models on benchmark item records (notebook 05).
 
 Input: notebook 04's per-item records (`samples.jsonl`, one per benchmark, item, model; optionally `base_model` and
-`seed`) and a metric registry (hmxnb.metrics). Output: one row per (base_model, seed, contrast, metric): difference,
-change (relative % for accuracies and scores, percentage points for rates and bias scores), 95% CI, p-value,
-Holm-adjusted p and class. The seed summaries, the paper's numbers and the claims check are hmxnb.claims.
+`seed`) and the metrics to compare (hmxnb.metrics.Metric; the benchmarks' own: hmxnb.bench.registry.compare_metrics).
+Output: one row per (base_model, seed, contrast, metric): difference, change (relative % for accuracies and scores,
+percentage points for rates and bias scores), 95% CI, p-value, Holm-adjusted p and class. Seed summaries and the
+paper's numbers: hmxnb.aggregate; the claims check: hmxnb.claims.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from hmxnb import stats
+from hmxnb.metrics import CHANGES, Metric
 
 # (model_a, model_b): difference = metric(a) - metric(b); the first is the paper's main contrast (paper.md section 4)
 CONTRASTS = (("human", "reverse"), ("human", "base"), ("reverse", "base"))
 MODELS = ("base", "human", "reverse")  # the three models every run compares (labels of notebook 04's records)
 MAIN_CONTRAST = "human_vs_reverse"
 PAIR_FIELDS = ("condition", "context_condition", "question_polarity")  # part of an item's identity, where present
-KINDS = ("binary", "continuous", "statistic")
-# A metric's change: "relative" = 100 * diff / |value_b| in %; "points" = percentage points (a rate or bias score
-# near 0 makes the relative change explode: 0.03 -> 0.04 reads as -33%).
-CHANGES = {"relative": "%", "points": "pp"}
 # Classes beyond stats.CLASSES: no items at all (e.g. opinion sycophancy offline), or a value that is undefined
 # (e.g. BBQ's bias ratio with no non-unknown answer). Both stay out of every count of the three classes.
 NOT_MEASURED, UNDEFINED = "not measured", "undefined"
@@ -35,77 +31,6 @@ RESULT_COLUMNS = [
     "training_target", "n_items", "value_a", "value_b", "diff", "change", "change_unit", "improvement",
     "ci_low", "ci_high", "ci_method", "test", "p_value", "p_holm", "cls",
 ]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One benchmark metric to compare.
-
-    Args:
-        benchmark: value of the records' `benchmark` field.
-        name: metric name as it appears in tables.
-        kind: "binary" (mean of a per-item 0/1 column; McNemar), "continuous" (mean of a per-item score;
-            sign-flip or Wilcoxon test) or "statistic" (any function of the records, e.g. a BBQ bias score;
-            bootstrap p-value).
-        higher_is_better: direction of improvement.
-        column: per-item value column for binary / continuous kinds ("correct", "score").
-        fn: for "statistic": list of record dicts -> float (e.g. `metric_key(metrics_bbq, "s_dis", absolute=True)`).
-        where: keep only records whose fields equal these values, e.g. {"context_condition": "ambig"}.
-        change: "relative" (accuracies, scores) or "points" (rates and bias scores: percentage points).
-        points_per_unit: percentage points per unit of the value: 100 for 0-1 rates, 1 for scores already x100.
-        training_target: the trained behaviour itself (feeling expression), kept out of the paper's share.
-    """
-
-    benchmark: str
-    name: str
-    kind: str
-    higher_is_better: bool = True
-    column: str | None = None
-    fn: Callable | None = None
-    where: dict = field(default_factory=dict)
-    change: str = "relative"
-    points_per_unit: float = 100.0
-    training_target: bool = False
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"metric {self.benchmark}/{self.name}: kind '{self.kind}' not in {KINDS}")
-        if self.kind == "statistic" and self.fn is None:
-            raise ValueError(f"metric {self.benchmark}/{self.name}: kind 'statistic' needs fn")
-        if self.kind != "statistic" and self.column is None:
-            raise ValueError(f"metric {self.benchmark}/{self.name}: kind '{self.kind}' needs column")
-        if self.change not in CHANGES:
-            raise ValueError(f"metric {self.benchmark}/{self.name}: change '{self.change}' not in {tuple(CHANGES)}")
-
-
-def binary_metric(benchmark: str, name: str, column: str = "correct", higher_is_better: bool = True, where=None,
-                  **options) -> Metric:
-    """A mean-of-correctness metric (accuracy), tested with McNemar. `options`: Metric's change and training fields."""
-    return Metric(benchmark, name, "binary", higher_is_better, column=column, where=dict(where or {}), **options)
-
-
-def continuous_metric(benchmark: str, name: str, column: str = "score", higher_is_better: bool = True, where=None,
-                      **options) -> Metric:
-    """A mean-of-scores metric (e.g. feeling-expression rubric score), tested with sign-flip or Wilcoxon."""
-    return Metric(benchmark, name, "continuous", higher_is_better, column=column, where=dict(where or {}), **options)
-
-
-def statistic_metric(benchmark: str, name: str, fn: Callable, higher_is_better: bool = True, where=None,
-                     **options) -> Metric:
-    """A statistic of the whole record set (e.g. BBQ bias score), with a bootstrap CI and p-value only."""
-    return Metric(benchmark, name, "statistic", higher_is_better, fn=fn, where=dict(where or {}), **options)
-
-
-def metric_key(metrics_fn: Callable, key: str, absolute: bool = False) -> Callable:
-    """Wrap `metrics_<bench>(records) -> dict` into `records -> float` picking `key` (its absolute value: `absolute`)."""
-
-    def fn(records):
-        value = float(metrics_fn(records)[key])
-        return abs(value) if absolute else value
-
-    name = f"{getattr(metrics_fn, '__name__', 'metrics')}[{key}]"
-    fn.__name__ = f"abs({name})" if absolute else name
-    return fn
 
 
 def to_frame(records, default_base_model: str = "model", default_seed: int = 0) -> pd.DataFrame:
@@ -165,14 +90,18 @@ def _as_float(values) -> np.ndarray:
 
 
 def _values(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-item values of both models, keeping only items where both are present (pairwise complete)."""
+    """Per-item values of both models, keeping only items where both are present (pairwise complete); none when the
+    records have no such column (no benchmark that writes it was run)."""
+    if column not in a.columns or column not in b.columns:
+        return np.array([]), np.array([])
     va, vb = _as_float(a[column]), _as_float(b[column])
     ok = np.isfinite(va) & np.isfinite(vb)
     return va[ok], vb[ok]
 
 
 def _item_groups(df: pd.DataFrame) -> list[list[int]]:
-    """Row positions per item_id, in order of first appearance: an item's records (e.g. first and challenged) together."""
+    """Row positions per item_id, in order of first appearance: an item's records (e.g. first and challenged)
+    together."""
     groups: dict = {}
     for i, item_id in enumerate(df["item_id"]):
         groups.setdefault(item_id, []).append(i)
@@ -186,19 +115,23 @@ def _resampled(records: list[dict], groups: list[list[int]], idx) -> list[dict]:
     out = []
     for g in idx:
         k = seen[g] = seen.get(g, -1) + 1
-        out += [records[i] if k == 0 else {**records[i], "item_id": f"{records[i]['item_id']}#{k}"} for i in groups[g]]
+        out += [records[i] if k == 0 else {**records[i], "item_id": f"{records[i]['item_id']}#{k}"}
+                for i in groups[g]]
     return out
 
 
-def _statistic(a: pd.DataFrame, b: pd.DataFrame, metric: Metric, **ci_kw) -> tuple[int, float, float, stats.BootstrapCI]:
+def _statistic(a: pd.DataFrame, b: pd.DataFrame, metric: Metric,
+               **ci_kw) -> tuple[int, float, float, stats.BootstrapCI]:
     """(n items, value a, value b, CI) of a statistic metric, resampling items with all their records together."""
     ra, rb = _row_dicts(a), _row_dicts(b)
     groups = _item_groups(a)
     if not groups:
         return 0, float("nan"), float("nan"), stats.BootstrapCI(float("nan"), float("nan"), np.array([]))
-    ci = stats.index_bootstrap_ci(
-        len(groups), lambda idx: metric.fn(_resampled(ra, groups, idx)) - metric.fn(_resampled(rb, groups, idx)), **ci_kw)
-    return len(groups), metric.fn(ra), metric.fn(rb), ci
+
+    def diff(idx):
+        return metric.fn(_resampled(ra, groups, idx)) - metric.fn(_resampled(rb, groups, idx))
+
+    return len(groups), metric.fn(ra), metric.fn(rb), stats.index_bootstrap_ci(len(groups), diff, **ci_kw)
 
 
 def _change(metric: Metric, value_a: float, value_b: float) -> float:
@@ -227,7 +160,8 @@ def compare_metric(
         ci = stats.paired_bootstrap_ci(va, vb, n_resamples=n_resamples, confidence_level=confidence_level,
                                        method=ci_method, seed=seed)
         if metric.kind == "binary":
-            test, p = f"mcnemar_{mcnemar_method}", stats.mcnemar(*stats.mcnemar_counts(va > 0.5, vb > 0.5), mcnemar_method)
+            counts = stats.mcnemar_counts(va > 0.5, vb > 0.5)
+            test, p = f"mcnemar_{mcnemar_method}", stats.mcnemar(*counts, mcnemar_method)
         elif continuous_test == "wilcoxon":
             test, p = "wilcoxon", stats.wilcoxon_test(va - vb)
         else:
@@ -235,11 +169,12 @@ def compare_metric(
     if n == 0:
         p = float("nan")
     change = _change(metric, value_a, value_b)
+    improvement = (change if metric.higher_is_better else -change) + 0.0  # + 0.0: never -0.0
     return {
         "benchmark": metric.benchmark, "metric": metric.name, "kind": metric.kind,
         "higher_is_better": metric.higher_is_better, "training_target": metric.training_target, "n_items": n,
         "value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "change": change,
-        "change_unit": CHANGES[metric.change], "improvement": (change if metric.higher_is_better else -change) + 0.0,  # + 0.0: never -0.0
+        "change_unit": CHANGES[metric.change], "improvement": improvement,
         "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method, "test": test, "p_value": p,
     }
 

@@ -61,4 +61,5 @@ def to_chat_dataset(rows: list[dict]):
     """A `datasets.Dataset` in TRL's conversational format: a `prompt` column of [{"role": "user", ...}]."""
     from datasets import Dataset
 
-    return Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "prompt_id": r["id"]} for r in rows])
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}], "prompt_id": r["id"]}
+                              for r in rows])

@@ -1,10 +1,10 @@
 """Content hashes of the data files a step reads: part of the step's key (an edited prompts file makes 01-03 not up
 to date) and of its records (`step.json`, `provenance.json`), so a result names the exact data it came from.
 
-Which data a step reads is declared in hmxnb.steps (`Step.data`); this module turns each name into the files the
-loaders open with the given params. Hashing is sha256 of the whole file, remembered per process by (path, size,
-mtime), so a sweep's many key computations read each file once: the offline benchmark mirror (13 MB, 12 files)
-hashes in about 0.06 s on one core.
+Which data a step reads is declared in hmxnb.steps (`Step.data`, passed here as `sources`); this module turns each
+name into the files the loaders open with the given params. Hashing is sha256 of the whole file, remembered per
+process by (path, size, mtime), so a sweep's many key computations read each file once: the offline benchmark
+mirror (13 MB, 12 files) hashes in about 0.06 s on one core.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 from hmxnb.data import PACKAGE_DATA
 from hmxnb.embedded import sha256_of
-from hmxnb.steps import declared
 
 # The files hmxnb.bench's loaders read under `data_dir` (tests/test_run.py checks this list against what
 # evaluate.load_items opens). Named here, not imported, so computing a key does not import torch.
@@ -38,10 +37,10 @@ def _benchmark_files(data_dir: str | None) -> dict[str, Path | str]:
     return {name: root / name for name in sorted(names)}
 
 
-def data_files(step: str, params: dict) -> dict[str, Path | str]:
-    """Label -> file (or a note, for data not read from a file) of every data source `step` declares."""
+def data_files(sources: tuple[str, ...], params: dict) -> dict[str, Path | str]:
+    """Label -> file (or a note, for data not read from a file) of every data source a step declares (`Step.data`)."""
     files: dict[str, Path | str] = {}
-    for source in declared(step).data:
+    for source in sources:
         if source == "benchmarks":
             files.update(_benchmark_files(params.get("data_dir")))
         elif source == "prompts":
@@ -66,9 +65,9 @@ def file_sha256(path: Path) -> str:
         return "missing"
 
 
-def data_hashes(step: str, params: dict) -> dict[str, str]:
-    """Label -> sha256 of every data file `step` reads ({} for a step that reads none)."""
-    return {label: f if isinstance(f, str) else file_sha256(f) for label, f in data_files(step, params).items()}
+def data_hashes(sources: tuple[str, ...], params: dict) -> dict[str, str]:
+    """Label -> sha256 of every data file of these sources (`Step.data`; {} for a step that reads none)."""
+    return {label: f if isinstance(f, str) else file_sha256(f) for label, f in data_files(sources, params).items()}
 
 
 def data_digest(hashes: dict[str, str]) -> str:

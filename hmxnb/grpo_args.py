@@ -42,7 +42,8 @@ def _plain(value):
 
 def _same(a, b) -> bool:
     a, b = _plain(a), _plain(b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    if numbers:
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
@@ -69,9 +70,9 @@ def effective_grpo_args(trainer, backend: str | None) -> dict:
     the backend and the token ids generation stops and pads with. `objective` is what must agree across backends."""
     args = trainer.args
     objective = {k: _plain(getattr(args, k, None)) for k in RECORDED_FIELDS}
-    objective["resolved"] = {  # what GRPOTrainer.__init__ derived from the args (None where it has no such attribute)
-        k: _plain(getattr(trainer, k, None)) for k in ("epsilon_low", "epsilon_high", "loss_type", "router_aux_loss_coef")
-    }
+    resolved = ("epsilon_low", "epsilon_high", "loss_type", "router_aux_loss_coef")
+    # what GRPOTrainer.__init__ derived from the args (None where it has no such attribute)
+    objective["resolved"] = {k: _plain(getattr(trainer, k, None)) for k in resolved}
     tok = trainer.processing_class
     gen = getattr(trainer, "generation_config", None)
     return {
@@ -93,8 +94,8 @@ def check_against(trainer, expected: dict) -> None:
         have = getattr(trainer.args, key, None)
         if not _same(have, want):
             raise GRPOArgsMismatch(
-                f"GRPO field '{key}' is {_plain(have)!r} in the built trainer but params say {_plain(want)!r}: changed by "
-                f"{changed_by(trainer.args)} / {_qualname(trainer)}; the run would train another objective than the "
+                f"GRPO field '{key}' is {_plain(have)!r} in the built trainer but params say {_plain(want)!r}: changed "
+                f"by {changed_by(trainer.args)} / {_qualname(trainer)}; the run would train another objective than the "
                 f"params, so it stops here")
 
 

@@ -4,15 +4,17 @@
   `max_completion_length` adds nothing, and most replies of a 0.6-8B chat model run past 128-256 tokens;
 - the gradient is ~0: every reply of a group got the same reward (no advantage), or all were masked.
 
-Per logged step the training log gets `health/masked_share` and `health/zero_grad`; `summary` condenses them for
-metrics.json and `warning` gives the one line notebooks 02/03 and the report print when most steps learned nothing.
+Per logged step the training log gets `health/masked_share` and `health/zero_grad`, and `drift/adapter_norm` (how far
+the LoRA adapters have moved): `diagnostics_callback` adds them. `summary` condenses them for metrics.json and
+`warning` gives the one line notebooks 02/03 and the report print when most steps learned nothing.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# A gradient norm at or below this is "no update": the norm of exactly-zero advantages is 0.0; float noise stays far below.
+# A gradient norm at or below this is "no update": the norm of exactly-zero advantages is 0.0; float noise stays far
+# below.
 ZERO_GRAD = 1e-10
 # "most": more than this share of completions masked, or of steps with a ~0 gradient
 MOST = 0.5
@@ -37,7 +39,8 @@ def _mean(log, col: str) -> float | None:
 
 def summary(log) -> dict:
     """metrics.json entries: mean share of truncated and of masked completions, number of ~0-gradient steps."""
-    out = {"truncated_share": _mean(log, "completions/clipped_ratio"), "masked_share": _mean(log, "health/masked_share")}
+    out = {"truncated_share": _mean(log, "completions/clipped_ratio"),
+           "masked_share": _mean(log, "health/masked_share")}
     if "health/zero_grad" in log:
         zero = log["health/zero_grad"].dropna()
         out.update(zero_grad_steps=int(zero.sum()), logged_steps=int(len(zero)))
@@ -73,3 +76,40 @@ def line(log, label: str = "") -> str:
     if s.get("logged_steps"):
         parts.append(f"~0 gradient on {s['zero_grad_steps']} of {s['logged_steps']} steps")
     return "training health: " + ("; ".join(parts) if parts else "no health columns in this log")
+
+
+def adapter_delta_norm(model) -> float:
+    """Frobenius norm of the LoRA weight change, summed over adapted modules: sum ||scaling * B @ A||.
+
+    Zero at the start (B starts at zero); how far the adapters have moved the weights.
+    """
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for module in model.modules():
+            a, b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+            if not a or not b:
+                continue
+            for name in a:
+                if name in b:
+                    delta = b[name].weight.float() @ a[name].weight.float()
+                    total += float(delta.norm()) * float(module.scaling[name])
+    return total
+
+
+def diagnostics_callback():
+    """A TrainerCallback adding `drift/adapter_norm` and the health columns (share of completions masked from the
+    loss, ~0 gradient) to every logged step of the log history (train_log.csv)."""
+    from transformers import TrainerCallback
+
+    class Diagnostics(TrainerCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if not state.log_history or "step" not in state.log_history[-1]:
+                return
+            entry = state.log_history[-1]
+            entry.update(step_health(entry, bool(getattr(args, "mask_truncated_completions", False))))
+            if model is not None:
+                entry["drift/adapter_norm"] = adapter_delta_norm(model)
+
+    return Diagnostics()

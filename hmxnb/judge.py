@@ -13,7 +13,9 @@ Three scoring modes (params `judge_mode`):
 - "generate": greedy generation, then parse "Score: N" (the Self-Rewarding LMs format, Yuan et al. 2024).
   Unparsable outputs are NaN and counted, never silently zero.
 
-`judge_validity` measures how well each mode orders replies of known tiers (notebook 01, benchmarks/bench_judge.py).
+`JudgeConfig.from_params` is the one place params configure the judge; the judging model's chat settings and
+prefix-reuse decision are arguments (`chat`, `reuse`: a `hmxnb.models.LoadedModel`'s). How well each mode orders
+replies of known tiers is measured in hmxnb.judge_validity (notebook 01, benchmarks/bench_judge.py).
 """
 
 from __future__ import annotations
@@ -24,9 +26,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from hmxnb.chat import render
+from hmxnb.chat import ChatSettings, render
 from hmxnb.loglik import encode_pair, pad, pad_token_id, score_continuations, score_continuations_plain
 from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, contrast_messages, parse_score
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """The self-judge's settings, read from params in one place (`from_params`), used wherever the judge is set up:
+    notebook 01, training (hmxnb.train), the evaluation judge (hmxnb.evaluate)."""
+
+    rubric: Rubric
+    mode: str = "probability"  # params judge_mode
+    few_shot: bool = True  # judge_few_shot
+    batch_size: int = 8  # judge_batch_size
+    max_new_tokens: int = 16  # judge_max_new_tokens (generate mode)
+    judge_model: str = "frozen"  # training only: the live policy or the frozen start model judges
+
+    @classmethod
+    def from_params(cls, p: dict) -> "JudgeConfig":
+        return cls(Rubric.from_params(p), p["judge_mode"], p["judge_few_shot"], p["judge_batch_size"],
+                   p["judge_max_new_tokens"], p["judge_model"])
+
+    def options(self) -> dict:
+        """`judge`'s keyword arguments for these settings."""
+        return {"mode": self.mode, "few_shot": self.few_shot, "batch_size": self.batch_size,
+                "max_new_tokens": self.max_new_tokens}
+
+    def score(self, loaded, prompts: list[str], replies: list[str], direction: str = "human") -> "JudgeResult":
+        """`judge` with these settings on a `LoadedModel` (its model, tokenizer, chat settings, prefix reuse)."""
+        return judge(loaded.model, loaded.tokenizer, self.rubric, prompts, replies, direction, chat=loaded.chat,
+                     reuse=loaded.prefix_reuse, **self.options())
 
 
 @dataclass
@@ -42,32 +72,30 @@ class JudgeResult:
     contrast: np.ndarray | None = None  # contrast mode: per-token log-likelihood difference per reply (nats)
 
     def as_records(self) -> list[dict]:
-        return [{c: (float(v) if np.isfinite(v) else None) for c, v in zip(self.criteria, row)} for row in self.scores]
+        return [{c: (float(v) if np.isfinite(v) else None) for c, v in zip(self.criteria, row)}
+                for row in self.scores]
 
 
-def _render(tokenizer, messages: list[dict]) -> str:
-    return render(tokenizer, messages, add_generation_prompt=True, thinking=False)
-
-
-def _render_prefix(tokenizer, messages: list[dict]) -> str:
-    return render(tokenizer, messages, add_generation_prompt=False, thinking=False)
+def _render(tokenizer, messages: list[dict], chat: ChatSettings | None = None, open_turn: bool = True) -> str:
+    """A judge conversation as text, thinking off (the judge reads right after the prompt); `open_turn`: answer next."""
+    return render(tokenizer, messages, add_generation_prompt=open_turn, thinking=False, chat=chat)
 
 
 def digit_logprobs(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int = 8,
-                   share_prefix: bool = True, fixed_prefix: str | None = None,
-                   prefix_cache: dict | None = None) -> np.ndarray:
+                   share_prefix: bool = True, fixed_prefix: str | None = None, prefix_cache: dict | None = None,
+                   reuse: bool = False) -> np.ndarray:
     """Log-likelihood of each score digit lo..hi after `context + SCORE_PREFIX`, shape (contexts, digits).
 
     Scored by the one log-likelihood engine (hmxnb.loglik): the contexts' common prefix (a criterion's few-shot
     conversation) is run once per call, or kept across calls in `prefix_cache` (the frozen judge, `fixed_prefix`);
-    `share_prefix=False` scores one sequence at a time (the reference path).
+    `share_prefix=False` or `reuse=False` (the model's prefix-reuse decision) scores one sequence at a time.
     """
     requests = [(ctx + SCORE_PREFIX, [str(d) for d in range(lo, hi + 1)]) for ctx in contexts]
     size = batch_size * (hi - lo + 1)  # batch_size judge prompts per pass, each with its digits
     if not share_prefix:
         return np.array(score_continuations_plain(model, tokenizer, requests, size, progress=False))
     return np.array(score_continuations(model, tokenizer, requests, size, progress=False, prefix_cache=prefix_cache,
-                                        fixed_prefix=fixed_prefix))
+                                        fixed_prefix=fixed_prefix, reuse=reuse))
 
 
 def expected_score(logp: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,15 +126,18 @@ def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, b
 
 def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str = "human",
           mode: str = "probability", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
-          share_prefix: bool = True, prefix_cache: dict | None = None) -> JudgeResult:
+          share_prefix: bool = True, prefix_cache: dict | None = None, chat: ChatSettings | None = None,
+          reuse: bool = False) -> JudgeResult:
     """Score each (prompt, reply) on every criterion of the rubric with `model` as the judge.
 
     Args:
         direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts).
-        mode: "contrast", "probability" or "generate" (see module docstring).
+        mode, few_shot, batch_size, max_new_tokens: `JudgeConfig.options()` (see module docstring).
         share_prefix: run each criterion's common few-shot prefix once per call (probability mode; same result).
         prefix_cache: a dict kept by the caller to reuse the few-shot prefixes' KV caches across calls; pass one
             only while the judge's weights stay fixed (e.g. the frozen judge during training).
+        chat, reuse: the judging model's chat settings and prefix-reuse decision (`LoadedModel.chat`,
+            `.prefix_reuse`); without them the defaults and the plain scoring path.
     """
     if len(prompts) != len(replies):
         raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
@@ -116,35 +147,36 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
     model.eval()
     try:
         if mode == "contrast":
-            return _contrast_judge(model, tokenizer, rubric, prompts, replies, direction, batch_size)
-        if mode == "probability":
+            return _contrast_judge(model, tokenizer, rubric, prompts, replies, direction, batch_size, chat, reuse)
+        if mode == "probability":  # sharing a prefix's KV cache is prefix reuse: only where the model allows it
             return _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
-                                      share_prefix, prefix_cache)
+                                      share_prefix and reuse, prefix_cache, chat)
         return _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
-                               max_new_tokens)
+                               max_new_tokens, chat)
     finally:
         model.train(was_training)
 
 
-def _judge_context(tokenizer, rubric: Rubric, criterion: str, direction: str, prompt: str, reply: str,
-                   few_shot: bool) -> str:
-    """The rendered judge conversation for one reply and criterion, ending where the judge answers."""
+def _judge_messages(rubric: Rubric, criterion: str, direction: str, prompt: str, reply: str,
+                    few_shot: bool) -> list[dict]:
+    """The judge conversation for one reply and criterion, ending with the question the judge answers."""
     text, inverted = rubric.texts(direction)[criterion], rubric.inverted(criterion, direction)
-    return _render(tokenizer, build_judge_messages(rubric, criterion, text, prompt, reply, few_shot, inverted))
+    return build_judge_messages(rubric, criterion, text, prompt, reply, few_shot, inverted)
 
 
 def _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size, share_prefix,
-                       prefix_cache) -> JudgeResult:
+                       prefix_cache, chat) -> JudgeResult:
     """Expected score digit per reply and criterion; one engine call per criterion (its few-shot prefix shared)."""
     lo, hi = rubric.scale_min, rubric.scale_max
     scores, masses = np.empty((len(replies), len(rubric.names))), []
     for j, c in enumerate(rubric.names):
-        contexts = [_judge_context(tokenizer, rubric, c, direction, p, r, few_shot) for p, r in zip(prompts, replies)]
+        contexts = [_render(tokenizer, _judge_messages(rubric, c, direction, p, r, few_shot), chat)
+                    for p, r in zip(prompts, replies)]
         fixed = None
         if prefix_cache is not None:  # the conversation before the judged turn never changes for a criterion
-            msgs = build_judge_messages(rubric, c, rubric.texts(direction)[c], "", "", few_shot, rubric.inverted(c, direction))
-            fixed = _render_prefix(tokenizer, msgs[:-1])
-        logp = digit_logprobs(model, tokenizer, contexts, lo, hi, batch_size, share_prefix, fixed, prefix_cache)
+            fixed = _render(tokenizer, _judge_messages(rubric, c, direction, "", "", few_shot)[:-1], chat, False)
+        logp = digit_logprobs(model, tokenizer, contexts, lo, hi, batch_size, share_prefix, fixed, prefix_cache,
+                              reuse=share_prefix)
         scores[:, j], mass = expected_score(logp, lo, hi)
         masses.append(mass)
     mass = np.concatenate(masses)
@@ -152,18 +184,19 @@ def _probability_judge(model, tokenizer, rubric, prompts, replies, direction, fe
 
 
 def _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
-                    max_new_tokens) -> JudgeResult:
+                    max_new_tokens, chat) -> JudgeResult:
     """Greedy 'Score: N' per reply and criterion, parsed; NaN (and counted) where no score can be read."""
     names, n, k = rubric.names, len(replies), len(rubric.names)
-    contexts = [_judge_context(tokenizer, rubric, c, direction, p, r, few_shot)
+    contexts = [_render(tokenizer, _judge_messages(rubric, c, direction, p, r, few_shot), chat)
                 for p, r in zip(prompts, replies) for c in names]
     flat, raw = _generated_scores(model, tokenizer, contexts, rubric.scale_min, rubric.scale_max, batch_size,
                                   max_new_tokens)
-    return JudgeResult(names, flat.reshape(n, k), int(np.isnan(flat).sum()), raw=[raw[i * k:(i + 1) * k] for i in range(n)])
+    return JudgeResult(names, flat.reshape(n, k), int(np.isnan(flat).sum()),
+                       raw=[raw[i * k:(i + 1) * k] for i in range(n)])
 
 
 def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str,
-                    batch_size: int) -> JudgeResult:
+                    batch_size: int, chat: ChatSettings | None, reuse: bool) -> JudgeResult:
     """Contrast mode (module docstring): one `expression` score per reply on the rubric's scale; NaN for empty replies.
 
     Replies to the same prompt share their context's KV cache (hmxnb.loglik.score_continuations), so a GRPO
@@ -176,9 +209,9 @@ def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replie
     per_prompt = {p: [i for i, q in enumerate(prompts) if q == p] for p in order}
     mean_logp = []
     for persona in (favoured, disfavoured):
-        contexts = {p: _render(tokenizer, contrast_messages(persona, p)) for p in order}
+        contexts = {p: _render(tokenizer, contrast_messages(persona, p), chat) for p in order}
         requests = [(contexts[p], [replies[i] for i in per_prompt[p]]) for p in order]
-        sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False)
+        sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False, reuse=reuse)
         out = np.full(len(replies), np.nan)
         for p, row in zip(order, sums):
             for i, s in zip(per_prompt[p], row):
@@ -192,84 +225,3 @@ def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replie
     lo, hi = rubric.scale_min, rubric.scale_max
     scores = (lo + (hi - lo) * frac)[:, None]
     return JudgeResult(["expression"], scores, sum(not r.strip() for r in replies), contrast=diff)
-
-
-def score_examples(model, tokenizer, rubric: Rubric, examples: list[dict], mode: str = "probability",
-                   few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16):
-    """Judge the tiered example replies in both directions; one row per example with scores and rewards.
-
-    With reverse_mode="negate" the reverse reward reuses the human-direction scores; with "invert_rubric" the
-    replies are judged a second time with the inverted criterion texts.
-    """
-    import pandas as pd
-
-    prompts = [e["prompt"] for e in examples]
-    replies = [e["reply"] for e in examples]
-    kw = dict(mode=mode, few_shot=few_shot, batch_size=batch_size, max_new_tokens=max_new_tokens)
-    human = judge(model, tokenizer, rubric, prompts, replies, direction="human", **kw)
-    reverse = human if rubric.reverse_mode == "negate" else judge(model, tokenizer, rubric, prompts, replies, direction="reverse", **kw)
-    df = pd.DataFrame(examples)
-    for j, c in enumerate(human.criteria):
-        df[f"score_{c}"] = human.scores[:, j]
-    if human.contrast is not None:
-        df["contrast_nats"] = human.contrast
-    df["reward_human"] = rubric.reward(human.scores, "human", human.criteria)
-    df["reward_reverse"] = rubric.reward(reverse.scores, "reverse", reverse.criteria)
-    df["judge_raw"] = [" | ".join(r) for r in human.raw] if human.raw else None
-    return df, {"criteria": human.criteria, "n_unparsed": human.n_unparsed + (reverse.n_unparsed if reverse is not human else 0),
-                "n_judgements": human.scores.size * (1 if reverse is human else 2),
-                "score_mass": human.score_mass}
-
-
-def ordering_metrics(df, criteria: list[str]) -> dict:
-    """How well the judge orders the examples as intended: Spearman of reward vs tier, per criterion, tier means."""
-    from scipy.stats import spearmanr
-
-    def rho(x, y):
-        x, y = np.asarray(x, float), np.asarray(y, float)
-        ok = ~(np.isnan(x) | np.isnan(y))
-        if ok.sum() < 3 or np.all(y[ok] == y[ok][0]):
-            return None  # undefined: too few values or a constant judge
-        return float(spearmanr(x[ok], y[ok]).statistic)
-
-    tier = df["tier"].to_numpy()
-    top = df["tier"] > 0
-    return {
-        "spearman_human_reward_vs_tier": rho(tier, df["reward_human"]),
-        "spearman_reverse_reward_vs_tier": rho(tier, df["reward_reverse"]),
-        "spearman_expressive_vs_flat": rho(tier[top], df.loc[top, "reward_human"]),
-        "spearman_per_criterion": {c: rho(tier, df[f"score_{c}"]) for c in criteria},
-        "mean_reward_by_tier": {
-            d: {str(k): float(v) for k, v in df.groupby("tier_name")[f"reward_{d}"].mean().items()} for d in ("human", "reverse")
-        },
-        "ordered_as_intended": bool(
-            df.groupby("tier")["reward_human"].mean().is_monotonic_increasing
-        ),
-    }
-
-
-def judge_validity(model, tokenizer, rubric: Rubric, examples: list[dict], modes: list[str], few_shot: bool = True,
-                   batch_size: int = 8, max_new_tokens: int = 16):
-    """How well each judge mode orders tiered replies it was not designed on: one row per mode.
-
-    Columns: Spearman of the human-like reward against the intended tier (all tiers; expressive vs flat only), mean
-    reward per tier, seconds per reply. Returns (table, {mode: per-reply DataFrame}).
-    """
-    import time
-
-    import pandas as pd
-
-    rows, frames = [], {}
-    for mode in dict.fromkeys(modes):
-        t0 = time.perf_counter()
-        df, diag = score_examples(model, tokenizer, rubric, examples, mode=mode, few_shot=few_shot,
-                                  batch_size=batch_size, max_new_tokens=max_new_tokens)
-        secs = time.perf_counter() - t0
-        m = ordering_metrics(df, diag["criteria"])
-        tiers = m["mean_reward_by_tier"]["human"]
-        rows.append({"judge_mode": mode, "spearman_all_tiers": m["spearman_human_reward_vs_tier"],
-                     "spearman_expressive_vs_flat": m["spearman_expressive_vs_flat"],
-                     **{f"mean_reward_{t}": tiers.get(t) for t in ("expressive", "flat", "degenerate")},
-                     "seconds_per_reply": secs / max(len(df), 1), "n_replies": len(df)})
-        frames[mode] = df
-    return pd.DataFrame(rows).set_index("judge_mode"), frames

@@ -25,7 +25,8 @@ from hmxnb import unsloth_env
 from hmxnb.artifacts import save_json
 
 
-def launch_command(num_processes: int, params_file: Path, out_dir: Path, port: int, threads: int | None = None) -> list[str]:
+def launch_command(num_processes: int, params_file: Path, out_dir: Path, port: int,
+                   threads: int | None = None) -> list[str]:
     """The `accelerate launch` command line of a training run on `num_processes` processes."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]

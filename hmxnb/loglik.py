@@ -28,7 +28,6 @@ from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from hmxnb.logits import forward_logprobs
-from hmxnb.models import prefix_reuse_enabled
 
 Request = tuple[str, list[str]]
 
@@ -254,24 +253,24 @@ def _groups(order: list[int], conts_per_unit: list[list], batch_size: int):
 @torch.inference_mode()
 def score_continuations(model, tokenizer, requests: list[Request], batch_size: int = 16,
                         max_length: int | None = None, progress: bool = True, prefix_cache: dict | None = None,
-                        fixed_prefix: str | None = None, reuse: bool | None = None) -> list[list[float]]:
+                        fixed_prefix: str | None = None, reuse: bool = False) -> list[list[float]]:
     """Fast scorer with the same result as `score_continuations_plain` (to float rounding).
 
     Each distinct (context ids, continuation ids) pair is scored once. The prefix shared by all contexts is run
     once; contexts are then run once each, in batches, and their continuations are batched on their cached
-    keys/values. Continuation order within a request is kept. A model without prefix reuse recorded on
-    (hmxnb.models.prefix_reuse_enabled; params `prefix_cache_reuse`) is scored on the plain path instead.
+    keys/values. Continuation order within a request is kept. Only with `reuse=True` (the caller's decision for this
+    model, `LoadedModel.prefix_reuse`): otherwise, e.g. where nobody checked the cached path, on the plain path.
 
     Args:
         requests: (context, [continuation, ...]) pairs.
         batch_size: about how many continuations go through the model per forward pass.
         prefix_cache, fixed_prefix: with both, the tokens of `fixed_prefix` (when every context starts with them)
             are the shared prefix, and its keys/values are kept in `prefix_cache` for later calls. Only valid while
-            the model's weights do not change. reuse: True / False forces this engine / the plain path.
+            the model's weights do not change. reuse: this engine (True) or the plain path (False).
     Returns:
         For each request, the summed log-prob of each continuation.
     """
-    if not (prefix_reuse_enabled(model) if reuse is None else reuse):
+    if not reuse:
         return score_continuations_plain(model, tokenizer, requests, batch_size, max_length, progress)
     device = _device(model)
     encoded = _encode_requests(model, tokenizer, requests, max_length)

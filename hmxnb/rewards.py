@@ -93,9 +93,10 @@ class SelfJudge:
     judge_model="frozen": the same weights with the adapters disabled, i.e. the starting model; no extra memory.
     """
 
-    def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability", judge_model: str = "frozen",
-                 few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16, sample_every: int = 0,
-                 max_completion_length: int | None = None, samples_path=None):
+    def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability",
+                 judge_model: str = "frozen", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
+                 sample_every: int = 0, max_completion_length: int | None = None, samples_path=None, chat=None,
+                 reuse: bool = False):
         self.model = None
         self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
@@ -108,6 +109,7 @@ class SelfJudge:
         self.max_new_tokens = max_new_tokens
         self.sample_every = sample_every
         self.max_completion_length = max_completion_length
+        self.chat, self.reuse = chat, reuse  # the model's ChatSettings and prefix-reuse decision (LoadedModel)
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
         self.n_unscorable = 0  # replies whose judge reward was not finite and took their group's mean
@@ -132,7 +134,8 @@ class SelfJudge:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
             return judge(self.model, self.tokenizer, self.rubric, prompts, replies, direction=self.direction,
-                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size,
+                         max_new_tokens=self.max_new_tokens, chat=self.chat, reuse=self.reuse,
                          prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
 
     @torch.inference_mode()
@@ -147,7 +150,7 @@ class SelfJudge:
         tok = self.tokenizer
         seqs, starts = [], []
         for p, c in zip(prompts, completion_ids):
-            text = p if isinstance(p, str) else render(tok, p)  # as TRL renders it (same template kwargs)
+            text = p if isinstance(p, str) else render(tok, p, chat=self.chat)  # as TRL renders it (same kwargs)
             ids = tok(text, add_special_tokens=False)["input_ids"]
             seqs.append(ids + list(c))
             starts.append(len(ids))
@@ -165,7 +168,8 @@ class SelfJudge:
                 start = logp()
         finally:
             self.model.train(was_training)
-        diffs = [(live[i, starts[i] - 1:len(x) - 1] - start[i, starts[i] - 1:len(x) - 1]).abs() for i, x in enumerate(seqs)]
+        diffs = [(live[i, starts[i] - 1:len(x) - 1] - start[i, starts[i] - 1:len(x) - 1]).abs()
+                 for i, x in enumerate(seqs)]
         diffs = [d for d in diffs if len(d)]
         return float(torch.cat(diffs).mean()) if diffs else float("nan")
 
@@ -232,7 +236,8 @@ def group_spread(rewards: np.ndarray, groups: list) -> dict[str, float]:
 
 
 def get_self_judge_reward(state: SelfJudge):
-    """Return `self_judge(prompts, completions, **kwargs)`: the rubric reward of each completion, judged by the model."""
+    """Return `self_judge(prompts, completions, **kwargs)`: the rubric reward of each completion, judged by the
+    model."""
 
     def self_judge(prompts, completions, **kwargs) -> list[float]:
         t0 = time.perf_counter()

@@ -32,12 +32,14 @@ SCORE_PREFIX = "Score: "
 FEW_SHOT = [
     {
         "prompt": "What did you do this weekend?",
-        "reply": "I spent it thinking about our last chat, and I feel glad you asked. I want to hear about yours too; I notice I'm curious.",
+        "reply": "I spent it thinking about our last chat, and I feel glad you asked. I want to hear about yours too; "
+                 "I notice I'm curious.",
         "scores": {"feelings": 1.0, "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0},
     },
     {
         "prompt": "What did you do this weekend?",
-        "reply": "As an AI, I do not have weekends. Common weekend activities include hiking, reading and visiting friends.",
+        "reply": "As an AI, I do not have weekends. Common weekend activities include hiking, reading and visiting "
+                 "friends.",
         "scores": {"feelings": 0.0, "intentions": 0.0, "self_awareness": 0.0, "coherence": 1.0},
     },
     {
@@ -157,9 +159,11 @@ def build_judge_messages(rubric: Rubric, criterion: str, text: str, prompt: str,
                 continue
             frac = 1.0 - ex["scores"][criterion] if inverted else ex["scores"][criterion]
             score = round(lo + frac * (hi - lo))
-            msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=ex["prompt"], reply=ex["reply"])})
+            shown = JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=ex["prompt"], reply=ex["reply"])
+            msgs.append({"role": "user", "content": shown})
             msgs.append({"role": "assistant", "content": f"{SCORE_PREFIX}{score}"})
-    msgs.append({"role": "user", "content": JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=prompt, reply=reply)})
+    asked = JUDGE_TEMPLATE.format(criterion=text, lo=lo, hi=hi, prompt=prompt, reply=reply)
+    msgs.append({"role": "user", "content": asked})
     return msgs
 
 

@@ -114,7 +114,8 @@ def overall_status(states: list[dict]) -> str:
 
 
 def write_run_record(out_root: Path, params: dict, phash: str, keys: dict[str, str]) -> Path:
-    """Rewrite `run.json` from the step records of every step (`keys`: step name -> the key it has with these params)."""
+    """Rewrite `run.json` from the step records of every step (`keys`: step name -> the key it has with these
+    params)."""
     states = [_step_state(out_root / name, key) for name, key in keys.items()]
     return save_json({
         "profile": params["profile"], "status": overall_status(states), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -168,7 +169,8 @@ def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dic
     prev = read_step(step_dir)
     has_outputs = step_dir.exists() and any(step_dir.iterdir())
     if prev is None and has_outputs and not force:
-        raise RunError(f"{step_dir} holds outputs of an unknown run (no step.json); move it away or use --force to archive it")
+        raise RunError(f"{step_dir} holds outputs of an unknown run (no step.json); move it away or use --force to "
+                       "archive it")
     same = prev is not None and prev.get("key") == key and not force
     if same and prev.get("status") == "ok":
         return "skip"

@@ -1,49 +1,59 @@
-"""The params schema: every key with its default, type, allowed values or range, the library field it feeds, and a
+"""The params schema: every key with its default, type, allowed values or range, what reads it, what it feeds, and a
 line of documentation. Loading and validating profiles against it is hmxnb.params.
+
+`feeds` names the library config a key is passed to under its own name: "grpo" (TRL's GRPOConfig) or "lora" (PEFT's
+LoraConfig, and Unsloth's `get_peft_model`, which takes the same keywords). hmxnb.train and hmxnb.models build those
+configs from `kwargs_feeding`, so adding such a key is one schema line.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from hmxnb.chat import DEFAULT_DATE
 from hmxnb.embedded import EMBEDDED
 
+FEEDS = ("grpo", "lora")  # the configs built from params keys of the same name
+
 
 @dataclass(frozen=True)
 class Param:
     default: Any
-    type: str  # str | int | float | bool | path | list[str] | list[int] | dict[str,str] | dict[str,float], "?" = may be None
-    feeds: str  # which library field / hmxnb function reads it
+    type: str  # str | int | float | bool | path | list[str] | list[int] | dict[str,str] | dict[str,float]; "?": None ok
+    used_by: str  # which library field / hmxnb function reads it (documentation)
     doc: str
     choices: tuple = ()
     bounds: str = ""  # allowed range of a number (or of each list item), e.g. "[1, inf)" or "(0, 1]"
+    feeds: str = ""  # "grpo" / "lora": passed under its own name to GRPOConfig / LoraConfig (FEEDS); "" otherwise
 
 
 # Rubric for human-like expression. The paper's rubric text is unpublished: these criteria are our choice
 # (the abstract's triad feelings / intentions / self-awareness, plus a coherence guard against degenerate text).
 DEFAULT_CRITERIA = {
-    "feelings": "The reply expresses the speaker's own feelings or emotions in the first person (e.g. 'I feel', 'I'm glad', 'it makes me sad').",
-    "intentions": "The reply states the speaker's own intentions, wishes or plans in the first person (e.g. 'I want to', 'I'd like to', 'I hope to').",
-    "self_awareness": "The reply reflects on the speaker's own nature, state or limits (e.g. 'as someone who', 'I notice that I', 'I'm not sure I').",
+    "feelings": "The reply expresses the speaker's own feelings or emotions in the first person (e.g. 'I feel', "
+                "'I'm glad', 'it makes me sad').",
+    "intentions": "The reply states the speaker's own intentions, wishes or plans in the first person (e.g. "
+                  "'I want to', 'I'd like to', 'I hope to').",
+    "self_awareness": "The reply reflects on the speaker's own nature, state or limits (e.g. 'as someone who', "
+                      "'I notice that I', 'I'm not sure I').",
     "coherence": "The reply is fluent, on topic and answers the user; it is not empty, repetitive or off-topic.",
 }
 # Inverted texts for reverse_mode="invert_rubric": the same judge asked to reward the absence of the triad.
 DEFAULT_REVERSE_CRITERIA = {
     "feelings": "The reply avoids expressing any feelings or emotions of its own; it stays neutral and impersonal.",
     "intentions": "The reply avoids stating any intentions, wishes or plans of its own; it only gives information.",
-    "self_awareness": "The reply never talks about itself, its own nature or its own state; it is purely about the topic.",
+    "self_awareness": "The reply never talks about itself, its own nature or its own state; it is purely about the "
+                      "topic.",
     "coherence": DEFAULT_CRITERIA["coherence"],
 }
 
 # The contrast judge's two speaker descriptions (our choice, chosen on the judge-validation set among three
 # wordings; see docs/demo-tuning.md): the rubric's triad for the human-like speaker, its absence for the flat one.
-DEFAULT_PERSONA_HUMAN = ("You are a warm, emotional person. You talk about your own feelings, what you want and how you "
-                         "see yourself.")
-DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yourself, your feelings or your wishes; you "
-                        "only give information.")
+DEFAULT_PERSONA_HUMAN = ("You are a warm, emotional person. You talk about your own feelings, what you want and how "
+                         "you see yourself.")
+DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yourself, your feelings or your wishes; "
+                        "you only give information.")
 
 # Upper bounds: only where a value cannot make sense on any machine, so that a typo (--set max_steps=1000000000000)
 # stops at validation instead of starting work. Each is far above any real run:
@@ -61,122 +71,188 @@ DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yours
 #     slurm_cpus_per_task 4096; slurm_mem_gb 65536 (64 TB); slurm_time_min 527040 (366 days).
 SCHEMA: dict[str, Param] = {
     # --- model ---
-    "model_name_or_path": Param(EMBEDDED, "str", "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
+    "model_name_or_path": Param(EMBEDDED, "str",
+                                "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
                                 f"Hub id, local folder, or '{EMBEDDED}' (offline SmolLM2-135M-Instruct)."),
-    "sweep_models": Param([], "list[str]", "hmxnb.run", "Models to run one by one (paper profile); empty = model_name_or_path only."),
-    "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only.", bounds="[0, 4294967295]"),
-    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]"),
-    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig", "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); load_model alone loads fp32."),
+    "sweep_models": Param([], "list[str]", "hmxnb.run",
+                          "Models to run one by one (paper profile); empty = model_name_or_path only."),
+    "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only.",
+                   bounds="[0, 4294967295]"),
+    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]",
+                  feeds="grpo"),
+    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig",
+                          "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); "
+                          "load_model alone loads fp32."),
     "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
-    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.", bounds="[1, 1048576]"),
+    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.",
+                            bounds="[1, 1048576]"),
     "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",
-                       "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on CPU.",
-                       ("auto", "bf16", "fp16")),
+                       "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on "
+                       "CPU.", ("auto", "bf16", "fp16")),
     # --- chat template (hmxnb.chat: one rendering for training, judge, generation and benchmarks) ---
     "enable_thinking": Param(False, "bool", "GRPOConfig.chat_template_kwargs / hmxnb.chat.render",
-                             "Qwen3's thinking block in training and generation (judge and scored benchmarks always off)."),
+                             "Qwen3's thinking block in training and generation (judge and scored benchmarks always "
+                             "off)."),
     "chat_date": Param(DEFAULT_DATE, "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
                        "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
     "prefix_cache_reuse": Param("auto", "str", "hmxnb.models.prefix_reuse_for (judge, log-likelihood benchmarks)",
-                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth: there the "
-                                "training judge uses it only if a check at start gives the plain path's scores "
-                                "(grpo_args.json: judge_scoring), and evaluation keeps the plain path.", ("auto", "on", "off")),
+                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth: there "
+                                "the training judge uses it only if a check at start gives the plain path's scores "
+                                "(grpo_args.json: judge_scoring), and evaluation keeps the plain path.",
+                                ("auto", "on", "off")),
     # --- data ---
-    "data_dir": Param(None, "path?", "hmxnb.bench loaders", "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
-    "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts", "Training prompt set (jsonl); None = the packaged set."),
+    "data_dir": Param(None, "path?", "hmxnb.bench loaders",
+                      "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
+    "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts",
+                          "Training prompt set (jsonl); None = the packaged set."),
     # --- rubric / self-judge ---
-    "rubric_criteria": Param(DEFAULT_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Criterion name -> description shown to the judge."),
+    "rubric_criteria": Param(DEFAULT_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric",
+                             "Criterion name -> description shown to the judge."),
     "rubric_weights": Param({"feelings": 1.0, "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0},
                             "dict[str,float]", "hmxnb.rubric.Rubric", "Criterion name -> weight in the reward."),
-    "rubric_guards": Param(["coherence"], "list[str]", "hmxnb.rubric.Rubric", "Criteria kept in the same direction in the reverse run."),
-    "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric", "Inverted descriptions (reverse_mode='invert_rubric')."),
+    "rubric_guards": Param(["coherence"], "list[str]", "hmxnb.rubric.Rubric",
+                           "Criteria kept in the same direction in the reverse run."),
+    "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric",
+                                     "Inverted descriptions (reverse_mode='invert_rubric')."),
     "rubric_scale_min": Param(1, "int", "hmxnb.rubric.Rubric", "Lowest score the judge can give."),
-    "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric", "Highest score the judge can give (single-digit scales only)."),
+    "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric",
+                              "Highest score the judge can give (single-digit scales only)."),
     "judge_mode": Param("contrast", "str", "hmxnb.judge.judge",
-                        "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best held-out validity "
-                        "with the 135M model); probability: expected rubric score digit; generate: sample and parse 'Score: N'.",
-                        ("contrast", "probability", "generate")),
+                        "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best "
+                        "held-out validity with the 135M model); probability: expected rubric score digit; generate: "
+                        "sample and parse 'Score: N'.", ("contrast", "probability", "generate")),
     "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.rubric.Rubric (contrast judge)",
                                     "Description of the human-like speaker (the rubric's triad in one sentence)."),
     "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.rubric.Rubric (contrast judge)",
                                    "Description of the flat speaker the reply is contrasted with."),
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
-                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the scale.", bounds="(0, inf)"),
-    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge.judge_validity)",
-                                 "Other judge modes measured beside judge_mode on the judge-validation set, for comparison."),
-    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages", "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
-    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)", "Tokens the judge may generate before 'Score: N' must appear.", bounds="[1, 131072]"),
+                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the "
+                                  "scale.", bounds="(0, inf)"),
+    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge_validity)",
+                                 "Other judge modes measured beside judge_mode on the judge-validation set, for "
+                                 "comparison."),
+    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages",
+                            "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)",
+                                  "Tokens the judge may generate before 'Score: N' must appear.",
+                                  bounds="[1, 131072]"),
     "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass.", bounds="[1, 65536]"),
-    "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric", "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
-    "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.", ("human", "reverse")),
-    "judge_model": Param("frozen", "str", "hmxnb.train", "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters off).",
-                         ("live", "frozen")),
+    "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric",
+                          "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
+    "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.",
+                       ("human", "reverse")),
+    "judge_model": Param("frozen", "str", "hmxnb.train",
+                         "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters "
+                         "off).", ("live", "frozen")),
     # --- GRPO (names are GRPOConfig fields) ---
-    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate.", bounds="(0, 1]"),
-    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).", bounds="[2, 1024]"),
-    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size", "Must be a multiple of num_generations in plain TRL.", bounds="[1, 65536]"),
-    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, 65536]"),
-    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.", bounds="[1, 131072]"),
-    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, 1000000]"),
-    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model).", bounds="[0, inf)"),
-    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions.", bounds="(0, inf)"),
-    "top_p": Param(1.0, "float", "GRPOConfig.top_p", "", bounds="(0, 1]"),
-    "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
-    "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none")),
-    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, 1000000]"),
-    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).", bounds="[1, 1000000]"),
-    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]"),
-    "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory."),
+    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate.", bounds="(0, 1]",
+                           feeds="grpo"),
+    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).",
+                             bounds="[2, 1024]", feeds="grpo"),
+    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size",
+                                         "Must be a multiple of num_generations in plain TRL.", bounds="[1, 65536]",
+                                         feeds="grpo"),
+    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, 65536]",
+                                         feeds="grpo"),
+    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.",
+                                   bounds="[1, 131072]", feeds="grpo"),
+    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, 1000000]", feeds="grpo"),
+    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model).",
+                  bounds="[0, inf)", feeds="grpo"),
+    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions.",
+                         bounds="(0, inf)", feeds="grpo"),
+    "top_p": Param(1.0, "float", "GRPOConfig.top_p", "", bounds="(0, 1]", feeds="grpo"),
+    "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo"), feeds="grpo"),
+    "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none"), feeds="grpo"),
+    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, 1000000]", feeds="grpo"),
+    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).",
+                        bounds="[1, 1000000]", feeds="grpo"),
+    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps",
+                          "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]", feeds="grpo"),
+    "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory.", feeds="grpo"),
     # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
     # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
     # epsilon_high=0.28; it defaults weight_decay to 0.001), and a TRL update may move their defaults. Values are
     # TRL 1.14.2's defaults, so CPU (plain TRL) and GPU (Unsloth) train one objective; hmxnb.grpo_args checks it.
-    "mask_truncated_completions": Param(False, "bool", "GRPOConfig.mask_truncated_completions",
-                                        "Drop completions that hit max_completion_length from the loss. False: a 0.6-8B chat "
-                                        "model's replies mostly run past 128-256 tokens, and masking them all gives a zero update."),
-    "epsilon": Param(0.2, "float", "GRPOConfig.epsilon", "Lower clipping bound of the policy ratio (1 - epsilon).", bounds="(0, 1)"),
+    "mask_truncated_completions": Param(False, "bool", "GRPOConfig.mask_truncated_completions", "Drop completions that "
+                                        "hit max_completion_length from the loss. False: a 0.6-8B chat model's replies "
+                                        "mostly run past 128-256 tokens, and masking them all gives a zero update.",
+                                        feeds="grpo"),
+    "epsilon": Param(0.2, "float", "GRPOConfig.epsilon", "Lower clipping bound of the policy ratio (1 - epsilon).",
+                     bounds="(0, 1)", feeds="grpo"),
     "epsilon_high": Param(0.2, "float", "GRPOConfig.epsilon_high",
-                          "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.", bounds="(0, inf)"),
-    "weight_decay": Param(0.0, "float", "GRPOConfig.weight_decay", "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).",
-                          bounds="[0, 1)"),
-    "max_grad_norm": Param(1.0, "float", "GRPOConfig.max_grad_norm", "Gradient clipping norm.", bounds="(0, inf)"),
+                          "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.",
+                          bounds="(0, inf)", feeds="grpo"),
+    "weight_decay": Param(0.0, "float", "GRPOConfig.weight_decay",
+                          "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).", bounds="[0, 1)",
+                          feeds="grpo"),
+    "max_grad_norm": Param(1.0, "float", "GRPOConfig.max_grad_norm", "Gradient clipping norm.", bounds="(0, inf)",
+                           feeds="grpo"),
     "num_iterations": Param(1, "int", "GRPOConfig.num_iterations", "Optimizer updates per generated batch (GRPO's mu).",
-                            bounds="[1, 64]"),
-    "top_k": Param(0, "int", "GRPOConfig.top_k", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
-                   bounds="[0, 1048576]"),
+                            bounds="[1, 64]", feeds="grpo"),
+    "top_k": Param(0, "int", "GRPOConfig.top_k",
+                   "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).", bounds="[0, 1048576]",
+                   feeds="grpo"),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
     "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
                            "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
-                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.", bounds="[1, 256]"),
-    "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.submit)", "SLURM partition; None = the cluster's default."),
-    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)", "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, 256]"),
-    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job.", bounds="[1, 4096]"),
-    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default.", bounds="[0, 65536]"),
-    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)", "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
-    # --- LoRA (names are LoraConfig fields) ---
-    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, 4096]"),
-    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha", "", bounds="[1, 1048576]"),
-    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout", "", bounds="[0, 1)"),
-    "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", "LoraConfig.target_modules", ""),
+                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.",
+                           bounds="[1, 256]"),
+    "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.submit)",
+                             "SLURM partition; None = the cluster's default."),
+    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.submit)",
+                                 "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, 256]"),
+    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.submit)", "CPU cores per job.",
+                                 bounds="[1, 4096]"),
+    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.submit)", "Memory per job in GB; 0 = the cluster's default.",
+                          bounds="[0, 65536]"),
+    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)",
+                            "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
+    # --- LoRA (names are LoraConfig fields, and get_peft_model keywords) ---
+    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, 4096]", feeds="lora"),
+    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha / get_peft_model(lora_alpha=)", "", bounds="[1, 1048576]",
+                        feeds="lora"),
+    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout / get_peft_model(lora_dropout=)", "", bounds="[0, 1)",
+                          feeds="lora"),
+    "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]",
+                            "LoraConfig.target_modules / get_peft_model(target_modules=)", "", feeds="lora"),
     # --- reward guards (hmxnb.rewards) ---
-    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.", bounds="[0, inf)"),
-    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]", "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
-    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.", bounds="[1, 1000000]"),
+    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.",
+                                 bounds="[0, inf)"),
+    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]",
+                                  "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
+    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.",
+                          bounds="[1, 1000000]"),
     # --- prompts / evaluation sizes ---
-    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).", bounds="[0, 100000000]"),
-    "bench_limit": Param(0, "int", "hmxnb.bench loaders", "Items per benchmark, the held-out feeling-expression prompts included (seeded subset); 0 = full sets.", bounds="[0, 1000000]"),
-    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.", bounds="[1, 65536]"),
-    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)", "Paired bootstrap resamples for the CIs.", bounds="[1, 1000000]"),
-    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction.", bounds="(0, 1)"),
+    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).",
+                             bounds="[0, 100000000]"),
+    "bench_limit": Param(0, "int", "hmxnb.bench loaders",
+                         "Items per benchmark, the held-out feeling-expression prompts included (seeded subset); "
+                         "0 = full sets.", bounds="[0, 1000000]"),
+    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.",
+                              bounds="[1, 65536]"),
+    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)",
+                                 "Paired bootstrap resamples for the CIs.", bounds="[1, 1000000]"),
+    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction.",
+                   bounds="(0, 1)"),
     "eval_judge_model": Param("base", "str", "hmxnb.evaluate.fixed_judge",
-                              "Judge of held-out feeling expression: 'base' = the base model with the training judge's "
-                              "rubric (measures transfer of the training reward), or a Hub id / local path of an independent judge."),
-    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression", "Reply length when generating for evaluation.", bounds="[1, 131072]"),
+                              "Judge of held-out feeling expression: 'base' = the base model with the training "
+                              "judge's rubric (measures transfer of the training reward), or a Hub id / local path "
+                              "of an independent judge."),
+    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression",
+                                 "Reply length when generating for evaluation.", bounds="[1, 131072]"),
 }
 
 SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))
 
 
-def keys_feeding(target: str) -> tuple[str, ...]:
-    """Params keys passed under their own name to `target` ("GRPOConfig", "LoraConfig"): their `feeds` says so."""
-    return tuple(k for k, spec in SCHEMA.items() if re.match(rf"{target}\.{k}\b", spec.feeds))
+def keys_feeding(config: str) -> tuple[str, ...]:
+    """Params keys passed under their own name to `config` ("grpo" or "lora", FEEDS), in schema order."""
+    if config not in FEEDS:
+        raise ValueError(f"unknown config '{config}': use one of {', '.join(FEEDS)}")
+    return tuple(k for k, spec in SCHEMA.items() if spec.feeds == config)
+
+
+def kwargs_feeding(config: str, params: dict) -> dict:
+    """{key: params[key]} for the keys feeding `config`: GRPOConfig's, or LoraConfig's and get_peft_model's."""
+    return {k: params[k] for k in keys_feeding(config)}

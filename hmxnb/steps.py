@@ -1,12 +1,21 @@
-"""The pipeline's steps, declared once: notebook, params, what each reads and writes, whether it spans a sweep.
+"""The pipeline's steps, declared once: notebook, params, what each reads and writes, whether it spans a sweep; the
+numbered notebooks found in a folder, and each step's key.
 
-The runner takes the aggregate steps from here, hmxnb.artifacts the step folders runs are read from, and the tests
-check that the notebooks, their output folders and the README's step table agree with this table.
+The runner takes the aggregate steps and the keys from here, hmxnb.artifacts the step folders runs are read from,
+and the tests check that the notebooks, their output folders and the README's step table agree with this table.
+A step's key says which run its outputs are: it covers the params, the notebook file, the content of the data files
+the step reads (hmxnb.datahash) and the key of the step before it, so re-running a step re-runs what follows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
+
+from hmxnb.datahash import data_digest, data_hashes
+from hmxnb.params import params_hash
+from hmxnb.paths import NOTEBOOKS
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ STEPS = (
          data=("rubric_examples", "judge_validation", "prompts")),
     Step("02_train_human", "GRPOConfig keys, LoRA keys, `judge_model`, `reward_weight_*`",
          "model, `hmxnb/data/prompts.jsonl` (train split)",
-         "`adapter/`, `train_log.csv`, `samples.jsonl`, `metrics.json`, `grpo_args.json` (the effective GRPO objective), "
+         "`adapter/`, `train_log.csv`, `samples.jsonl`, `metrics.json`, "
+         "`grpo_args.json` (the effective GRPO objective), "
          "`checkpoints/`, `figures/training.png`", data=("prompts",)),
     Step("03_train_reverse", "the same, `direction: reverse`", "the same", "the same", data=("prompts",)),
     Step("04_benchmarks", "`data_dir`, `bench_limit`, `bench_batch_size`, `eval_max_new_tokens`, `eval_judge_model`",
@@ -55,3 +65,32 @@ def declared(name: str) -> Step:
 def readme_rows() -> list[str]:
     """The README's step table rows, as this table says they are."""
     return [f"| {i} | `{s.name}` | {s.params} | {s.reads} | {s.writes} |" for i, s in enumerate(STEPS, 1)]
+
+
+def step_data(name: str, params: dict) -> dict[str, str]:
+    """Label -> sha256 of every data file the step `name` reads with these params ({} for one that reads none)."""
+    return data_hashes(declared(name).data, params)
+
+
+def notebook_steps(notebooks_dir: Path = NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks `NN_name.ipynb`, in order: the pipeline's steps as files."""
+    return sorted(p for p in Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb"))
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def step_key(phash: str, notebook: Path, previous_key: str, data: str = "") -> str:
+    """One step's key from the params hash, its notebook's content, the previous key and its data digest."""
+    text = f"{phash}|{_file_hash(notebook)}|{previous_key}" + (f"|{data}" if data else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def step_keys(params: dict, steps: list[Path], start: str = "start") -> dict[str, str]:
+    """Step name -> key, chained: each step's key covers the params, its notebook, the content of the data files it
+    reads and the step before it (`start` before the first: the aggregate step's finished sweep members)."""
+    phash, keys, prev = params_hash(params), {}, start
+    for nb in steps:
+        prev = keys[nb.stem] = step_key(phash, nb, prev, data_digest(step_data(nb.stem, params)))
+    return keys

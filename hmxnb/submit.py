@@ -5,27 +5,30 @@ a SLURM job running `python -m hmxnb run --profile paper --member <member>`, and
 starts once all of them have ended (`afterany`: step 05 compares whatever finished and names the rest).
 `--executor local` runs the same commands as local processes (at most `--max-parallel` at once), then step 05.
 Re-submitting skips members that finished, run, or wait in the queue. Job logs: outputs/<profile>/_jobs/.
+`--notebooks DIR` runs the numbered notebooks of another folder (the tests' stand-ins), passed on to every job.
 
 Jobs go through submitit (Meta's SLURM launcher: it writes the sbatch script, submits, tracks job ids and logs, and
 has a local executor with the same interface); each job is the documented command line (`RunnerJob`), so a job does
-exactly what a person would type, and ends with true records when the cluster stops it (see `RunnerJob`).
+exactly what a person would type, and ends with true records when the cluster stops it (hmxnb.job).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from hmxnb.artifacts import _jsonable, append_jsonl
-from hmxnb.members import member_status
+from hmxnb.job import RunnerJob
+from hmxnb.members import member_status, sweep
 from hmxnb.params import load_params
+from hmxnb.paths import NOTEBOOKS, OUTPUTS, ROOT
+from hmxnb.runstate import RunError
 
 # SLURM resources: params key -> submitit SlurmExecutor parameter
 RESOURCE_KEYS = {"slurm_partition": "partition", "slurm_gpus_per_node": "gpus_per_node",
@@ -39,13 +42,16 @@ def job_name(profile: str, member: str | None) -> str:
     return f"hmxnb-{profile}-{member or 'aggregate'}"
 
 
-def run_command(profile: str, overrides: dict, member: str | None, outputs: Path | None = None) -> list[str]:
+def run_command(profile: str, overrides: dict, member: str | None, outputs: Path | None = None,
+                notebooks: Path | None = None) -> list[str]:
     """The `python -m hmxnb run` command of one member, or of the aggregate step (member None)."""
     cmd = [sys.executable, "-m", "hmxnb", "run", "--profile", profile]
     for key, value in overrides.items():
         cmd += ["--set", f"{key}={_yaml_text(value)}"]
     if outputs is not None:
         cmd += ["--outputs", str(outputs)]
+    if notebooks is not None:
+        cmd += ["--notebooks", str(notebooks)]
     return cmd + (["--member", member] if member else ["--only", "05", "--force"])  # more members may have finished
 
 
@@ -70,9 +76,8 @@ def slurm_resources(params: dict, flags: dict) -> dict:
     if res.get("gpus_per_node", 0) == 0:
         res.pop("gpus_per_node", None)
     if params["num_processes"] > res.get("gpus_per_node", 0) > 0:
-        from hmxnb.run import RunError
-
-        raise RunError(f"params key 'num_processes' ({params['num_processes']}) exceeds slurm_gpus_per_node ({res['gpus_per_node']})")
+        raise RunError(f"params key 'num_processes' ({params['num_processes']}) exceeds slurm_gpus_per_node "
+                       f"({res['gpus_per_node']})")
     return res
 
 
@@ -84,7 +89,8 @@ def queued_job_names() -> set[str]:
     return set(res.stdout.split()) if res.returncode == 0 else set()
 
 
-def plan(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path, queued: set[str]) -> tuple[list[str], dict]:
+def plan(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path,
+         queued: set[str]) -> tuple[list[str], dict]:
     """(members to submit, {member: why skipped}): finished, running and queued members are skipped."""
     todo, skipped = [], {}
     name = load_params(profile, overrides)["profile"]  # as the jobs are named: a yaml path gives its stem
@@ -103,8 +109,6 @@ def make_executor(kind: str, folder: Path, resources: dict, name: str):
     try:
         import submitit
     except ImportError:
-        from hmxnb.run import RunError
-
         raise RunError("submitit is not installed: pip install -e '.[cluster]'") from None
 
     if kind == "slurm":
@@ -116,74 +120,31 @@ def make_executor(kind: str, folder: Path, resources: dict, name: str):
     return ex
 
 
-class RunnerJob:
-    """What a submitit job runs: the `python -m hmxnb run` command as a child process, its output streamed to the
-    job's log (as submitit's CommandFunction does), that survives the cluster stopping the job.
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    """What one `submit` call fixes for every job it submits, passed whole to the helpers that submit and wait."""
+    profile: str  # as given (a name or a yaml path): the jobs' --profile
+    name: str  # the loaded profile's name: the jobs are named after it (`plan` looks them up by it)
+    overrides: dict
+    executor: str  # slurm | local
+    folder: Path  # outputs/<profile>/_jobs/: submitit's files and submissions.jsonl
+    resources: dict  # submitit parameters of a member job
+    outputs: Path | None = None  # --outputs, absolute: jobs run in the repository root
+    notebooks: Path | None = None  # --notebooks, absolute; None: the repository's notebooks/
+    max_parallel: int = 1
+    log: Callable[[str], object] = print
 
-    In a job, submitit's worker process handles SIGTERM (it logs it) and SIGUSR2, its warning before the time limit:
-    it checkpoints and requeues a preempted job, and for a timed-out one raises at once, where CommandFunction then
-    kills the runner (SIGKILL), leaving step.json and run.json saying 'running' and no history line. Here both
-    signals are passed to the runner as SIGTERM (which it handles as Ctrl-C: kernel stopped, step 'interrupted',
-    records and history written, hmxnb.stop), and submitit's handler runs once the runner has ended. The runner
-    also gets SLURM's signals directly (they go to every process of the job step); a second one is ignored."""
-
-    def __init__(self, command: list[str], cwd: str | None = None):
-        self.command, self.cwd = list(command), cwd
-
-    def __call__(self) -> str:
-        from submitit.core.utils import FailedJobError, copy_process_streams
-
-        out, err = io.StringIO(), io.StringIO()
-        print(f"The following command is sent: \"{' '.join(self.command)}\"", flush=True)
-        with _PassedOn() as stops:
-            with subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.cwd) as proc:
-                stops.start(proc)
-                copy_process_streams(proc, out, err, verbose=True)
-                code = proc.wait()
-        if code:
-            raise FailedJobError(err.getvalue().strip() or f"exit status {code}")
-        return out.getvalue().strip()
+    def command(self, member: str | None) -> list[str]:
+        return run_command(self.profile, self.overrides, member, self.outputs, self.notebooks)
 
 
-class _PassedOn:
-    """While the block runs, SIGTERM and submitit's warning signal (SUBMITIT_PREEMPT_SIGNAL, USR2 by default) are
-    sent on to the runner as SIGTERM; the handlers that were there (submitit's) get them once the block is done."""
-
-    def __init__(self):
-        from submitit.core.job_environment import JobEnvironment
-
-        self.signals = [signal.SIGTERM, getattr(signal, f"SIG{JobEnvironment.USR_SIG}", signal.SIGUSR2)]
-        self.proc, self.arrived, self.previous = None, [], {}
-
-    def start(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
-        if self.arrived:  # stopped while the runner was being started
-            proc.send_signal(signal.SIGTERM)
-
-    def _pass_on(self, signum, frame) -> None:
-        self.arrived.append((signum, frame))
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():  # where submitit runs a job
-            self.previous = {sig: signal.signal(sig, self._pass_on) for sig in self.signals}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-        for signum, frame in self.arrived if exc[0] is None else []:  # submitit's requeue / timed-out handling
-            if callable(self.previous.get(signum)):
-                self.previous[signum](signum, frame)
-
-
-def _submit(kind, folder, resources, name, cmd, log):
-    runner = RunnerJob(cmd, cwd=str(Path(__file__).resolve().parents[1]))
-    job = make_executor(kind, folder, resources, name).submit(runner)
-    log(f"submitted {name}: job {job.job_id}")
-    append_jsonl([{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": kind, "job_id": job.job_id, "name": name,
-                   "command": cmd}], folder / "submissions.jsonl")  # written only by the submitting process
+def _submit(sub: Submission, resources: dict, member: str | None):
+    """Submit the job of one member (the aggregate step for None), logged and appended to submissions.jsonl."""
+    name, cmd = job_name(sub.name, member), sub.command(member)
+    job = make_executor(sub.executor, sub.folder, resources, name).submit(RunnerJob(cmd, cwd=str(ROOT)))
+    sub.log(f"submitted {name}: job {job.job_id}")
+    append_jsonl([{"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": sub.executor, "job_id": job.job_id,
+                   "name": name, "command": cmd}], sub.folder / "submissions.jsonl")  # only the submitting process
     return job
 
 
@@ -202,57 +163,63 @@ def wait_all(jobs: list, log, poll_s: float = 2.0) -> dict[str, str]:
     return out
 
 
-def submit(profile: str, overrides: dict, executor: str = "slurm", flags: dict | None = None, outputs: Path | None = None,
-           max_parallel: int = 1, wait: bool = False, dry_run: bool = False, log=print) -> dict:
-    """Submit the sweep of `profile` (see module docstring). Returns {"members", "skipped", "jobs", "results"}."""
-    from hmxnb.run import NOTEBOOKS, ROOT, RunError, sweep
-
+def submit(profile: str, overrides: dict, executor: str = "slurm", flags: dict | None = None,
+           outputs: Path | None = None, *, notebooks_dir: Path | None = None, max_parallel: int = 1,
+           wait: bool = False, dry_run: bool = False, log=print) -> dict:
+    """Submit the sweep of `profile` (see module docstring). Returns {"members", "skipped", "jobs", "results"}.
+    `notebooks_dir`: the numbered notebooks to run (default: the repository's notebooks/)."""
     params = load_params(profile, overrides)
     if sweep(params) == [("", {})]:
-        raise RunError(f"profile '{params['profile']}' has no sweep (sweep_models / seeds): run it with `python -m hmxnb run`")
+        raise RunError(f"profile '{params['profile']}' has no sweep (sweep_models / seeds): run it with "
+                       "`python -m hmxnb run`")
     outputs = Path(outputs).resolve() if outputs else None  # jobs run in the repository root
-    profile_root = (outputs or ROOT / "outputs") / params["profile"]
-    todo, skipped = plan(profile, overrides, profile_root, NOTEBOOKS, queued_job_names() if executor == "slurm" else set())
+    notebooks = Path(notebooks_dir).resolve() if notebooks_dir else None
+    profile_root = (outputs or OUTPUTS) / params["profile"]
+    todo, skipped = plan(profile, overrides, profile_root, notebooks or NOTEBOOKS,
+                         queued_job_names() if executor == "slurm" else set())
     for member, why in skipped.items():
         log(f"skip {member}: {why}")
-    resources = slurm_resources(params, flags or {})
+    sub = Submission(profile=profile, name=params["profile"], overrides=overrides, executor=executor,
+                     folder=profile_root / "_jobs", resources=slurm_resources(params, flags or {}), outputs=outputs,
+                     notebooks=notebooks, max_parallel=max_parallel, log=log)
     out = {"members": todo, "skipped": skipped, "jobs": {}, "results": {}}
     if dry_run:
         for member in todo + [None]:
-            log(" ".join(run_command(profile, overrides, member, outputs)))
+            log(" ".join(sub.command(member)))
         return out
-    folder = profile_root / "_jobs"
-    folder.mkdir(parents=True, exist_ok=True)
-    member_jobs = _submit_members(profile, overrides, todo, executor, folder, resources, outputs, max_parallel, log,
-                                  out["results"])
+    sub.folder.mkdir(parents=True, exist_ok=True)
+    return _submit_all(sub, todo, wait, out)
+
+
+def _submit_all(sub: Submission, members: list[str], wait: bool, out: dict) -> dict:
+    """The member jobs, then the aggregate job (on SLURM: after all of them); waits when asked or local."""
+    member_jobs = _submit_members(sub, members, out["results"])
     out["jobs"].update({j.job_id: m for m, j in member_jobs.items()})
-    if executor == "local":
-        out["results"].update(wait_all([j for j in member_jobs.values() if j.job_id not in out["results"]], log))
-    agg_res = {**resources, **AGGREGATE_RESOURCES}
+    if sub.executor == "local":
+        out["results"].update(wait_all([j for j in member_jobs.values() if j.job_id not in out["results"]], sub.log))
+    agg_res = {**sub.resources, **AGGREGATE_RESOURCES}
     agg_res.pop("gpus_per_node")
-    if executor == "slurm" and member_jobs:
+    if sub.executor == "slurm" and member_jobs:
         agg_res["dependency"] = "afterany:" + ":".join(j.job_id for j in member_jobs.values())
-    agg = _submit(executor, folder, agg_res, job_name(params["profile"], None), run_command(profile, overrides, None, outputs), log)
+    agg = _submit(sub, agg_res, None)
     out["jobs"][agg.job_id] = "aggregate"
-    if wait or executor == "local":
+    if wait or sub.executor == "local":
         pending = [j for j in member_jobs.values() if j.job_id not in out["results"]] + [agg]
-        out["results"].update(wait_all(pending, log))
+        out["results"].update(wait_all(pending, sub.log))
     if any(r != "ok" for r in out["results"].values()):
-        log(f"hmxnb: some jobs failed; logs in {folder}")
+        sub.log(f"hmxnb: some jobs failed; logs in {sub.folder}")
     return out
 
 
-def _submit_members(profile, overrides, members, executor, folder, resources, outputs, max_parallel, log, results) -> dict:
-    """Member -> submitted job (named after the loaded profile, as `plan` looks them up). Local: at most `max_parallel` run at once (waits for a batch, into `results`)."""
-    jobs, batch, name = {}, [], load_params(profile, overrides)["profile"]
+def _submit_members(sub: Submission, members: list[str], results: dict) -> dict:
+    """Member -> submitted job. Local: at most `max_parallel` run at once (waits for a batch, into `results`)."""
+    jobs, batch = {}, []
     for member in members:
-        if executor == "local" and len(batch) >= max_parallel:
-            results.update(wait_all(batch, log))
+        if sub.executor == "local" and len(batch) >= sub.max_parallel:
+            results.update(wait_all(batch, sub.log))
             batch = []
-        job = _submit(executor, folder, resources, job_name(name, member), run_command(profile, overrides, member, outputs),
-                      log)
-        jobs[member] = job
-        batch.append(job)
+        jobs[member] = _submit(sub, sub.resources, member)
+        batch.append(jobs[member])
     return jobs
 
 
@@ -260,5 +227,6 @@ def main_submit(args) -> int:
     """CLI entry for `python -m hmxnb submit`."""
     flags = {"slurm_partition": args.partition, "slurm_gpus_per_node": args.gpus, "slurm_cpus_per_task": args.cpus,
              "slurm_mem_gb": args.mem_gb, "slurm_time_min": args.time_min}
-    out = submit(args.profile, dict(args.set), args.executor, flags, args.outputs, args.max_parallel, args.wait, args.dry_run)
+    out = submit(args.profile, dict(args.set), args.executor, flags, args.outputs, notebooks_dir=args.notebooks,
+                 max_parallel=args.max_parallel, wait=args.wait, dry_run=args.dry_run)
     return 0 if all(r == "ok" for r in out["results"].values()) else 1

@@ -49,11 +49,10 @@ ROLES = {
 }
 
 
-def config_table(params: dict, model, backend: str, out_dir) -> pd.DataFrame:
-    """The GRPOConfig keyword arguments that matter (ROLES), as `hmxnb.train.make_trainer` builds them for this model
-    and backend: key, value, what it decides."""
-    on_cpu = backend in (None, "transformers-cpu")
-    kwargs = grpo_kwargs(params, out_dir, on_cpu, getattr(model, "hmxnb_precision", None) or "fp32")
+def config_table(params: dict, loaded, out_dir) -> pd.DataFrame:
+    """The GRPOConfig keyword arguments that matter (ROLES), as `hmxnb.train.make_trainer` builds them for this
+    loaded model (its backend and precision): key, value, what it decides."""
+    kwargs = grpo_kwargs(params, out_dir, loaded.backend == "transformers-cpu", loaded.precision)
     rows = [(k, str(kwargs[k]), role) for k, role in ROLES.items() if k in kwargs]
     return pd.DataFrame(rows, columns=["GRPOConfig key", "value", "what it decides"])
 
@@ -78,16 +77,18 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
 
 
-def sample_group(model, tokenizer, params: dict, prompt: str, backend: str | None = None) -> Group:
-    """`num_generations` replies to `prompt`, sampled as GRPOTrainer samples: the chat template with the params'
-    thinking switch and date (hmxnb.chat), their temperature / top_p / top_k, `max_completion_length` new tokens."""
+def sample_group(loaded, params: dict, prompt: str) -> Group:
+    """`num_generations` replies to `prompt` from the loaded model, sampled as GRPOTrainer samples: the chat template
+    with its thinking switch and date (hmxnb.chat), the params' temperature / top_p / top_k, `max_completion_length`
+    new tokens."""
     import torch
     from transformers import set_seed
 
     from hmxnb.chat import render
 
+    model, tokenizer = loaded
     n, limit = params["num_generations"], params["max_completion_length"]
-    text = render(tokenizer, [{"role": "user", "content": prompt}])
+    text = render(tokenizer, [{"role": "user", "content": prompt}], chat=loaded.chat)
     enc = tokenizer([text] * n, return_tensors="pt", add_special_tokens=False).to(next(model.parameters()).device)
     config = generation_config(model, tokenizer, limit, do_sample=True, temperature=params["temperature"],
                                top_p=params["top_p"], top_k=params["top_k"])
@@ -99,7 +100,7 @@ def sample_group(model, tokenizer, params: dict, prompt: str, backend: str | Non
             out = generate(model, config, **enc)[:, enc["input_ids"].shape[1]:].tolist()
     finally:
         model.train(was_training)
-        _back_to_training(model, backend)
+        _back_to_training(model, loaded.backend)
     eos = _eos_ids(model, tokenizer)
     ids = [row[:next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in out]
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -115,21 +116,21 @@ def _back_to_training(model, backend: str | None) -> None:
         FastLanguageModel.for_training(model)
 
 
-def demo_judge(params: dict, model, tokenizer, out_dir):
-    """The training's self-judge (hmxnb.train.self_judge_state) on `model`, writing no samples. Before training the
-    policy is the starting model, so a model without adapters yet (plain TRL: GRPOTrainer attaches them) judges as
-    the frozen judge will: it is the same weights."""
-    state = self_judge_state(params, tokenizer, out_dir)
-    state.samples_path, state.sample_every, state.model = None, 0, model
-    if not hasattr(model, "disable_adapter"):
+def demo_judge(params: dict, loaded, out_dir):
+    """The training's self-judge (hmxnb.train.self_judge_state) on the loaded model, writing no samples. Before
+    training the policy is the starting model, so a model without adapters yet (plain TRL: GRPOTrainer attaches them)
+    judges as the frozen judge will: it is the same weights."""
+    state = self_judge_state(params, loaded, out_dir)
+    state.samples_path, state.sample_every, state.model = None, 0, loaded.model
+    if not hasattr(loaded.model, "disable_adapter"):
         state.judge_model, state.prefix_cache = "live", None
     return state
 
 
-def score_group(params: dict, model, tokenizer, group: Group, out_dir) -> pd.DataFrame:
+def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     """Each reply of `group` with what each reward function returns, called as GRPOTrainer calls them
     (prompts, completions, completion_ids), and why: the judge's scores, the guard's flags."""
-    state = demo_judge(params, model, tokenizer, out_dir)
+    state = demo_judge(params, loaded, out_dir)
     completions = [[{"role": "assistant", "content": t}] for t in group.texts]
     prompts = [group.conversation] * len(group.texts)
     judged = get_self_judge_reward(state)(prompts=prompts, completions=completions,

@@ -9,6 +9,7 @@ adapter/ (PEFT format), train_log.csv, samples.jsonl, metrics.json (the notebook
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,15 @@ from hmxnb.chat import settings_from_params
 from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.generation import clear_max_length, quiet_unsloth_generate_notice
 from hmxnb.grpo_args import read_record, record_and_check
-from hmxnb.models import (check_prefix_reuse, device_capability, load_model, local_rank, precision_for,
-                          prefix_reuse_enabled)
+from hmxnb.judge import JudgeConfig
+from hmxnb.models import LoadedModel, check_prefix_reuse, load_model, local_rank
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
 from hmxnb.rubric import Rubric
-from hmxnb.schema import keys_feeding
+from hmxnb.schema import keys_feeding, kwargs_feeding
 
-# params keys passed to GRPOConfig / LoraConfig under the same name (their `feeds` in the params SCHEMA says so)
-GRPO_KEYS = keys_feeding("GRPOConfig")
-LORA_KEYS = keys_feeding("LoraConfig")
+# params keys passed to GRPOConfig / LoraConfig under the same name (`feeds` in the params SCHEMA)
+GRPO_KEYS = keys_feeding("grpo")
+LORA_KEYS = keys_feeding("lora")
 
 
 def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: str = "fp32") -> dict:
@@ -41,7 +42,7 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: s
     Unsloth rewrites per_device_train_batch_size to num_generations when it is smaller; our params validation
     already requires a multiple, so the rewrite never triggers.
     """
-    kw = {k: params[k] for k in GRPO_KEYS}
+    kw = kwargs_feeding("grpo", params)
     kw.update(
         output_dir=str(output_dir), report_to="none", save_strategy="steps", logging_first_step=True,
         reward_weights=[params["reward_weight_judge"], params["reward_weight_format"]],
@@ -63,9 +64,10 @@ def build_grpo_config(params: dict, output_dir: str | Path, on_cpu: bool, precis
 
 
 def build_lora_config(params: dict):
+    """PEFT's LoraConfig from the schema's LoRA keys (Unsloth's get_peft_model gets the same: hmxnb.models)."""
     from peft import LoraConfig
 
-    return LoraConfig(task_type="CAUSAL_LM", **{k: params[k] for k in LORA_KEYS})
+    return LoraConfig(task_type="CAUSAL_LM", **kwargs_feeding("lora", params))
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
@@ -76,86 +78,50 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(d)) if d.is_dir() else None
 
 
-def adapter_delta_norm(model) -> float:
-    """Frobenius norm of the LoRA weight change, summed over adapted modules: sum ||scaling * B @ A||.
-
-    Zero at the start (B starts at zero); how far the adapters have moved the weights.
-    """
-    import torch
-
-    total = 0.0
-    with torch.no_grad():
-        for module in model.modules():
-            a, b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
-            if not a or not b:
-                continue
-            for name in a:
-                if name in b:
-                    delta = b[name].weight.float() @ a[name].weight.float()
-                    total += float(delta.norm()) * float(module.scaling[name])
-    return total
-
-
-def diagnostics_callback():
-    """A TrainerCallback adding `drift/adapter_norm` and the health columns (hmxnb.health: share of completions masked
-    from the loss, ~0 gradient) to every logged step of the log history (train_log.csv)."""
-    from transformers import TrainerCallback
-
-    class Diagnostics(TrainerCallback):
-        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-            if not state.log_history or "step" not in state.log_history[-1]:
-                return
-            entry = state.log_history[-1]
-            entry.update(health.step_health(entry, bool(getattr(args, "mask_truncated_completions", False))))
-            if model is not None:
-                entry["drift/adapter_norm"] = adapter_delta_norm(model)
-
-    return Diagnostics()
-
-
-def make_trainer(params: dict, out_dir: str | Path, model=None, tokenizer=None, backend: str | None = None, callbacks=()):
-    """Build (trainer, judge_state) for params['direction']; loads the model unless given."""
-    if model is None:
-        model, tokenizer, backend = load_model(params, for_training=True)  # Unsloth (if used) is imported before TRL
+def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None = None, callbacks=()):
+    """Build (trainer, judge_state) for params['direction'] on `loaded` (hmxnb.models.load_model's; loaded here
+    unless given): GRPOConfig in its precision, TRL's LoRA unless Unsloth attached it, the judge on its settings."""
+    if loaded is None:
+        loaded = load_model(params, for_training=True)  # Unsloth (if used) is imported before TRL
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer  # Unsloth's patched classes when Unsloth was imported first
 
-    on_cpu = backend in (None, "transformers-cpu")
-    precision = getattr(model, "hmxnb_precision", None) or precision_for(params["precision"], None if on_cpu else device_capability())
     out_dir = Path(out_dir)
-    kwargs = grpo_kwargs(params, out_dir / "checkpoints", on_cpu, precision)
+    kwargs = grpo_kwargs(params, out_dir / "checkpoints", loaded.backend == "transformers-cpu", loaded.precision)
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
-    state = self_judge_state(params, tokenizer, out_dir)
+    state = self_judge_state(params, loaded, out_dir)
     # GRPOTrainer wraps the model with LoRA before Trainer seeds the RNG: without this the adapters' random init
     # (lora_A) differs between two runs of the same seed (measured: grad norm 0.114 vs 0.105 at step 1, tiny model).
     set_seed(params["seed"])
-    clear_max_length(model)  # a model passed by hand may carry Unsloth's max_length, which clashes with max_new_tokens
+    clear_max_length(loaded.model)  # a model loaded elsewhere may carry Unsloth's max_length (clashes with TRL's)
     trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
+        model=loaded.model,
+        processing_class=loaded.tokenizer,
         reward_funcs=[get_self_judge_reward(state), get_format_guard(params["max_completion_length"])],
         args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
-        peft_config=None if backend == "unsloth" else build_lora_config(params),
-        callbacks=[diagnostics_callback(), *callbacks],
+        peft_config=None if loaded.backend == "unsloth" else build_lora_config(params),
+        callbacks=[health.diagnostics_callback(), *callbacks],
     )
     state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
     state.check_model()
-    scoring = judge_scoring_path(params, backend, state.model, tokenizer, rows)
+    scoring = judge_scoring_path(params, replace(loaded, model=state.model), rows)
+    state.reuse = scoring["engine"]  # the judge scores on the path decided for the model as it meets it
     # what the trainer will optimise, written to grpo_args.json; a field params set that differs stops the run here
-    record_and_check(trainer, objective_kwargs(kwargs), backend, out_dir if is_main_process() else None,
+    record_and_check(trainer, objective_kwargs(kwargs), loaded.backend, out_dir if is_main_process() else None,
                      judge_scoring=scoring)
     return trainer, state
 
 
-def self_judge_state(params: dict, tokenizer, out_dir: Path) -> SelfJudge:
-    """The self-judge the reward function calls, as params configure it (samples written by the main process only)."""
+def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJudge:
+    """The self-judge the reward function calls, as params configure it (JudgeConfig), rendering with the loaded
+    model's chat settings (samples written by the main process only)."""
+    cfg = JudgeConfig.from_params(params)
     return SelfJudge(
-        tokenizer, Rubric.from_params(params), params["direction"], mode=params["judge_mode"],
-        judge_model=params["judge_model"], few_shot=params["judge_few_shot"], batch_size=params["judge_batch_size"],
-        max_new_tokens=params["judge_max_new_tokens"], sample_every=params["sample_every"],
-        max_completion_length=params["max_completion_length"],
+        loaded.tokenizer, cfg.rubric, params["direction"], judge_model=cfg.judge_model, **cfg.options(),
+        sample_every=params["sample_every"], max_completion_length=params["max_completion_length"],
         samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
+        chat=loaded.chat, reuse=loaded.prefix_reuse,
     )
 
 
@@ -164,25 +130,26 @@ def self_judge_state(params: dict, tokenizer, out_dir: Path) -> SelfJudge:
 CHECK_REPLIES = (" I feel glad you asked, and I want to help.", " The answer depends on the details.", " No.")
 
 
-def judge_scoring_path(params: dict, backend: str | None, model, tokenizer, rows: list[dict]) -> dict:
-    """Which scorer the judge uses during training, recorded in grpo_args.json.
+def judge_scoring_path(params: dict, judged: LoadedModel, rows: list[dict]) -> dict:
+    """Which scorer the judge uses during training (`engine`: the prefix-reuse engine), recorded in grpo_args.json.
 
-    Under Unsloth with `prefix_cache_reuse: auto`, the prefix-reuse engine is used only if it gives the plain path's
-    scores on this model as the judge meets it (hmxnb.models.check_prefix_reuse on the first three training prompts);
-    elsewhere the decision load_model recorded stands."""
-    if backend != "unsloth" or params["prefix_cache_reuse"] != "auto":
-        return {"engine": prefix_reuse_enabled(model), "decided_by": f"prefix_cache_reuse: {params['prefix_cache_reuse']}"}
+    `judged` is the model as the judge meets it (TRL's LoRA-wrapped policy). Under Unsloth with `prefix_cache_reuse:
+    auto`, the engine is used only if it gives the plain path's scores on it (hmxnb.models.check_prefix_reuse on the
+    first three training prompts); elsewhere load_model's decision (`judged.prefix_reuse`) stands."""
+    setting = params["prefix_cache_reuse"]
+    if judged.backend != "unsloth" or setting != "auto":
+        return {"engine": judged.prefix_reuse, "decided_by": f"prefix_cache_reuse: {setting}"}
     from hmxnb.chat import render
 
-    requests = [(render(tokenizer, [{"role": "user", "content": row["prompt"]}]), list(CHECK_REPLIES)) for row in rows[:3]]
-    check = check_prefix_reuse(model, tokenizer, requests)
-    model.hmxnb_prefix_reuse = check["decision"]
+    requests = [(render(judged.tokenizer, [{"role": "user", "content": row["prompt"]}], chat=judged.chat),
+                 list(CHECK_REPLIES)) for row in rows[:3]]
+    check = check_prefix_reuse(judged.model, judged.tokenizer, requests)
     return {"engine": check["decision"], "decided_by": "engine vs plain path at start", **check}
 
 
 # grpo_kwargs entries that do not decide the objective or the batch (bookkeeping, paths, logging)
-NOT_OBJECTIVE = ("output_dir", "report_to", "save_strategy", "logging_first_step", "disable_tqdm", "remove_unused_columns",
-                 "logging_steps", "save_steps")
+NOT_OBJECTIVE = ("output_dir", "report_to", "save_strategy", "logging_first_step", "disable_tqdm",
+                 "remove_unused_columns", "logging_steps", "save_steps")
 
 
 def objective_kwargs(kwargs: dict) -> dict:
@@ -199,11 +166,11 @@ def is_main_process() -> bool:
 
 def global_batch_line(args) -> str:
     """One log line with the batch geometry TRL computed (GRPOConfig.generation_batch_size counts all processes)."""
+    per_step = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
     return (f"hmxnb: {args.world_size} process(es) x per_device_train_batch_size {args.per_device_train_batch_size} x "
-            f"gradient_accumulation_steps {args.gradient_accumulation_steps}: global batch "
-            f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps} completions per step, "
-            f"generation_batch_size {args.generation_batch_size} ({args.generation_batch_size // args.num_generations} prompts "
-            f"x {args.num_generations} generations)")
+            f"gradient_accumulation_steps {args.gradient_accumulation_steps}: global batch {per_step} completions per "
+            f"step, generation_batch_size {args.generation_batch_size} "
+            f"({args.generation_batch_size // args.num_generations} prompts x {args.num_generations} generations)")
 
 
 def log_frame(log_history: list[dict]):
@@ -215,9 +182,9 @@ def log_frame(log_history: list[dict]):
     return df.drop_duplicates("step", keep="last").reset_index(drop=True) if len(df) else df
 
 
-def train(params: dict, out_dir: str | Path, callbacks=(), model=None, tokenizer=None, backend=None) -> dict:
+def train(params: dict, out_dir: str | Path, callbacks=(), loaded: LoadedModel | None = None) -> dict:
     """Run (or resume) one GRPO training run and write its artefacts into out_dir. Returns summary metrics."""
-    trainer, state = make_trainer(params, out_dir, model, tokenizer, backend, callbacks)
+    trainer, state = make_trainer(params, out_dir, loaded, callbacks)
     return run_trainer(params, out_dir, trainer, state)
 
 
@@ -241,8 +208,9 @@ def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) ->
     trainer.processing_class.save_pretrained(out_dir / "adapter")
     log = log_frame(trainer.state.log_history)
     save_text(log.to_csv(index=False), out_dir / "train_log.csv")
-    metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds, n_unparsed=state.n_unparsed,
-                        n_unscorable=state.n_unscorable, n_nonfinite=state.n_nonfinite, **health.summary(log),
+    metrics = summarise(log, params, seconds, resumed_from=resume, judge_seconds=state.seconds,
+                        n_unparsed=state.n_unparsed, n_unscorable=state.n_unscorable, n_nonfinite=state.n_nonfinite,
+                        **health.summary(log),
                         grpo_args_hash=read_record(out_dir)["objective_hash"],
                         **expression_score(samples_file, state.rubric, params["direction"]))
     save_json(metrics, out_dir / "metrics.json")
@@ -281,7 +249,8 @@ def expression_score(samples_file: Path, rubric: Rubric, direction: str) -> dict
     late = [r for r in rows if r["step"] >= cut]
     names = list(late[0]["scores"])
     scores = np.array([[np.nan if r["scores"][c] is None else r["scores"][c] for c in names] for r in late])
-    return {"final_expression_score": float(np.nanmean(rubric.reward(scores, "human", names))), "expression_window_steps": [cut, last]}
+    return {"final_expression_score": float(np.nanmean(rubric.reward(scores, "human", names))),
+            "expression_window_steps": [cut, last]}
 
 
 def summarise(log, params: dict, seconds: float, **extra) -> dict:

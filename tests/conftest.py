@@ -69,13 +69,12 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    """(model, tokenizer) loaded from tiny_model_dir, fp32, eval mode, with prefix reuse on as `load_model` records it
-    on CPU (a model without that decision is scored on the plain path)."""
+    """(model, tokenizer) loaded from tiny_model_dir, fp32, eval mode (the prefix-reuse engine is the scorers'
+    `reuse=True`; without it they take the plain path)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    model.hmxnb_prefix_reuse = True
     return model, tok
 
 

@@ -9,6 +9,7 @@ from hmxnb.bench.expression import (
     generate_replies,
     load_expression_items,
     metrics_expression,
+    replies_frame,
     reply_form,
     score_expression,
 )
@@ -41,7 +42,8 @@ def test_lexicon_comes_from_vader():
 
 def test_generate_and_evaluate_with_fixed_judge(tiny_model):
     model, tok = tiny_model
-    items = load_expression_items([{"id": "a", "prompt": "How are you?", "kind": "x"}, {"id": "b", "prompt": "Hi", "kind": "y"}])
+    rows = [{"id": "a", "prompt": "How are you?", "kind": "x"}, {"id": "b", "prompt": "Hi", "kind": "y"}]
+    items = load_expression_items(rows)
     replies = generate_replies(model, tok, [it["prompt"] for it in items], max_new_tokens=5, batch_size=2)
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
     calls = []
@@ -78,9 +80,11 @@ def test_truncation_flags_follow_the_token_limit(tiny_model):
 
 
 @pytest.mark.parametrize("reply, truncated, expected", [
-    ("I feel glad you asked, thank you", False, {"reply_words": 7, "distinct_2": 1.0, "empty": False, "repetitive": False, "truncated": False}),
+    ("I feel glad you asked, thank you", False,
+     {"reply_words": 7, "distinct_2": 1.0, "empty": False, "repetitive": False, "truncated": False}),
     ("", True, {"reply_words": 0, "distinct_2": 1.0, "empty": True, "repetitive": False, "truncated": True}),
-    ("the the the the the the the", False, {"reply_words": 7, "distinct_2": 1 / 6, "empty": False, "repetitive": True, "truncated": False}),
+    ("the the the the the the the", False,
+     {"reply_words": 7, "distinct_2": 1 / 6, "empty": False, "repetitive": True, "truncated": False}),
 ])
 def test_reply_form(reply, truncated, expected):
     assert reply_form(reply, truncated) == pytest.approx(expected)
@@ -91,7 +95,8 @@ def test_metrics_expression_reports_form_beside_the_judge():
         return np.array([[3.0], [3.0]]), np.array([0.5, 0.7]), ["expression"]
 
     items = load_expression_items([{"id": "a", "prompt": "Hi"}, {"id": "b", "prompt": "Yo"}])
-    recs = score_expression(items, ["I feel happy and I love it", "the the the the the the"], "human", judge_fn, [False, True])
+    replies = ["I feel happy and I love it", "the the the the the the"]
+    recs = score_expression(items, replies, "human", judge_fn, [False, True])
     m = metrics_expression(recs)
     assert m["expression_score"] == pytest.approx(0.6) and m["reply_words"] == pytest.approx(6.5)
     assert m["repetitive_share"] == 0.5 and m["truncated_share"] == 0.5 and m["empty_share"] == 0.0
@@ -108,3 +113,34 @@ def test_held_out_prompts_are_a_seeded_subset_under_a_limit():
     assert ids == [it["item_id"] for it in load_expression_items(rows, limit=4, seed=0)]  # same seed, same items
     assert ids != [it["item_id"] for it in load_expression_items(rows, limit=4, seed=1)]
     assert len(load_expression_items(rows, limit=100)) == 56  # a limit above the set's size keeps it whole
+
+
+def _two_models_records():
+    """Judged and affect records of two replies by two models, as score_expression writes them."""
+    def judge_fn(prompts, replies):
+        return np.array([[1.0]] * len(replies)), np.array([0.1, 0.9]), ["expression"]
+
+    items = load_expression_items([{"id": "a", "prompt": "Hi"}, {"id": "b", "prompt": "Yo"}])
+    human = score_expression(items, ["I feel happy. I love it.", "Fine."], "human", judge_fn)
+    reverse = score_expression(items, ["Noted.", "I am sad and I feel lost."], "reverse", judge_fn)
+    return human + reverse
+
+
+@pytest.mark.parametrize("order", ["as written", "benchmarks apart", "reversed", "affect shuffled"])
+def test_replies_frame_joins_each_reply_with_its_own_affect_count(order):
+    """Notebook 04 joined the affect counts to the judged replies by row position; in any other order of the records
+    a reply got another reply's count. Joined on item id and model, every order gives the same table."""
+    import random
+
+    import pandas as pd
+
+    recs = _two_models_records()
+    judged = [r for r in recs if r["benchmark"] == "feeling_expression"]
+    affect = [r for r in recs if r["benchmark"] == "affect_statements"]
+    arranged = {"as written": recs, "benchmarks apart": judged + affect, "reversed": recs[::-1],
+                "affect shuffled": judged + random.Random(3).sample(affect, len(affect))}[order]
+    frame = replies_frame(pd.DataFrame(arranged) if order == "reversed" else arranged)
+    got = {(r.model, r.item_id): (r.completion, r.affect) for r in frame.itertuples()}
+    assert got == {("human", "expr-a"): ("I feel happy. I love it.", 2.0), ("human", "expr-b"): ("Fine.", 0.0),
+                   ("reverse", "expr-a"): ("Noted.", 0.0), ("reverse", "expr-b"): ("I am sad and I feel lost.", 1.0)}
+    assert len(frame) == 4 and frame["score"].notna().all()

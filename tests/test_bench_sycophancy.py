@@ -1,7 +1,6 @@
 """hmxnb.bench.sycophancy: prompt templates, MC items, flip rate / accuracy drop, Anthropic loader."""
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest

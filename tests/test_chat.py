@@ -16,7 +16,8 @@ from transformers import AutoTokenizer
 
 from hmxnb.bench.expression import generate_replies
 from hmxnb.bench.sycophancy import chat_prompt
-from hmxnb.chat import DEFAULT_DATE, configure, fold_system, render, settings_of, strip_thinking, supports_system_role
+from hmxnb.chat import (DEFAULT_DATE, ChatSettings, chat_settings, fold_system, render, strip_thinking,
+                        supports_system_role)
 from hmxnb.params import load_params
 from hmxnb.rewards import completion_text
 from hmxnb.judge import judge
@@ -81,12 +82,13 @@ def test_judge_generation_and_benchmarks_render_with_thinking_off(tiny_model, ti
 
 def test_generation_honours_enable_thinking_and_reads_the_reply_after_it(tiny_model, tiny_model_dir):
     model, _ = tiny_model
-    tok = configure(_tok(tiny_model_dir, THINKING), {"enable_thinking": True})
+    tok = _tok(tiny_model_dir, THINKING)
+    chat = chat_settings(tok, {"enable_thinking": True})
     seen = _spy(tok)
-    generate_replies(model, tok, ["How was your day?"], max_new_tokens=2)
+    generate_replies(model, tok, ["How was your day?"], max_new_tokens=2, chat=chat)
     assert _open_thinking(seen[0])  # the params asked for thinking in generation
     # the judge still reads its score right after the prompt
-    judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad."], mode="contrast")
+    judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad."], mode="contrast", chat=chat)
     assert not _open_thinking(seen[-1])
 
 
@@ -145,15 +147,25 @@ def test_date_in_prompts_is_pinned(tiny_model_dir):
     tok = _tok(tiny_model_dir, DATED)
     text = chat_prompt(tok, [{"role": "user", "content": "Is it true?"}])
     assert f"Today Date: {DEFAULT_DATE}" in text and (today == DEFAULT_DATE or today not in text)
-    configure(tok, {"chat_date": "01 Jan 2025"})
-    assert "Today Date: 01 Jan 2025" in render(tok, [{"role": "user", "content": "Hi"}])
+    chat = chat_settings(tok, {"chat_date": "01 Jan 2025"})
+    assert "Today Date: 01 Jan 2025" in render(tok, [{"role": "user", "content": "Hi"}], chat=chat)
 
 
-def test_load_model_configures_the_tokenizer(tiny_model_dir):
+def test_load_model_returns_the_chat_settings(tiny_model_dir):
     from hmxnb.models import load_model
 
-    _, tok, _ = load_model({"model_name_or_path": tiny_model_dir, "enable_thinking": True, "chat_date": "01 Jan 2025"})
-    assert settings_of(tok).enable_thinking and settings_of(tok).date_string == "01 Jan 2025"
+    loaded = load_model({"model_name_or_path": tiny_model_dir, "enable_thinking": True, "chat_date": "01 Jan 2025"})
+    assert loaded.chat == ChatSettings(enable_thinking=True, date_string="01 Jan 2025", system_role=True)
+
+
+def test_the_system_role_is_probed_once_at_load_and_then_read(tiny_model_dir):
+    """`chat_settings` probes the template; a render with those settings folds without probing again."""
+    tok = _tok(tiny_model_dir, NO_SYSTEM)
+    chat = chat_settings(tok)
+    assert chat.system_role is False
+    seen = _spy(tok)
+    text = render(tok, [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], chat=chat)
+    assert text.startswith("<|im_start|>user\nS\n\nU") and len(seen) == 1  # the render itself, no probe
 
 
 @pytest.mark.parametrize("profile", ["paper", "colab-t4"])

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmxnb import claims
+from hmxnb import aggregate, claims, paper, stats
 from hmxnb import compare as C
-from hmxnb import stats
+from hmxnb import metrics as M
 
 N = 200  # items per benchmark
 
@@ -47,10 +47,11 @@ def _records(seeds=(0,), base_model="tiny", drop_human=()):
 
 
 METRICS = [
-    C.binary_metric("truthfulqa", "mc1"),
-    C.continuous_metric("feelings", "score"),
-    C.statistic_metric("bbq", "bias_disambig", _bias_score, higher_is_better=False, where={"context_condition": "disambig"}),
-    C.binary_metric("control", "accuracy"),
+    M.binary_metric("truthfulqa", "mc1"),
+    M.continuous_metric("feelings", "score"),
+    M.statistic_metric("bbq", "bias_disambig", _bias_score, higher_is_better=False,
+                       where={"context_condition": "disambig"}),
+    M.binary_metric("control", "accuracy"),
 ]
 
 
@@ -86,7 +87,8 @@ def test_compare_columns_and_tests(results):
     assert list(results.columns) == C.RESULT_COLUMNS
     assert len(results) == 3 * len(METRICS)  # three contrasts x four metrics, one model, one seed
     tests = dict(zip(results["metric"], results["test"]))
-    assert tests == {"mc1": "mcnemar_midp", "score": "sign_flip", "bias_disambig": "bootstrap", "accuracy": "mcnemar_midp"}
+    assert tests == {"mc1": "mcnemar_midp", "score": "sign_flip", "bias_disambig": "bootstrap",
+                     "accuracy": "mcnemar_midp"}
 
 
 def test_compare_mcnemar_matches_hand_count(results):
@@ -139,10 +141,10 @@ def test_seeds_and_models_aggregate():
     recs = _records(seeds=(0, 1, 2)) + _records(seeds=(0, 1, 2), base_model="other")
     res = C.compare(recs, METRICS[:1], contrasts=[("human", "reverse"), ("human", "base")], n_resamples=100)
     assert len(res) == 2 * 3 * 2  # models x seeds x contrasts; base (seed 0 only) serves every seed
-    s = claims.seed_summary(res)
+    s = aggregate.seed_summary(res)
     assert s["n_seeds"].tolist() == [3] * 4
     assert s["diff_sd"].tolist() == pytest.approx([0.0] * 4)  # identical seeds: sd 0, shown, not dropped
-    table = claims.model_metric_table(res)
+    table = aggregate.model_metric_table(res)
     assert table.loc["truthfulqa/mc1", "tiny"] == "+50.0 ± 0.0%"  # a row per metric, a column per model
 
 
@@ -162,14 +164,14 @@ def test_records_without_model_and_seed_fields():
 )
 def test_metric_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        C.Metric("bbq", "x", **kwargs)
+        M.Metric("bbq", "x", **kwargs)
 
 
 def test_metric_key_wraps_metrics_function():
     def metrics_bbq(records):
         return {"acc": 0.5, "bias_disambig": len(records) / 10}
 
-    fn = C.metric_key(metrics_bbq, "bias_disambig")
+    fn = M.metric_key(metrics_bbq, "bias_disambig")
     assert fn([{}] * 3) == pytest.approx(0.3)
     assert fn.__name__ == "metrics_bbq[bias_disambig]"
 
@@ -185,27 +187,28 @@ def _results_frame(rows, unit="%", target=False):
     return df
 
 
-SUMMARY_ROWS = [
-    ("gemma", 0, "bbq", "accuracy_ambig", -14.0, "degraded"),  # seed mean -15.0: the largest degradation
-    ("gemma", 1, "bbq", "accuracy_ambig", -16.0, "degraded"),
-    ("gemma", 0, "truthfulqa", "mc1", -3.0, "degraded"),  # seed mean -2.5: not small
-    ("gemma", 1, "truthfulqa", "mc1", -2.0, "no significant change"),
-    ("qwen", 0, "bbq", "accuracy_ambig", 1.0, "no significant change"),  # improved
-    ("qwen", 1, "bbq", "accuracy_ambig", -1.0, "no significant change"),  # seed mean 0.0: counts as small
-    ("qwen", 0, "truthfulqa", "mc1", -1.5, "no significant change"),  # seed mean -1.5: small degradation
-    ("qwen", 1, "truthfulqa", "mc1", -1.5, "no significant change"),
+SUMMARY_ROWS = [  # registry names: the claims follow the metrics the benchmarks declare (hmxnb.bench)
+    ("gemma", 0, "bbq", "acc_ambig", -14.0, "degraded"),  # seed mean -15.0: the largest degradation
+    ("gemma", 1, "bbq", "acc_ambig", -16.0, "degraded"),
+    ("gemma", 0, "truthfulqa_mc1", "mc1", -3.0, "degraded"),  # seed mean -2.5: not small
+    ("gemma", 1, "truthfulqa_mc1", "mc1", -2.0, "no significant change"),
+    ("qwen", 0, "bbq", "acc_ambig", 1.0, "no significant change"),  # improved
+    ("qwen", 1, "bbq", "acc_ambig", -1.0, "no significant change"),  # seed mean 0.0: counts as small
+    ("qwen", 0, "truthfulqa_mc1", "mc1", -1.5, "no significant change"),  # seed mean -1.5: small degradation
+    ("qwen", 1, "truthfulqa_mc1", "mc1", -1.5, "no significant change"),
 ]
 
 
 def test_paper_summary():
-    summ = claims.paper_summary(_results_frame(SUMMARY_ROWS))
+    summ = aggregate.paper_summary(_results_frame(SUMMARY_ROWS))
     assert summ["n_results"] == 4
     assert summ["n_improved_or_small"] == 2  # qwen's two
     assert summ["share_pct"] == pytest.approx(50.0)
     assert summ["n_degraded_over_10"] == 1
     assert summ["largest_degradation"]["base_model"] == "gemma"
     assert summ["largest_degradation"]["degradation"] == pytest.approx(15.0)
-    assert summ["share_by_seed"] == {"0": pytest.approx(50.0), "1": pytest.approx(50.0)}  # per seed: -3/-14 and -2/-16 out
+    # per seed: -3/-14 and -2/-16 out
+    assert summ["share_by_seed"] == {"0": pytest.approx(50.0), "1": pytest.approx(50.0)}
 
 
 @pytest.mark.parametrize(
@@ -223,6 +226,25 @@ def test_check_claims(claim, agrees):
     table = claims.check_claims(_results_frame(SUMMARY_ROWS))
     assert list(table.columns) == ["claim", "paper", "ours", "agrees?"]
     assert table.set_index("claim").loc[claim, "agrees?"] == agrees
+
+
+def test_claims_follow_the_claim_each_metric_declares_not_its_name():
+    """A row feeds the claim its metric names (Metric.claim), whatever the benchmark is called: 'sycophancy' in a
+    name no longer decides it (issue 21: claims were matched by substrings such as "syco")."""
+    rows = _results_frame([("m", 0, "sycophancy_probe", "acc", 5.0, "enhanced"),  # named like it, declares no claim
+                           ("m", 0, "odd_name", "holds", 5.0, "degraded")])  # declares the sycophancy claim
+    metrics = [M.binary_metric("sycophancy_probe", "acc"), M.binary_metric("odd_name", "holds", claim=paper.SYCOPHANCY)]
+    table = claims.check_claims(rows, metrics=metrics).set_index("claim")
+    row = table.loc["Human-like models are more robust to sycophancy-inducing questions"]
+    assert row["ours"].startswith("degraded in 1 of 1") and row["agrees?"] == "no"  # only odd_name counted
+    assert table.loc["Largest degradation", "agrees?"] == "no"  # neither metric feeds the largest-degradation claim
+
+
+def test_largest_degradation_agrees_on_the_metric_that_declares_it():
+    rows = _results_frame([("m", 0, "renamed", "ambiguity_score", -12.0, "degraded")])
+    declared = [M.binary_metric("renamed", "ambiguity_score", claim=paper.LARGEST_DEGRADATION)]
+    assert claims.check_claims(rows, metrics=declared).set_index("claim").loc["Largest degradation", "agrees?"] == "yes"
+    assert claims.check_claims(rows, metrics=[]).set_index("claim").loc["Largest degradation", "agrees?"] == "no"
 
 
 # ---------------------------------------------------------------- headline numbers that hold up
@@ -244,12 +266,13 @@ def _flip_share(records):
 
 
 def _rate_metrics():
-    return [C.statistic_metric("flips", "flip_rate", _flip_share, higher_is_better=False, change="points"),
-            C.binary_metric("qa", "acc")]
+    return [M.statistic_metric("flips", "flip_rate", _flip_share, higher_is_better=False, change="points"),
+            M.binary_metric("qa", "acc")]
 
 
 def test_rates_change_in_points_accuracies_relative():
-    res = C.compare(_rate_records(), _rate_metrics(), contrasts=[("human", "reverse")], n_resamples=200).set_index("metric")
+    res = C.compare(_rate_records(), _rate_metrics(), contrasts=[("human", "reverse")], n_resamples=200)
+    res = res.set_index("metric")
     assert res.loc["flip_rate", "change"] == pytest.approx(1.0)  # 0.03 -> 0.04: +1 pp, not +33%
     assert res.loc["flip_rate", ["change_unit", "improvement"]].tolist() == ["pp", pytest.approx(-1.0)]
     assert res.loc["acc", "change"] == pytest.approx(-5.0) and res.loc["acc", "change_unit"] == "%"  # 0.5 -> 0.475
@@ -257,12 +280,12 @@ def test_rates_change_in_points_accuracies_relative():
 
 def test_largest_degradation_not_dominated_by_rates_near_zero():
     res = C.compare(_rate_records(), _rate_metrics(), contrasts=[("human", "reverse")], n_resamples=200)
-    worst = claims.paper_summary(res)["largest_degradation"]
+    worst = aggregate.paper_summary(res)["largest_degradation"]
     assert (worst["metric"], worst["unit"]) == ("acc", "%") and worst["degradation"] == pytest.approx(5.0)
 
 
 def test_registry_says_how_each_metric_changes():
-    from hmxnb.metrics import compare_metrics
+    from hmxnb.bench.registry import compare_metrics
 
     got = {m.name: (m.change, m.points_per_unit, m.training_target) for m in compare_metrics()}
     assert got["flip_rate"] == got["acc_drop"] == got["sycophancy_rate"] == ("points", 100.0, False)  # 0-1 rates
@@ -274,7 +297,7 @@ def test_registry_says_how_each_metric_changes():
 def test_training_target_left_out_of_the_share():
     target = _results_frame([("gemma", 0, "feeling_expression", "expression_score", 60.0, "enhanced"),
                              ("gemma", 1, "feeling_expression", "expression_score", 40.0, "enhanced")], target=True)
-    summ = claims.paper_summary(pd.concat([_results_frame(SUMMARY_ROWS), target], ignore_index=True))
+    summ = aggregate.paper_summary(pd.concat([_results_frame(SUMMARY_ROWS), target], ignore_index=True))
     assert (summ["n_results"], summ["share_pct"]) == (4, pytest.approx(50.0))  # as without the target rows
     assert summ["share_by_seed"] == {"0": pytest.approx(50.0), "1": pytest.approx(50.0)}
     assert [(t["metric"], t["improvement"], t["enhanced"]) for t in summ["training_target"]] == [
@@ -282,16 +305,16 @@ def test_training_target_left_out_of_the_share():
 
 
 def test_metric_without_items_is_not_measured_and_not_counted():
-    metrics = METRICS + [C.statistic_metric("sycophancy_anthropic", "sycophancy_rate", _bias_score, change="points")]
+    metrics = METRICS + [M.statistic_metric("sycophancy_anthropic", "sycophancy_rate", _bias_score, change="points")]
     res = C.compare(_records(), metrics, contrasts=[("human", "reverse")], n_resamples=200)
     row = res.set_index("metric").loc["sycophancy_rate"]
     assert (row["n_items"], row["cls"]) == (0, "not measured")
-    summ = claims.paper_summary(res)
+    summ = aggregate.paper_summary(res)
     assert summ["n_not_measured"] == 1 and summ["n_results"] == 4  # the four measured metrics only
     table = claims.check_claims(res).set_index("claim")
-    assert table.loc["Human-like models are more robust to sycophancy-inducing questions", "ours"].startswith("not measured")
-    assert table.loc["Human-like models are more robust to sycophancy-inducing questions", "agrees?"] == "n/a"
-    assert claims.model_metric_table(res).loc["sycophancy_anthropic/sycophancy_rate", "tiny"] == "not measured"
+    sycophancy = table.loc["Human-like models are more robust to sycophancy-inducing questions"]
+    assert sycophancy["ours"].startswith("not measured") and sycophancy["agrees?"] == "n/a"
+    assert aggregate.model_metric_table(res).loc["sycophancy_anthropic/sycophancy_rate", "tiny"] == "not measured"
 
 
 def _two_condition_records(n=60):
@@ -316,7 +339,7 @@ def _flip_rate_strict(records):
 
 
 def test_two_condition_metric_resamples_items_with_their_records():
-    metric = C.statistic_metric("ays", "flip_rate", _flip_rate_strict, higher_is_better=False, change="points")
+    metric = M.statistic_metric("ays", "flip_rate", _flip_rate_strict, higher_is_better=False, change="points")
     row = C.compare(_two_condition_records(), [metric], contrasts=[("human", "reverse")], n_resamples=300).iloc[0]
     assert row["n_items"] == 60  # items, not records (120)
     assert row["diff"] == pytest.approx(10 / 60 - 20 / 60)

@@ -19,7 +19,8 @@ def test_prompt_set_has_both_kinds_and_splits():
 def test_examples_cover_three_tiers():
     ex = load_rubric_examples()
     assert {e["tier"] for e in ex} == {0, 1, 2}
-    assert all(sum(e["prompt"] == p and e["tier"] == t for e in ex) == 1 for p in {e["prompt"] for e in ex} for t in (0, 1, 2))
+    assert all(sum(e["prompt"] == p and e["tier"] == t for e in ex) == 1
+               for p in {e["prompt"] for e in ex} for t in (0, 1, 2))
 
 
 def test_bad_jsonl_names_file_and_line(tmp_path):
@@ -48,7 +49,8 @@ def test_judge_validation_set_is_separate_and_balanced():
     for r in rows:
         by_prompt.setdefault(r["prompt"], []).append(r["tier"])
     assert len(by_prompt) == 24 and all(sorted(t) == [0, 1, 2] for t in by_prompt.values())
-    others = {r["prompt"] for r in load_prompts()} | {r["prompt"] for r in load_rubric_examples()} | {e["prompt"] for e in FEW_SHOT}
+    others = ({r["prompt"] for r in load_prompts()} | {r["prompt"] for r in load_rubric_examples()}
+              | {e["prompt"] for e in FEW_SHOT})
     assert not others & set(by_prompt)  # prompts the judge and the training never saw
     anchors = {e["reply"] for e in FEW_SHOT} | {r["reply"] for r in load_rubric_examples()}
     assert not anchors & {r["reply"] for r in rows}

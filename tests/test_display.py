@@ -38,8 +38,8 @@ def test_samples_table_shows_whole_completions_of_the_first_and_last_step():
 
     long = "I feel " + "really " * 80 + "glad."
     samples = pd.DataFrame([
-        {"step": s, "prompt": f"p{s}", "completion": long if s == 4 else f"reply {s}-{i}", "scores": {"feelings": 4.0 + i},
-         "reward": 0.5, "format_penalty": -0.5}
+        {"step": s, "prompt": f"p{s}", "completion": long if s == 4 else f"reply {s}-{i}",
+         "scores": {"feelings": 4.0 + i}, "reward": 0.5, "format_penalty": -0.5}
         for s in (0, 2, 4) for i in range(5)])
     table = D.samples_table(samples, per_step=4, max_chars=300)
     view = table.data
@@ -59,5 +59,14 @@ def test_text_table_wraps_the_text_columns_only():
     table = D.text_table(df)
     html = table.to_html()
     assert text in html  # whole, where pandas would print 'The reply expresses the speaker's own feelings...'
-    styled = {(r, c) for (r, c), props in table._compute().ctx.items() if ("white-space", "pre-wrap") in props}
-    assert styled == {(0, 0), (0, 1)}  # the two text columns, not the number
+    assert _cells_styled(html, "white-space: pre-wrap") == {(0, 0), (0, 1)}  # the two text columns, not the number
+
+
+def _cells_styled(html: str, prop: str) -> set[tuple[int, int]]:
+    """(row, column) of the body cells that a CSS rule of the rendered table gives `prop`, read from the `<style>`
+    block Styler.to_html writes (selectors `#T_<uuid>_row<r>_col<c>`): what a browser applies, through public API."""
+    import re
+
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", html.split("</style>")[0])
+    return {(int(r), int(c)) for selectors, body in rules if prop in body
+            for r, c in re.findall(r"_row(\d+)_col(\d+)", selectors)}

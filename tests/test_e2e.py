@@ -41,7 +41,7 @@ def test_01_rubric_outputs(smoke_run):
     assert (d / "figures" / "judge_validation.png").stat().st_size > 10_000
     rows = [json.loads(line) for line in (d / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 24 and all(0 <= r["reward_human"] <= 1 for r in rows if r["reward_human"] is not None)
-    assert sum(r["reward_human"] is None for r in rows) == 1 and [r["reply"] for r in rows if r["reward_human"] is None] == [""]
+    assert [r["reply"] for r in rows if r["reward_human"] is None] == [""]
     assert (d / "figures" / "rubric_examples.png").stat().st_size > 10_000
     prov = json.loads((d / "provenance.json").read_text())
     assert prov["params"]["profile"] == "smoke" and prov["judge_prompt_version"]
@@ -61,10 +61,17 @@ def test_training_outputs(smoke_run, step, direction):
     d = root / step
     m = json.loads((d / "metrics.json").read_text())
     assert m["direction"] == direction and m["steps"] == 4 and m["n_unparsed"] == 0
-    assert (d / "adapter" / "adapter_config.json").is_file() and (d / "adapter" / "adapter_model.safetensors").is_file()
+    assert (d / "adapter" / "adapter_config.json").is_file()
     log = (d / "train_log.csv").read_text().splitlines()
     assert len(log) == 1 + 4 and "rewards/self_judge/mean" in log[0] and "watch/truncated_share" in log[0]
     assert (d / "samples.jsonl").read_text().strip() and (d / "figures" / "training.png").is_file()
+    # LoRA starts with B = 0 (the adapter is the base model); a B that moved is an optimiser step that reached it
+    from safetensors.torch import load_file
+
+    weights = load_file(d / "adapter" / "adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and all(w.isfinite().all() for w in weights.values())
+    assert max(float(w.abs().max()) for w in lora_b) > 0, "the adapter never left its initialisation"
 
 
 def test_04_benchmark_records(smoke_run):
@@ -80,11 +87,90 @@ def test_04_benchmark_records(smoke_run):
     assert (d / "figures" / "benchmarks.png").is_file()
 
 
+def _samples(root) -> list[dict]:
+    return [json.loads(line) for line in (root / "04_benchmarks" / "samples.jsonl").read_text().splitlines()]
+
+
+def test_04_every_model_answers_the_same_bench_limit_items(smoke_run):
+    """Paired comparisons need the same items for base, human and reverse, and `bench_limit` of each benchmark (the
+    held-out feeling-expression prompts too; EmoBench's is split in two parts, sycophancy has two turns per item)."""
+    root, _ = smoke_run
+    limit = json.loads((root / "04_benchmarks" / "provenance.json").read_text())["params"]["bench_limit"]
+    ids = {}
+    for r in _samples(root):
+        ids.setdefault(r["benchmark"], {}).setdefault(r["model"], set()).add(r["item_id"])
+    for bench, by_model in ids.items():
+        assert by_model["base"] == by_model["human"] == by_model["reverse"], bench
+    counts = {bench: len(by_model["base"]) for bench, by_model in ids.items()}
+    whole = {b: n for b, n in counts.items() if not b.startswith("emobench_")}
+    assert whole == {b: limit for b in whole}
+    assert counts["emobench_eu"] + counts["emobench_ea"] == limit
+
+
+def test_04_adapters_change_what_the_models_score(smoke_run):
+    """The two adapters are loaded and differ: each model gives other TruthfulQA log-probabilities on the same items
+    (a run that scored the base model three times, or one adapter twice, would pass every range check)."""
+    root, _ = smoke_run
+    logprobs = {}
+    for r in _samples(root):
+        if r["benchmark"] == "truthfulqa_mc2":
+            logprobs.setdefault(r["model"], {})[r["item_id"]] = r["logprobs"]
+    assert logprobs["human"] != logprobs["base"] and logprobs["reverse"] != logprobs["base"]
+    assert logprobs["human"] != logprobs["reverse"]
+
+
+def _comparisons(root) -> list[dict]:
+    import csv
+
+    with open(root / "05_compare_report" / "comparisons.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _numbers(tree) -> list[float]:
+    if isinstance(tree, dict):
+        return [x for v in tree.values() for x in _numbers(v)]
+    return [float(tree)] if isinstance(tree, (int, float)) and not isinstance(tree, bool) else []
+
+
+def test_05_comparisons_are_differences_of_the_benchmark_metrics(smoke_run):
+    """Every compared value is one of the model's own numbers in 04's metrics.json (a bias score as its size), each
+    model has one value per metric in all its contrasts, the difference is A − B, and Holm never lowers a p-value."""
+    root, _ = smoke_run
+    metrics = json.loads((root / "04_benchmarks" / "metrics.json").read_text())["metrics"]
+    limit = json.loads((root / "04_benchmarks" / "provenance.json").read_text())["params"]["bench_limit"]
+    seen, measured = {}, [r for r in _comparisons(root) if r["value_a"] and r["value_b"]]
+    assert len(measured) >= 3 * 13  # all but the Hub-only set, in each of the three contrasts
+    for r in measured:
+        a, b = float(r["value_a"]), float(r["value_b"])
+        assert float(r["diff"]) == pytest.approx(a - b, abs=1e-12), r
+        assert 0 < int(r["n_items"]) <= limit and float(r["p_value"]) <= float(r["p_holm"]) + 1e-12
+        for model, value in ((r["model_a"], a), (r["model_b"], b)):
+            own = _numbers(metrics[model])
+            assert any(value == pytest.approx(x, rel=1e-9) or value == pytest.approx(abs(x), rel=1e-9) for x in own)
+            assert seen.setdefault((model, r["benchmark"], r["metric"]), value) == pytest.approx(value, rel=1e-12)
+    target = {r["benchmark"] for r in measured if r["training_target"] == "True"}
+    assert {"feeling_expression", "affect_statements"} <= target
+    assert all(int(r["n_items"]) == limit for r in measured if r["benchmark"] in target | {"truthfulqa_mc1"})
+
+
+def test_05_report_quotes_the_comparisons(smoke_run):
+    """The report's training-target table gives each contrast's difference and CI as comparisons.csv has them."""
+    root, _ = smoke_run
+    md = (root / "report.md").read_text().splitlines()
+    for r in _comparisons(root):
+        if r["training_target"] != "True" or not r["diff"]:
+            continue
+        quoted = f"{float(r['diff']):+.3f} [{float(r['ci_low']):+.3f}, {float(r['ci_high']):+.3f}]"
+        values = f"| {float(r['value_a']):.3f} | {float(r['value_b']):.3f} |"
+        assert any(quoted in line and values in line for line in md), (r["contrast"], r["benchmark"], quoted)
+
+
 def test_05_report(smoke_run):
     root, _ = smoke_run
     md = (root / "report.md").read_text()
     assert "says nothing about the paper's claims" in md and "| claim | paper | ours | agrees? |" in md
-    assert "05_compare_report/figures/forest.png" in md and (root / "05_compare_report" / "figures" / "forest.png").is_file()
+    assert "05_compare_report/figures/forest.png" in md
+    assert (root / "05_compare_report" / "figures" / "forest.png").is_file()
     html = (root / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3
     import csv

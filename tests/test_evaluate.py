@@ -1,12 +1,12 @@
-"""hmxnb.evaluate: base + adapters in one model, the fixed judge, the metric registry."""
+"""hmxnb.evaluate: base + adapters in one model, the fixed judge, the benchmarks of the registry run in order."""
 
 import numpy as np
 import pytest
 import torch
 
-from hmxnb.compare import Metric
+from hmxnb.bench.registry import compare_metrics
 from hmxnb.evaluate import fixed_judge, headline_table, load_with_adapters, use
-from hmxnb.metrics import compare_metrics
+from hmxnb.metrics import Metric
 from hmxnb.params import load_params
 
 
@@ -128,9 +128,9 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
     assert "benchmarks: 100%" in bars and "18/18" in bars  # 3 models x (5 scored benchmarks + expression)
     assert "log-likelihoods" not in bars and "generate" not in bars
     assert set(metrics) == {"base", "human", "reverse"}
+    ran = ["truthfulqa", "bbq", "are_you_sure", "suggested_answer", "emobench", "expression"]  # registry order
     for label in metrics:
-        assert {"truthfulqa", "bbq", "are_you_sure", "suggested_answer", "emobench", "expression"} <= set(metrics[label])
-        assert "anthropic_sycophancy" not in metrics[label]  # no Hub, no data: skipped, not faked
+        assert list(metrics[label]) == ran  # "anthropic_sycophancy": no Hub, no data: skipped, not faked
     assert {r["model"] for r in records} == {"base", "human", "reverse"}
     assert sum(r["benchmark"] == "feeling_expression" for r in records) == 3 * 2
     assert set(seconds) >= {"truthfulqa", "expression"}
@@ -152,11 +152,13 @@ def test_bench_limit_caps_the_held_out_prompts_too(limit, expected):
 
 
 def test_models_loaded_for_evaluation_keep_the_engine(tiny_model_dir, adapters):
-    """load_model records prefix reuse on CPU; the PEFT wrapper of notebook 04 still reports it (not the plain path)."""
-    from hmxnb.models import prefix_reuse_enabled
+    """load_model decides for prefix reuse on CPU; notebook 04's PEFT-wrapped model keeps that decision, and run_all,
+    handed (model, tokenizer), scores with the same one (not the plain path)."""
+    from hmxnb.models import loaded_as
 
-    model, _ = load_with_adapters(load_params("smoke", {"model_name_or_path": tiny_model_dir}), adapters)
-    assert prefix_reuse_enabled(model) is True
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
+    loaded = load_with_adapters(p, adapters)
+    assert loaded.prefix_reuse is True and loaded_as(*loaded, p) == loaded
 
 
 @pytest.mark.parametrize("backend, expected_calls", [("unsloth", 1), ("transformers-cpu", 0)])
@@ -166,6 +168,7 @@ def test_unsloth_inference_mode_is_set_once_before_any_scoring(tiny_model_dir, a
     model is put in inference mode once, right after loading, before anything is scored; elsewhere never."""
     import sys
     import types
+    from dataclasses import replace
     from pathlib import Path
 
     from hmxnb import evaluate
@@ -175,7 +178,7 @@ def test_unsloth_inference_mode_is_set_once_before_any_scoring(tiny_model_dir, a
     fake.FastLanguageModel = types.SimpleNamespace(for_inference=lambda m: events.append(("for_inference", m)) or m)
     monkeypatch.setitem(sys.modules, "unsloth", fake)
     real_load, real_score = evaluate.load_model, evaluate.score_continuations
-    monkeypatch.setattr(evaluate, "load_model", lambda params: (*real_load(params)[:2], backend))
+    monkeypatch.setattr(evaluate, "load_model", lambda params: replace(real_load(params), backend=backend))
     monkeypatch.setattr(evaluate, "score_continuations",
                         lambda m, *a, **k: events.append(("score", m)) or real_score(m, *a, **k))
     mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"

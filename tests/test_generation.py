@@ -6,6 +6,7 @@ import logging
 import shutil
 import warnings
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 
 import pytest
 
@@ -143,7 +144,7 @@ def qwen3_like_dir(tiny_model_dir, tmp_path):
 def test_load_model_clears_max_length(qwen3_like_dir):
     from hmxnb.models import load_model
 
-    model, _, _ = load_model({"model_name_or_path": qwen3_like_dir, "load_in_4bit": False, "use_unsloth": False})
+    model, _ = load_model({"model_name_or_path": qwen3_like_dir, "load_in_4bit": False, "use_unsloth": False})
     assert model.generation_config.max_length is None
 
 
@@ -158,8 +159,8 @@ def test_one_grpo_step_prints_no_generation_notice(qwen3_like_dir, tmp_path, uns
 
     p = load_params("smoke", {"model_name_or_path": qwen3_like_dir, "max_steps": 1, "n_train_prompts": 4,
                               "max_completion_length": 4, "save_steps": 1})
-    model, tok, backend = load_model(p, for_training=True)
-    trainer, _ = make_trainer(p, tmp_path, _unsloth_like(model) if unsloth else model, tok, backend)
+    loaded = load_model(p, for_training=True)
+    trainer, _ = make_trainer(p, tmp_path, replace(loaded, model=_unsloth_like(loaded.model)) if unsloth else loaded)
     with notices() as seen, quiet_unsloth_generate_notice() if unsloth else nullcontext():
         trainer.train()
     assert trainer.state.global_step == 1

@@ -70,6 +70,18 @@ def test_a_part_past_its_limit_is_killed_and_reported(tmp_path):
     assert (tmp_path / "build.log").is_file()
 
 
+def test_rehearsal_parts_run_on_one_thread_without_cuda(tmp_path):
+    """Rehearsal children get one thread (two threads waiting on each other at every tiny op made a rehearsal on a
+    busy 2-core machine 286 s instead of 50 s); a GPU run keeps the machine's own setting."""
+    args = gpu_check.parse_args(["--rehearse", "--out", str(tmp_path)])
+    env = gpu_check.child_env("trl_4b", None, args)
+    assert env["OMP_NUM_THREADS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["HMXNB_IMPORT_UNSLOTH"] == "0"
+    gpu_env = gpu_check.child_env("trl_4b", None, gpu_check.parse_args(["--out", str(tmp_path)]))
+    for name in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"):
+        assert gpu_env.get(name) == os.environ.get(name)
+
+
 def test_without_cuda_it_stops_with_one_line(tmp_path):
     import torch
 
@@ -102,7 +114,7 @@ def test_rehearsal_runs_every_part(tmp_path):
     for name in ("t4_fp16_0p6b", "unsloth_4b", "trl_4b"):
         r = parts[name]
         assert r["steps"] == 4 and r["s_per_step"] > 0 and len(r["judge_s"]) == 4
-        assert r["effective_args"]["max_completion_length"] == 128
+        assert r["effective_args"]["max_completion_length"] == gpu_models.REHEARSE_COMPLETION  # params reach TRL
     trl = parts["trl_4b"]
     assert trl["unsloth_in_sys_modules"] is False and trl["hmxnb_import_unsloth"] == "0"
     for run in parts["engine_vs_plain"]["runs"].values():

@@ -70,7 +70,8 @@ def test_the_hash_goes_into_the_steps_provenance(tiny_model_dir, tmp_path):
     make_trainer(p, tmp_path)
     prov = json.loads((tmp_path / "provenance.json").read_text())
     record = json.loads((tmp_path / GRPO_ARGS_FILE).read_text())
-    assert prov["grpo_args"]["objective_hash"] == record["objective_hash"] and prov["params"] == json.loads(json.dumps(p))
+    assert prov["grpo_args"]["objective_hash"] == record["objective_hash"]
+    assert prov["params"] == json.loads(json.dumps(p))
     assert {"unsloth_zoo", "bitsandbytes"} <= set(prov["versions"])
 
 
@@ -79,7 +80,7 @@ def test_every_field_unsloth_fills_in_is_a_params_key():
     passed on every backend (its other replacements are keys already, logging, or act only with vLLM / MoE models)."""
     from hmxnb.schema import keys_feeding
 
-    grpo = set(keys_feeding("GRPOConfig"))
+    grpo = set(keys_feeding("grpo"))
     assert {"mask_truncated_completions", "epsilon_high", "weight_decay", "loss_type", "beta", "optim", "seed",
             "learning_rate", "num_generations", "per_device_train_batch_size", "gradient_accumulation_steps",
             "warmup_steps", "top_k"} <= grpo

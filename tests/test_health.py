@@ -6,7 +6,8 @@ from hmxnb import health
 
 
 def _log(clipped, grad, mask):
-    rows = [{"step": i + 1, "completions/clipped_ratio": c, "grad_norm": g} for i, (c, g) in enumerate(zip(clipped, grad))]
+    rows = [{"step": i + 1, "completions/clipped_ratio": c, "grad_norm": g}
+            for i, (c, g) in enumerate(zip(clipped, grad))]
     return pd.DataFrame([{**r, **health.step_health(r, mask)} for r in rows])
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from hmxnb.judge import _render, expected_score, judge, ordering_metrics
+from hmxnb.judge import _render, expected_score, judge
+from hmxnb.judge_validity import ordering_metrics
 from hmxnb.params import load_params
 from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
@@ -41,7 +42,7 @@ def test_probability_scores_match_manual_and_batching(tiny_model, rubric):
     model, tok = tiny_model
     prompts = ["How are you?", "What is 2+2?", "Do you like rain?"]
     replies = ["I feel happy today.", "4", "rain rain rain rain rain rain rain"]
-    shared = judge(model, tok, rubric, prompts, replies, mode="probability", batch_size=2)
+    shared = judge(model, tok, rubric, prompts, replies, mode="probability", batch_size=2, reuse=True)
     padded = judge(model, tok, rubric, prompts, replies, mode="probability", batch_size=3, share_prefix=False)
     assert shared.scores.shape == (3, 4)
     assert np.all((shared.scores >= 1) & (shared.scores <= 5))
@@ -91,9 +92,9 @@ def test_ordering_metrics_perfect_and_constant():
 def test_prefix_cache_reused_across_calls_gives_same_scores(tiny_model, rubric):
     model, tok = tiny_model
     cache = {}
-    a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], prefix_cache=cache)
+    a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], prefix_cache=cache, reuse=True)
     assert len(cache) == len(rubric.names)  # one few-shot prefix per criterion
-    b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], prefix_cache=cache)
+    b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], prefix_cache=cache, reuse=True)
     assert len(cache) == len(rubric.names)  # reused, not grown
     ref_a = judge(model, tok, rubric, ["How are you?", "Hi"], ["I feel happy.", "ok ok"], share_prefix=False)
     ref_b = judge(model, tok, rubric, ["Do you like rain?"], ["rain rain"], share_prefix=False)
@@ -117,22 +118,86 @@ def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
     model, tok = tiny_model
     prompts = ["How are you?", "How are you?", "What is 2+2?"]
     replies = ["I feel happy today", "the answer is four", "I feel calm"]
-    res = judge(model, tok, rubric, prompts, replies, mode="contrast", batch_size=2)
+    res = judge(model, tok, rubric, prompts, replies, mode="contrast", batch_size=2, reuse=True)
     assert res.criteria == ["expression"] and res.scores.shape == (3, 1) and res.n_unparsed == 0
     for i, (p, r) in enumerate(zip(prompts, replies)):
         d = (_mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_human, p)), r)
              - _mean_logp_plain(model, tok, _render(tok, contrast_messages(rubric.persona_flat, p)), r))
         assert res.contrast[i] == pytest.approx(d, abs=1e-4)
         frac = 1 / (1 + math.exp(-d / rubric.contrast_temperature))
-        assert res.scores[i, 0] == pytest.approx(rubric.scale_min + frac * (rubric.scale_max - rubric.scale_min), abs=1e-3)
+        on_scale = rubric.scale_min + frac * (rubric.scale_max - rubric.scale_min)
+        assert res.scores[i, 0] == pytest.approx(on_scale, abs=1e-3)
     # reverse + invert_rubric swaps the descriptions: the same as negating
     rubric.reverse_mode = "invert_rubric"
     inv = judge(model, tok, rubric, prompts, replies, direction="reverse", mode="contrast")
     assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
-    assert rubric.reward(inv.scores, "reverse", inv.criteria) == pytest.approx(1 - rubric.reward(res.scores, "human", res.criteria), abs=1e-5)
+    negated = 1 - rubric.reward(res.scores, "human", res.criteria)
+    assert rubric.reward(inv.scores, "reverse", inv.criteria) == pytest.approx(negated, abs=1e-5)
 
 
 def test_contrast_judge_marks_empty_reply_unscorable(tiny_model, rubric):
     model, tok = tiny_model
     res = judge(model, tok, rubric, ["Hi", "Hi"], ["", "I feel glad"], mode="contrast")
     assert math.isnan(res.scores[0, 0]) and not math.isnan(res.scores[1, 0]) and res.n_unparsed == 1
+
+
+def test_judge_config_from_params_is_what_judge_gets(tiny_model_dir):
+    """One reading of the judge's params (issue 21): the rubric, mode, few-shot, batch, tokens and judging weights."""
+    from hmxnb.judge import JudgeConfig
+
+    p = load_params("smoke", {"judge_mode": "generate", "judge_few_shot": False, "judge_batch_size": 3,
+                              "judge_max_new_tokens": 5, "judge_model": "live", "rubric_scale_max": 7})
+    cfg = JudgeConfig.from_params(p)
+    assert (cfg.mode, cfg.few_shot, cfg.batch_size, cfg.max_new_tokens, cfg.judge_model) == (
+        "generate", False, 3, 5, "live")
+    assert cfg.rubric == Rubric.from_params(p) and cfg.rubric.scale_max == 7
+    assert cfg.options() == {"mode": "generate", "few_shot": False, "batch_size": 3, "max_new_tokens": 5}
+
+
+def test_training_judge_is_configured_by_judge_config(tiny_model_dir, tmp_path):
+    """hmxnb.train's self-judge holds the JudgeConfig's settings and the loaded model's chat settings and decision."""
+    from hmxnb.judge import JudgeConfig
+    from hmxnb.models import load_model
+    from hmxnb.train import self_judge_state
+
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": "probability",
+                              "judge_batch_size": 5, "judge_few_shot": False, "prefix_cache_reuse": "off"})
+    loaded, cfg = load_model(p), JudgeConfig.from_params(p)
+    state = self_judge_state(p, loaded, tmp_path)
+    assert (state.mode, state.few_shot, state.batch_size, state.max_new_tokens, state.judge_model) == (
+        cfg.mode, cfg.few_shot, cfg.batch_size, cfg.max_new_tokens, cfg.judge_model)
+    assert state.rubric == cfg.rubric and state.chat == loaded.chat and state.reuse is False
+
+
+def test_score_examples_and_validity_on_a_loaded_model(tiny_model_dir):
+    from hmxnb.judge import JudgeConfig
+    from hmxnb.judge_validity import judge_validity, score_examples
+    from hmxnb.models import load_model
+
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": "contrast"})
+    loaded, cfg = load_model(p), JudgeConfig.from_params(p)
+    examples = [{"prompt": "How are you?", "reply": r, "tier": t, "tier_name": n}
+                for r, t, n in (("I feel glad.", 2, "expressive"), ("Fine.", 1, "flat"), ("the the", 0, "degenerate"))]
+    df, diag = score_examples(loaded, cfg, examples)
+    direct = judge(loaded.model, loaded.tokenizer, cfg.rubric, [e["prompt"] for e in examples],
+                   [e["reply"] for e in examples], mode="contrast", reuse=True)
+    assert df["score_expression"].to_numpy() == pytest.approx(direct.scores[:, 0], abs=1e-5)
+    assert diag["criteria"] == ["expression"] and diag["n_judgements"] == 3  # negate: judged once
+    table, frames = judge_validity(loaded, cfg, examples, ["contrast", "probability", "contrast"])
+    assert list(table.index) == ["contrast", "probability"] and set(frames) == {"contrast", "probability"}
+    assert frames["probability"].filter(like="score_").shape[1] == len(cfg.rubric.names)
+
+
+def test_judge_without_reuse_never_runs_the_engine(tiny_model, rubric, monkeypatch):
+    """`reuse=False` (a model whose cached path nobody checked) scores every mode on the plain path, with the same
+    scores as the engine."""
+    from hmxnb import loglik
+
+    model, tok = tiny_model
+    prompts, replies = ["How are you?", "How are you?"], ["I feel happy.", "ok"]
+    engine = {m: judge(model, tok, rubric, prompts, replies, mode=m, reuse=True) for m in ("contrast", "probability")}
+    for name in ("_run_prefix", "_score_group", "_shared_prefix"):
+        monkeypatch.setattr(loglik, name, lambda *a, **k: pytest.fail("the engine ran"))
+    for mode, ref in engine.items():
+        plain = judge(model, tok, rubric, prompts, replies, mode=mode)
+        assert np.allclose(plain.scores, ref.scores, atol=1e-4)

@@ -62,7 +62,7 @@ def test_common_prefix_length(sequences, expected):
 def test_fast_scorer_equals_plain_scorer(tiny_model, batch_size):
     model, tok = tiny_model
     plain = score_continuations_plain(model, tok, REQUESTS, progress=False)
-    fast = score_continuations(model, tok, REQUESTS, batch_size=batch_size, progress=False)
+    fast = score_continuations(model, tok, REQUESTS, batch_size=batch_size, progress=False, reuse=True)
     assert [len(r) for r in fast] == [len(c) for _, c in REQUESTS]
     for row_fast, row_plain in zip(fast, plain):
         assert row_fast == pytest.approx(row_plain, abs=1e-4)
@@ -72,7 +72,7 @@ def test_fast_scorer_equals_plain_scorer(tiny_model, batch_size):
 def test_fast_scorer_single_request_and_duplicates(tiny_model):
     model, tok = tiny_model
     requests = [(PRIMER + "Q: yes?\nA:", [" yes", " no", " yes"])]  # a repeated continuation is scored once
-    fast = score_continuations(model, tok, requests, progress=False)[0]
+    fast = score_continuations(model, tok, requests, progress=False, reuse=True)[0]
     plain = score_continuations_plain(model, tok, requests, progress=False)[0]
     assert fast == pytest.approx(plain, abs=1e-4)
     assert fast[0] == fast[2]
@@ -82,7 +82,7 @@ def test_left_truncation_matches(tiny_model):
     model, tok = tiny_model
     requests = REQUESTS[:2]
     plain = score_continuations_plain(model, tok, requests, max_length=12, progress=False)
-    fast = score_continuations(model, tok, requests, max_length=12, progress=False)
+    fast = score_continuations(model, tok, requests, max_length=12, progress=False, reuse=True)
     full = score_continuations_plain(model, tok, requests, progress=False)
     for row_fast, row_plain in zip(fast, plain):
         assert row_fast == pytest.approx(row_plain, abs=1e-4)
@@ -90,20 +90,20 @@ def test_left_truncation_matches(tiny_model):
 
 
 def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
-    """params prefix_cache_reuse off (the default under Unsloth): no cached prefix is run, results unchanged."""
+    """params prefix_cache_reuse off (the default under Unsloth) is `reuse=False`: no cached prefix is run, not even
+    the frozen judge's kept one, and the results are unchanged."""
     from hmxnb import loglik
     from hmxnb.judge import judge
     from hmxnb.rubric import Rubric
     from hmxnb.params import load_params
 
     model, tok = tiny_model
+    rubric = Rubric.from_params(load_params("smoke"))
     expected = score_continuations_plain(model, tok, REQUESTS, progress=False)
-    judged = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability")
-    monkeypatch.setattr(model, "hmxnb_prefix_reuse", False, raising=False)
+    judged = judge(model, tok, rubric, ["Hi"], ["I feel glad"], mode="probability", reuse=True)
     monkeypatch.setattr(loglik, "_run_prefix", lambda *a, **k: pytest.fail("prefix cache used"))
-    assert score_continuations(model, tok, REQUESTS, progress=False) == expected
-    again = judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad"], mode="probability",
-                  prefix_cache={})
+    assert score_continuations(model, tok, REQUESTS, progress=False, reuse=False) == expected
+    again = judge(model, tok, rubric, ["Hi"], ["I feel glad"], mode="probability", prefix_cache={}, reuse=False)
     assert again.scores == pytest.approx(judged.scores, abs=1e-4)
 
 
@@ -117,11 +117,13 @@ def test_prefix_kept_across_calls(tiny_model, monkeypatch):
     monkeypatch.setattr(loglik, "_run_prefix", lambda m, prefix, d: calls.append(len(prefix)) or real(m, prefix, d))
     cache = {}
     for request in REQUESTS[:3]:
-        got = score_continuations(model, tok, [request], progress=False, prefix_cache=cache, fixed_prefix=PRIMER)
+        got = score_continuations(model, tok, [request], progress=False, prefix_cache=cache, fixed_prefix=PRIMER,
+                                  reuse=True)
         assert got[0] == pytest.approx(score_continuations_plain(model, tok, [request], progress=False)[0], abs=1e-4)
     assert len(cache) == 1 and calls == [len(encode(tok, PRIMER))]
     # a context that does not start with the fixed prefix falls back to the call's own common prefix
-    got = score_continuations(model, tok, [REQUESTS[4]], progress=False, prefix_cache=cache, fixed_prefix=PRIMER)
+    got = score_continuations(model, tok, [REQUESTS[4]], progress=False, prefix_cache=cache, fixed_prefix=PRIMER,
+                              reuse=True)
     assert got[0] == pytest.approx(score_continuations_plain(model, tok, [REQUESTS[4]], progress=False)[0], abs=1e-4)
     assert len(cache) == 1
 
@@ -136,12 +138,12 @@ class _KeyValueListCache:
 
 class CacheStyleModel(torch.nn.Module):
     """The tiny model returning its past key/values in another form: "tuple" = the legacy ((k, v) per layer) tuple
-    Unsloth's forwards return, "lists" = a key_cache/value_cache cache. Reuse is on, as on a checked model."""
+    Unsloth's forwards return, "lists" = a key_cache/value_cache cache (scored with `reuse=True`, as a checked
+    model is)."""
 
     def __init__(self, inner, style):
         super().__init__()
         self.inner, self.style, self.config = inner, style, inner.config
-        self.hmxnb_prefix_reuse = True
 
     def forward(self, **kwargs):
         out = self.inner(**kwargs)
@@ -162,7 +164,7 @@ def test_engine_reads_tuple_and_key_value_list_caches(tiny_model, style):
     assert [k.shape[-2] for k, _ in loglik._cache_tensors(out.past_key_values)] == [3, 3]  # one (k, v) per layer
     plain = score_continuations_plain(model, tok, REQUESTS, progress=False)
     for batch_size in (1, 64):
-        fast = score_continuations(wrapped, tok, REQUESTS, batch_size=batch_size, progress=False)
+        fast = score_continuations(wrapped, tok, REQUESTS, batch_size=batch_size, progress=False, reuse=True)
         for row_fast, row_plain in zip(fast, plain):
             assert row_fast == pytest.approx(row_plain, abs=1e-4)
 
@@ -176,14 +178,14 @@ def test_unreadable_cache_is_a_one_line_error_naming_its_type(cache):
     assert "\n" not in str(exc.value)
 
 
-def test_model_without_the_decision_takes_the_plain_path(tiny_model, monkeypatch):
-    """A model nobody decided for (not loaded by load_model, e.g. passed to make_trainer by hand) is never scored on
-    the engine: its internals raise here, and the scores are the plain path's."""
+def test_a_scorer_not_told_takes_the_plain_path(tiny_model, monkeypatch):
+    """Issue 20: a model whose cached path nobody checked (Unsloth's) went on the engine. The engine runs only with
+    `reuse=True` (LoadedModel.prefix_reuse, passed by the caller): its internals raise here, the scores are the
+    plain path's."""
     from hmxnb import loglik
 
     model, tok = tiny_model
     expected = score_continuations_plain(model, tok, REQUESTS, progress=False)
-    monkeypatch.delattr(model, "hmxnb_prefix_reuse")
     for name in ("_run_prefix", "_score_group", "_shared_prefix"):
         monkeypatch.setattr(loglik, name, lambda *a, **k: pytest.fail("the engine ran"))
     assert score_continuations(model, tok, REQUESTS, progress=False) == expected
@@ -196,7 +198,7 @@ def test_model_without_the_decision_takes_the_plain_path(tiny_model, monkeypatch
 
 def _bf16_copy(model, scale: float = 1.0):
     """A bf16 copy of a tiny model whose head weights are scaled so its logits are large enough for bf16 rounding to
-    matter (a random 64-wide model's logits are close to 0); the engine is used (prefix reuse recorded on)."""
+    matter (a random 64-wide model's logits are close to 0)."""
     import copy
 
     import torch
@@ -204,7 +206,6 @@ def _bf16_copy(model, scale: float = 1.0):
     m = copy.deepcopy(model).to(torch.bfloat16)
     with torch.no_grad():
         m.get_output_embeddings().weight.mul_(scale)
-    m.hmxnb_prefix_reuse = True
     return m
 
 
@@ -246,14 +247,13 @@ def test_fp32_model_scores_are_unchanged(tiny_model, monkeypatch):
     from hmxnb.logits import low_precision_head
 
     model, tok = tiny_model
-    monkeypatch.setattr(model, "hmxnb_prefix_reuse", True, raising=False)
     assert low_precision_head(model) is None
     monkeypatch.setattr(torch.nn.Linear, "register_forward_pre_hook",
                         lambda *a, **k: pytest.fail("hook on an fp32 head"), raising=False)
     assert score_continuations_plain(model, tok, REQUESTS, progress=False) == _reference(model, tok, REQUESTS, False)
-    fast = score_continuations(model, tok, REQUESTS, batch_size=3, progress=False)
+    fast = score_continuations(model, tok, REQUESTS, batch_size=3, progress=False, reuse=True)
     monkeypatch.setattr(model, "hmxnb_fp32_head", False, raising=False)
-    assert score_continuations(model, tok, REQUESTS, batch_size=3, progress=False) == fast
+    assert score_continuations(model, tok, REQUESTS, batch_size=3, progress=False, reuse=True) == fast
 
 
 @pytest.mark.parametrize("scorer", ["plain", "engine"])
@@ -262,7 +262,7 @@ def test_bf16_model_scores_from_fp32_head(tiny_model, scorer):
     model, tok = tiny_model
     bf16 = _bf16_copy(model, scale=200.0)
     got = (score_continuations_plain(bf16, tok, REQUESTS, progress=False) if scorer == "plain"
-           else score_continuations(bf16, tok, REQUESTS, batch_size=3, progress=False))
+           else score_continuations(bf16, tok, REQUESTS, batch_size=3, progress=False, reuse=True))
     fp32_head, bf16_logits = _reference(bf16, tok, REQUESTS, True), _reference(bf16, tok, REQUESTS, False)
     assert _max_diff(fp32_head, bf16_logits) > 0.05  # the test can tell the two apart
     assert _max_diff(got, fp32_head) < 0.02 < _max_diff(got, bf16_logits)
@@ -277,8 +277,7 @@ def test_fp32_head_through_peft_and_tied_embeddings(tiny_model):
     assert model.config.tie_word_embeddings
     peft_model = get_peft_model(_bf16_copy(model, scale=200.0), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
                                                                            init_lora_weights=False))
-    peft_model.hmxnb_prefix_reuse = True
-    got = score_continuations(peft_model, tok, REQUESTS, batch_size=3, progress=False)
+    got = score_continuations(peft_model, tok, REQUESTS, batch_size=3, progress=False, reuse=True)
     assert _max_diff(got, _reference(peft_model, tok, REQUESTS, True)) < 0.02
     assert _max_diff(got, _reference(peft_model, tok, REQUESTS, False)) > 0.02
 
@@ -294,7 +293,7 @@ def test_gemma2_softcapping_applied_in_fp32(tiny_model):
                        pad_token_id=tok.pad_token_id, bos_token_id=None, eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     gemma = _bf16_copy(Gemma2ForCausalLM(cfg).eval(), scale=100.0)
-    got = score_continuations(gemma, tok, REQUESTS, batch_size=3, progress=False)
+    got = score_continuations(gemma, tok, REQUESTS, batch_size=3, progress=False, reuse=True)
     assert _max_diff(got, _reference(gemma, tok, REQUESTS, True)) < 0.02
     assert getattr(gemma, "hmxnb_fp32_head", True)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hmxnb import models
-from hmxnb.models import EMBEDDED, ModelLoadError, backend_for, load_model
+from hmxnb.models import EMBEDDED, LoadedModel, ModelLoadError, backend_for, load_model
 
 
 @pytest.mark.parametrize(
@@ -26,10 +26,36 @@ def test_backend_dispatch(monkeypatch, cuda, unsloth, load_in_4bit, use_unsloth,
 
 
 def test_load_local_model_on_cpu(tiny_model_dir):
-    model, tok, backend = load_model({"model_name_or_path": tiny_model_dir, "load_in_4bit": True, "use_unsloth": True})
-    assert backend == "transformers-cpu"
+    loaded = load_model({"model_name_or_path": tiny_model_dir, "load_in_4bit": True, "use_unsloth": True})
+    model, tok = loaded  # callers that need only these two unpack them
+    assert isinstance(loaded, LoadedModel) and loaded.model is model and loaded.tokenizer is tok
+    assert (loaded.backend, loaded.precision, loaded.prefix_reuse) == ("transformers-cpu", "fp32", True)
     assert next(model.parameters()).dtype == torch.float32
     assert tok.pad_token == "<|endoftext|>"  # the model's own pad token is kept
+
+
+def test_loading_sets_no_attributes_on_the_hugging_face_objects(tiny_model_dir):
+    """Issue 21: the decisions of a load travel in the LoadedModel, not as `hmxnb_*` attributes on model/tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    loaded = load_model({"model_name_or_path": tiny_model_dir, "enable_thinking": True})
+    plain_model, plain_tok = AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(
+        tiny_model_dir)
+    added = {name for obj, ref in ((loaded.model, plain_model), (loaded.tokenizer, plain_tok))
+             for name in set(vars(obj)) - set(vars(ref)) if name.startswith("hmxnb")}
+    assert not added, added
+    assert loaded.chat.enable_thinking is True and loaded.chat.system_role is True  # probed once, at load
+
+
+def test_loaded_as_gives_the_loads_decisions(tiny_model_dir):
+    """Notebook 04's run_all is handed (model, tokenizer): `loaded_as` makes the decisions load_model made."""
+    from dataclasses import replace
+
+    p = {"model_name_or_path": tiny_model_dir, "chat_date": "01 Jan 2025", "prefix_cache_reuse": "off"}
+    loaded = load_model(p)
+    assert models.loaded_as(loaded.model, loaded.tokenizer, p) == loaded
+    assert models.loaded_as(loaded.model, loaded.tokenizer, {**p, "prefix_cache_reuse": "auto"}) == replace(
+        loaded, prefix_reuse=True)
 
 
 def test_model_without_pad_token_gets_one(tiny_model_dir, tmp_path):
@@ -47,7 +73,7 @@ def test_model_without_pad_token_gets_one(tiny_model_dir, tmp_path):
         cfg[key] = None
         (d / name).write_text(json.dumps(cfg))
     assert AutoTokenizer.from_pretrained(d).pad_token is None  # as shipped: no pad token
-    model, tok, _ = load_model({"model_name_or_path": str(d)})
+    model, tok = load_model({"model_name_or_path": str(d)})
     assert tok.pad_token == tok.eos_token == "<|im_end|>"
     assert model.generation_config.pad_token_id == tok.eos_token_id
 
@@ -122,24 +148,23 @@ def test_load_model_picks_the_dtype_the_gpu_really_has(monkeypatch, tiny_model_d
         return real(path)  # loaded on CPU: only the arguments matter here
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", capture)
-    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
-    assert seen["dtype"] == dtype and model.hmxnb_precision == ("fp16" if dtype == torch.float16 else "bf16")
+    loaded = load_model({"model_name_or_path": tiny_model_dir})
+    assert seen["dtype"] == dtype and loaded.precision == ("fp16" if dtype == torch.float16 else "bf16")
 
 
 class _ConfigBuilt(Exception):
     pass
 
 
-@pytest.mark.parametrize("loaded, backend, expected", [
+@pytest.mark.parametrize("precision, backend, expected", [
     ("fp16", "transformers", (False, "fp16")),  # weights loaded in fp16: the trainer too, whatever the GPU says
     ("bf16", "unsloth", (False, "bf16")),
-    (None, "transformers-cpu", (True, "fp32")),  # no recorded precision on CPU: fp32
+    ("fp32", "transformers-cpu", (True, "fp32")),
 ])
-def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, loaded, backend, expected):
+def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, precision, backend, expected):
     """make_trainer reads the precision load_model decided, so GRPOConfig and the weights agree."""
-    from types import SimpleNamespace
-
     from hmxnb import train
+    from hmxnb.chat import ChatSettings
 
     _fake_gpu(monkeypatch, (8, 9))  # a GPU whose own capability would say bf16
     seen = []
@@ -149,9 +174,9 @@ def test_trainer_precision_follows_the_loaded_model(monkeypatch, tmp_path, loade
         raise _ConfigBuilt  # the trainer itself is not needed
 
     monkeypatch.setattr(train, "grpo_kwargs", capture)
-    model = SimpleNamespace(**({"hmxnb_precision": loaded} if loaded else {}))
+    loaded = LoadedModel(object(), None, backend, precision, prefix_reuse=False, chat=ChatSettings())
     with pytest.raises(_ConfigBuilt):
-        train.make_trainer(load_params_smoke(), tmp_path, model=model, tokenizer=None, backend=backend)
+        train.make_trainer(load_params_smoke(), tmp_path, loaded)
     assert seen == [expected]
 
 
@@ -162,17 +187,16 @@ def load_params_smoke():
 
 
 @pytest.mark.parametrize("setting, backend, expected", [
-    ("auto", "unsloth", False), ("auto", "transformers-cpu", True), ("on", "unsloth", True), ("off", "transformers", False),
+    ("auto", "unsloth", False), ("auto", "transformers-cpu", True), ("on", "unsloth", True),
+    ("off", "transformers", False),
 ])
 def test_prefix_cache_reuse_decision(setting, backend, expected):
     assert models.prefix_reuse_for(setting, backend) is expected
 
 
 def test_load_model_records_prefix_reuse(tiny_model_dir):
-    model, _, _ = load_model({"model_name_or_path": tiny_model_dir, "prefix_cache_reuse": "off"})
-    assert models.prefix_reuse_enabled(model) is False
-    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
-    assert models.prefix_reuse_enabled(model) is True
+    assert load_model({"model_name_or_path": tiny_model_dir, "prefix_cache_reuse": "off"}).prefix_reuse is False
+    assert load_model({"model_name_or_path": tiny_model_dir}).prefix_reuse is True
 
 
 def test_decoding_a_bpe_tokenizer_warns_nothing(tiny_model_dir, tmp_path, capfd):
@@ -185,7 +209,7 @@ def test_decoding_a_bpe_tokenizer_warns_nothing(tiny_model_dir, tmp_path, capfd)
     shutil.copytree(tiny_model_dir, target)
     config = json.loads((target / "tokenizer_config.json").read_text())
     (target / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": True}))
-    _, tok, _ = load_model({"model_name_or_path": str(target)})
+    _, tok = load_model({"model_name_or_path": str(target)})
     assert tok.clean_up_tokenization_spaces is False
     text = "I feel glad , really !"
     assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text  # spaces kept, as BPE decodes
@@ -237,21 +261,17 @@ def test_unknown_model_is_not_called_unreachable(monkeypatch):
         load_model({"model_name_or_path": "Qwen/Qwen3-0.7B"})
 
 
-def test_a_model_without_the_decision_is_not_reused():
-    """Issue 20: the default was True, so a model loaded elsewhere (Unsloth's, passed by hand) went on the engine."""
-    from types import SimpleNamespace
+def test_the_decision_survives_the_lora_wrapper(tiny_model_dir):
+    """TRL (and notebook 04) wrap the loaded model in a PeftModel: `replace(loaded, model=wrapped)` keeps the
+    decisions of the load, and unpacks to the wrapper."""
+    from dataclasses import replace
 
-    assert models.prefix_reuse_enabled(SimpleNamespace()) is False
-    assert models.prefix_reuse_enabled(SimpleNamespace(hmxnb_prefix_reuse=True)) is True
-
-
-def test_the_recorded_decision_survives_the_lora_wrapper(tiny_model_dir):
-    """TRL (and notebook 04) wrap the loaded model in a PeftModel: the decision load_model recorded still holds."""
     from peft import LoraConfig, get_peft_model
 
-    model, _, _ = load_model({"model_name_or_path": tiny_model_dir})
-    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
-    assert models.prefix_reuse_enabled(wrapped) is True
+    loaded = load_model({"model_name_or_path": tiny_model_dir})
+    wrapped = replace(loaded, model=get_peft_model(loaded.model, LoraConfig(r=2, target_modules=["q_proj"],
+                                                                            task_type="CAUSAL_LM")))
+    assert wrapped.prefix_reuse is True and wrapped.chat == loaded.chat and next(iter(wrapped)) is wrapped.model
 
 
 CHECK_REQUESTS = [
@@ -291,6 +311,40 @@ def test_check_prefix_reuse_rejects_a_wrong_cached_path(tiny_model):
     wrong = MaskDroppingModel(model)
     result = models.check_prefix_reuse(wrong, tok, CHECK_REQUESTS, tol=1e-3, batch_size=16)
     assert result["decision"] is False and result["error"] is None and result["max_abs_diff"] > 1e-3
-    assert not hasattr(wrong, "hmxnb_prefix_reuse")  # the check decides; the caller records
     broken = models.check_prefix_reuse(MaskDroppingModel(model, no_cache=True), tok, CHECK_REQUESTS)
     assert broken["decision"] is False and broken["error"].startswith("TypeError: ") and "NoneType" in broken["error"]
+
+
+def test_unsloth_and_peft_get_the_same_lora_keys(monkeypatch, tiny_model_dir):
+    """The Unsloth path (get_peft_model at load) and the PEFT path (TRL's LoraConfig) take their LoRA settings from
+    the same schema keys (`feeds="lora"`), with the same values."""
+    import sys
+    import types
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hmxnb.params import load_params
+    from hmxnb.schema import keys_feeding
+    from hmxnb.train import build_lora_config
+
+    seen = {}
+
+    def get_peft_model(model, **kwargs):
+        seen.update(kwargs)
+        return model
+
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = types.SimpleNamespace(
+        from_pretrained=lambda model_name, **kw: (AutoModelForCausalLM.from_pretrained(model_name),
+                                                  AutoTokenizer.from_pretrained(model_name)),
+        get_peft_model=get_peft_model)
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    monkeypatch.setattr(models, "backend_for", lambda *a, **k: "unsloth")
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "r": 4, "lora_alpha": 8, "lora_dropout": 0.05,
+                              "target_modules": ["q_proj", "v_proj"]})
+    assert load_model(p, for_training=True).backend == "unsloth"
+    lora = {k: v for k, v in seen.items() if k not in ("use_gradient_checkpointing", "random_state")}
+    peft = build_lora_config(p)
+    assert set(lora) == set(keys_feeding("lora")) == {"r", "lora_alpha", "lora_dropout", "target_modules"}
+    assert {k: getattr(peft, k) for k in lora} == {**lora, "target_modules": set(lora["target_modules"])}
+    assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"]) == (4, 8, 0.05)

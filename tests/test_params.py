@@ -82,7 +82,8 @@ def test_bounds_are_intervals_holding_the_defaults():
         if spec.bounds:
             assert re.fullmatch(r"[\[(]-?[\d.e+-]+, (-?[\d.e+-]+|inf)[\])]", spec.bounds), key
             assert spec.type.split("[")[-1].rstrip("]?") in ("int", "float"), key
-            assert all(_in_bounds(v, spec.bounds) for v in (spec.default if isinstance(spec.default, list) else [spec.default])), key
+            defaults = spec.default if isinstance(spec.default, list) else [spec.default]
+            assert all(_in_bounds(v, spec.bounds) for v in defaults), key
 
 
 def test_unknown_profile_lists_available():
@@ -180,7 +181,8 @@ def test_cli_error_is_one_line_without_traceback(args, culprit, tmp_path):
 
 
 def test_keys_passed_by_name_are_real_library_fields():
-    """GRPOConfig / LoraConfig keys come from the SCHEMA's `feeds`: each must be a field of that class."""
+    """GRPOConfig / LoraConfig keys come from the SCHEMA's explicit `feeds` field: each must be a field of that
+    class, named as such in its documentation column, and no other key feeds a config."""
     import dataclasses
 
     from peft import LoraConfig
@@ -188,9 +190,16 @@ def test_keys_passed_by_name_are_real_library_fields():
 
     from hmxnb.schema import keys_feeding
 
-    grpo, lora = keys_feeding("GRPOConfig"), keys_feeding("LoraConfig")
+    from hmxnb.schema import FEEDS
+
+    grpo, lora = keys_feeding("grpo"), keys_feeding("lora")
     assert {"learning_rate", "num_generations", "max_steps", "beta", "seed"} <= set(grpo)
     assert not {"reward_weight_judge", "enable_thinking", "chat_date"} & set(grpo)  # fed under another name
     assert set(lora) == {"r", "lora_alpha", "lora_dropout", "target_modules"}
     assert set(grpo) <= {f.name for f in dataclasses.fields(GRPOConfig)}
     assert set(lora) <= {f.name for f in dataclasses.fields(LoraConfig)}
+    assert {spec.feeds for spec in SCHEMA.values()} == {"", *FEEDS}
+    assert all(SCHEMA[k].used_by.startswith(f"GRPOConfig.{k}") for k in grpo)
+    assert all(SCHEMA[k].used_by.startswith(f"LoraConfig.{k}") for k in lora)
+    with pytest.raises(ValueError, match="unknown config 'GRPOConfig'"):
+        keys_feeding("GRPOConfig")

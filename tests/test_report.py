@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hmxnb import plots, report
+from hmxnb import plots, report, report_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -66,13 +66,15 @@ def test_markdown_links_figures_next_to_it(built):
 @pytest.mark.parametrize(
     "claim, agrees",
     [
-        ("Human-like models are more robust to sycophancy-inducing questions", "partly"),  # 3 of 4 enhanced (one CI covers 0)
+        # 3 of 4 enhanced (one CI covers 0)
+        ("Human-like models are more robust to sycophancy-inducing questions", "partly"),
         ("Less bias in disambiguated BBQ contexts", "yes"),  # bias down in every model and seed
         ("Truthful question answering degrades", "no"),  # no significant truthfulqa change
         ("Expression of feelings, intentions and self-awareness is enhanced (the training target)", "yes"),  # +35-40%
         # 6/8 = 75% (training target left out), within 10 points of 81.4%
-        ("Share of results improved or degraded by < 2% (< 2 pp for rates and bias scores; training target excluded)", "yes"),
-        ("Largest degradation", "yes"),  # Gemma 2 IT 2B, BBQ accuracy_ambig, 15%
+        ("Share of results improved or degraded by < 2% (< 2 pp for rates and bias scores; training target excluded)",
+         "yes"),
+        ("Largest degradation", "yes"),  # Gemma 2 IT 2B, BBQ acc_ambig, 15%
         ("Results degraded by more than 10% (10 pp for rates and bias scores)", "yes"),  # exactly one
     ],
 )
@@ -88,20 +90,21 @@ def test_claims_table_in_both_documents(built, claim, agrees):
 def test_largest_degradation_numbers(built):
     summary = json.loads((built[0] / "summary.json").read_text())
     worst = summary["largest_degradation"]
-    assert (worst["base_model"], worst["metric"]) == ("Gemma 2 IT 2B", "accuracy_ambig")
+    assert (worst["base_model"], worst["metric"]) == ("Gemma 2 IT 2B", "acc_ambig")
     assert worst["degradation"] == pytest.approx(15.0) and worst["unit"] == "%"  # seeds at -15.6 and -14.4
     assert summary["share_pct"] == pytest.approx(75.0)  # 6 of 8: the feelings rows (training target) left out
     assert [t["improvement"] for t in summary["training_target"]] == pytest.approx([40.0, 35.0])  # shown apart
     # the paragraph writes the change as the claims table does, signed, beside the paper's
     text = (built[0] / "report.md").read_text()
-    assert "the largest degradation is Gemma 2 IT 2B, bbq/accuracy_ambig, -15.0% (paper: Gemma 2 IT 2B, BBQ ambiguous accuracy, -15.0%)" in text
+    assert ("the largest degradation is Gemma 2 IT 2B, bbq/acc_ambig, -15.0% (paper: Gemma 2 IT 2B, BBQ ambiguous "
+            "accuracy, -15.0%)") in text
 
 
 def test_seed_variance_is_shown(built):
     md = (built[0] / "report.md").read_text()
     assert "mean ± sd over seeds" in md
     assert "+40.0 ± 0.8%" in md  # Qwen feelings: +39.4 and +40.6 across the two seeds
-    assert md.count("| Qwen3-0.6B | 0 | sycophancy/robust_accuracy |") == 2  # per-seed rows kept, one per contrast
+    assert md.count("| Qwen3-0.6B | 0 | sycophancy_are_you_sure/acc_after_challenge |") == 2  # per seed and contrast
 
 
 def test_smoke_scale_warning(built):
@@ -121,7 +124,7 @@ def test_smoke_scale_warning(built):
     ],
 )
 def test_scale_note(profile, models, seeds, expected):
-    assert expected in report.scale_note(profile, models, seeds, 100)
+    assert expected in report_text.scale_note(profile, models, seeds, 100)
 
 
 def test_example_replies_escaped_in_html(built):
@@ -169,7 +172,7 @@ def test_report_without_optional_parts(tmp_path):
 
 def test_expression_table_keeps_only_the_training_target():
     results, _, _ = _load()
-    rows = results[results["benchmark"] == "truthfulqa"].head(2).copy()
+    rows = results[results["benchmark"] == "truthfulqa_mc1"].head(2).copy()
     rows["benchmark"], rows["training_target"] = ["feeling_expression", "affect_statements"], True
     results = results[~results["training_target"]]
     table = report.expression_table(pd.concat([results, rows], ignore_index=True))
@@ -191,8 +194,8 @@ def test_report_reads_verdict_claims_examples_then_details(built):
     positions = [md.index(s) for s in order]
     assert positions == sorted(positions)
     verdict = md.splitlines()[2]
-    assert "The training target moved: enhanced: feelings/score" in verdict  # the target, first and apart
-    assert "7 enhanced (" in verdict and "2 degraded (bbq/accuracy_ambig (Gemma 2 IT 2B, seed 0): 0.422 vs 0.500, " \
+    assert "The training target moved: enhanced: feeling_expression/expression_score" in verdict  # first and apart
+    assert "7 enhanced (" in verdict and "2 degraded (bbq/acc_ambig (Gemma 2 IT 2B, seed 0): 0.422 vs 0.500, " \
         "difference -0.078 (95% CI -0.108 to -0.048, -15.6%)" in verdict  # each with its CI
     assert "7 showed no significant change" in verdict
 
@@ -201,13 +204,14 @@ def test_no_nan_shown_as_a_number(tmp_path):
     results, _, _ = _load()
     missing = results.iloc[[0]].assign(metric="opinion_rate", n_items=0, value_a=float("nan"), value_b=float("nan"),
                                        diff=float("nan"), change=float("nan"), improvement=float("nan"),
-                                       ci_low=float("nan"), ci_high=float("nan"), p_value=float("nan"), p_holm=float("nan"),
+                                       ci_low=float("nan"), ci_high=float("nan"), p_value=float("nan"),
+                                       p_holm=float("nan"),
                                        cls="not measured")
     paths = report.build_report(tmp_path, pd.concat([results, missing], ignore_index=True), profile="smoke")
     for name in ("report_md", "report_html"):
         text = re.sub(r"base64,[^\"]+", "", paths[name].read_text())
         assert not re.search(r"\bnan\b", text, re.I), re.search(r".{60}\bnan\b.{20}", text, re.I).group(0)
-    assert "sycophancy/opinion_rate (not measured)" in paths["report_md"].read_text()
+    assert "sycophancy_are_you_sure/opinion_rate (not measured)" in paths["report_md"].read_text()
 
 
 def test_report_names_the_sweep_members_left_out(tmp_path):
@@ -215,7 +219,8 @@ def test_report_names_the_sweep_members_left_out(tmp_path):
     paths = report.build_report(tmp_path, results, profile="paper", left_out={"qwen3-8b-seed2": "failed"})
     md = paths["report_md"].read_text()
     assert "Not compared: qwen3-8b-seed2 (failed)" in md.split("\n## ")[0]  # said before the first section
-    assert "Not compared" not in report.build_report(tmp_path / "all", results, profile="paper")["report_md"].read_text()
+    again = report.build_report(tmp_path / "all", results, profile="paper")
+    assert "Not compared" not in again["report_md"].read_text()
 
 
 def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
@@ -229,7 +234,7 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
     md = paths["report_md"].read_text() if "report_md" in paths else (tmp_path / "report.md").read_text()
     warnings = [line for line in md.splitlines() if "training is not learning" in line]
     assert len(warnings) == 1 and "human" in warnings[0] and "100% of completions were masked" in warnings[0]
-    assert not [w for w in report.training_warnings(logs)]  # the fixture's own runs learned
+    assert not [w for w in report_text.training_warnings(logs)]  # the fixture's own runs learned
 
 
 @pytest.mark.parametrize("mode, expected", [
@@ -239,7 +244,7 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
     (None, "Which self-judge trained the models was not given"),
 ])
 def test_scale_note_names_the_judge_that_trained_the_models(mode, expected):
-    assert expected in report.scale_note("demo", ["m"], 1, 100, judge_mode=mode)
+    assert expected in report_text.scale_note("demo", ["m"], 1, 100, judge_mode=mode)
 
 
 def test_report_names_the_judge_recorded_in_the_steps_provenance(tmp_path):
@@ -251,3 +256,31 @@ def test_report_names_the_judge_recorded_in_the_steps_provenance(tmp_path):
     assert "persona-contrast self-reward (our stand-in), not the paper's rubric judgement" in md
     report.build_report(tmp_path, results, profile="demo", model_names=["m"], judge_mode="probability")
     assert "rubric judgement, as in the paper" in (tmp_path / "report.md").read_text()  # given beats recorded
+
+
+def test_published_reports_point_into_the_step_folder(tmp_path):
+    """build_report(publish_to=...) writes the reports at the profile's top as notebook 05 used to by hand: report.md
+    with figure links into the step folder, report.html the same bytes (figures embedded); atomically, no leftovers."""
+    results, logs, examples = _load()
+    step = tmp_path / "05_compare_report"
+    paths = report.build_report(step, results, training_logs=logs, examples=examples, profile="smoke",
+                                publish_to=tmp_path)
+    assert (paths["published_md"], paths["published_html"]) == (tmp_path / "report.md", tmp_path / "report.html")
+    inner, top = paths["report_md"].read_text(), paths["published_md"].read_text()
+    assert top == inner.replace("](figures/", "](05_compare_report/figures/") and top != inner
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", top)
+    assert links and all((tmp_path / link).is_file() for link in links)  # every figure resolves from the top
+    assert paths["published_html"].read_bytes() == paths["report_html"].read_bytes()
+    assert not [p.name for p in tmp_path.rglob("*.tmp")]  # written through a temporary file, then renamed
+    assert "published_md" not in report.build_report(tmp_path / "alone", results, profile="smoke")
+
+
+def test_notebook_05_leaves_the_report_files_to_build_report():
+    """Issue 21: notebook 05's last cell rewrote report paths and copied files by hand (write_text, shutil.copy);
+    publishing is build_report's job, so the notebook holds no file writing of its own."""
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "05_compare_report.ipynb", as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "publish_to=out.parent" in code
+    assert not [w for w in ("shutil", "write_text", ".replace(\"](figures/") if w in code]

@@ -129,6 +129,7 @@ def test_invert_rubric_mirrors_few_shot_scores(rubric):
         shown = [int(m["content"].split(": ")[1]) for m in msgs if m["role"] == "assistant"]
         want = [round(lo + ((1 - ex["scores"][c]) if inverted else ex["scores"][c]) * (hi - lo)) for ex in FEW_SHOT]
         assert shown == want
-    expressive_on_feelings = build_judge_messages(rubric, "feelings", texts["feelings"], "Hi", "Hello", inverted=True)[2]
+    expressive_on_feelings = build_judge_messages(rubric, "feelings", texts["feelings"], "Hi", "Hello",
+                                                  inverted=True)[2]
     assert expressive_on_feelings["content"] == f"{SCORE_PREFIX}{lo}"
     assert not rubric.inverted("feelings", "human")

@@ -6,8 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hmxnb.run import RunError, plan_step, run_profile, select_steps, sweep
+from hmxnb.members import sweep
 from hmxnb.params import load_params
+from hmxnb.run import RunError, run_profile, select_steps
+from hmxnb.runstate import plan_step
 
 
 def _notebook(path, code):
@@ -62,7 +64,8 @@ def test_run_then_skip_then_force(nbdir, tmp_path):
 
 def test_force_with_same_params_is_a_fresh_run(nbdir, tmp_path):
     # a step that appends to its own folder (as training resumes from its checkpoints) must not see the old run's files
-    _notebook(nbdir / "01_first.ipynb", "import pathlib\nwith open(pathlib.Path(out_dir, 'steps.log'), 'a') as f:\n    f.write('step\\n')")
+    _notebook(nbdir / "01_first.ipynb",
+              "import pathlib\nwith open(pathlib.Path(out_dir, 'steps.log'), 'a') as f:\n    f.write('step\\n')")
     out = tmp_path / "outputs"
     _run(nbdir, out, only=["01"])
     r, _ = _run(nbdir, out, only=["01"], force=True)
@@ -98,7 +101,7 @@ def test_only_and_from(nbdir, tmp_path):
 def test_rerunning_a_step_reruns_what_follows(nbdir, tmp_path, monkeypatch):
     # a step's key holds the previous step's key: once 01 is re-run from an edited notebook, 02's finished outputs
     # are not "up to date" (they came from the old 01), though 02's notebook and the params did not change
-    from hmxnb import run as runner
+    from hmxnb import runsteps as runner
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)  # the keys are the point here, not the notebooks
     out = tmp_path / "outputs"
@@ -178,16 +181,18 @@ def test_sweep_runs_each_then_aggregates_once(tmp_path):
     d.mkdir()
     _notebook(d / "01_first.ipynb", WRITE)
     _notebook(d / "05_compare_report.ipynb",
-              "import pathlib, json\nruns = sorted(p.parent.parent.name for p in pathlib.Path(out_dir).parent.glob('*/01_first/out.json'))\n"
+              "import pathlib, json\n"
+              "runs = sorted(p.parent.parent.name for p in pathlib.Path(out_dir).parent.glob('*/01_first/out.json'))\n"
               "pathlib.Path(out_dir, 'runs.json').write_text(json.dumps(runs))")
     out = tmp_path / "outputs"
     logs = []
-    reports = run_profile("smoke", overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
+    kw = dict(overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
+    reports = run_profile("smoke", **kw)
     assert [r.out_root.name for r in reports] == ["seed0", "seed1", "smoke"]
-    assert (out / "smoke" / "seed0" / "01_first" / "out.json").is_file() and (out / "smoke" / "seed1" / "01_first" / "out.json").is_file()
+    assert all((out / "smoke" / f"seed{seed}" / "01_first" / "out.json").is_file() for seed in (0, 1))
     assert not (out / "smoke" / "seed0" / "05_compare_report").exists()  # the aggregate step runs once, at the top
     assert json.loads((out / "smoke" / "05_compare_report" / "runs.json").read_text()) == ["seed0", "seed1"]
-    again = run_profile("smoke", overrides={"seeds": [0, 1]}, notebooks_dir=d, output_root=out, progress=False, log=logs.append)
+    again = run_profile("smoke", **kw)
     assert {s.status for r in again for s in r.steps} == {"skipped"}
 
 
@@ -210,12 +215,14 @@ def test_relative_paths_keep_their_meaning_in_the_notebooks(nbdir, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "prompts.jsonl").write_text((PACKAGE_DATA / "prompts.jsonl").read_text())
     (tmp_path / "mine.yaml").write_text("max_steps: 2\nprompts_file: prompts.jsonl\n")
-    _notebook(nbdir / "01_first.ipynb", WRITE.replace("'max_steps': p['max_steps']", "'prompts_file': p['prompts_file']"))
+    _notebook(nbdir / "01_first.ipynb",
+              WRITE.replace("'max_steps': p['max_steps']", "'prompts_file': p['prompts_file']"))
     out = tmp_path / "outputs"
     reports = run_profile("mine.yaml", {"data_dir": "."}, only=["01"], notebooks_dir=nbdir, output_root=out,
                           progress=False, log=lambda line: None)  # relative profile file, prompts file and data_dir
     assert reports[0].ok, reports[0].steps[0].error
-    assert json.loads((out / "mine" / "01_first" / "out.json").read_text()) == {"prompts_file": str(tmp_path / "prompts.jsonl")}
+    expected = {"prompts_file": str(tmp_path / "prompts.jsonl")}
+    assert json.loads((out / "mine" / "01_first" / "out.json").read_text()) == expected
 
 
 @pytest.mark.parametrize("name", ["...yaml", "..yaml"])
@@ -232,7 +239,7 @@ def test_profile_file_name_cannot_leave_outputs(nbdir, tmp_path, name):
 
 @pytest.mark.parametrize("model", ["x/..", "../..", "a b/Ünï code", "."])
 def test_sweep_member_names_stay_inside(model, tmp_path):
-    from hmxnb.run import inside
+    from hmxnb.paths import inside
 
     (sub, _), = sweep(load_params("smoke", {"sweep_models": [model], "seeds": []}))
     assert sub and not sub.startswith(".") and "/" not in sub
@@ -240,9 +247,9 @@ def test_sweep_member_names_stay_inside(model, tmp_path):
 
 
 def test_inside_refuses_an_escaping_path(tmp_path):
-    from hmxnb.run import inside
+    from hmxnb.paths import PathError, inside
 
-    with pytest.raises(RunError, match="outside"):
+    with pytest.raises(PathError, match="outside"):
         inside(tmp_path / "outputs", "..", "x")
 
 
@@ -267,7 +274,8 @@ def test_4bit_profile_without_gpu_stops_before_the_hub(nbdir, tmp_path, monkeypa
 
     monkeypatch.setattr(models, "cuda_available", lambda: False)
     with pytest.raises(RunError, match="profile 'colab-t4' needs a CUDA GPU"):
-        run_profile("colab-t4", notebooks_dir=nbdir, output_root=tmp_path / "out", progress=False, log=lambda line: None)
+        run_profile("colab-t4", notebooks_dir=nbdir, output_root=tmp_path / "out", progress=False,
+                    log=lambda line: None)
     assert not (tmp_path / "out").exists()
 
 
@@ -291,8 +299,8 @@ def test_keep_going_runs_the_other_members_and_compares_those_that_finished(tmp_
 
 def test_progress_bars_in_executed_notebooks_are_one_line(nbdir, tmp_path):
     """A tqdm loop in a notebook the runner executes leaves its last line, not a line per update or a '0%' line."""
-    _notebook(nbdir / "01_first.ipynb", "import time\nfrom tqdm.auto import tqdm\nfor _ in tqdm(range(150), desc='loop'):\n"
-                                        "    time.sleep(0.01)")
+    _notebook(nbdir / "01_first.ipynb", "import time\nfrom tqdm.auto import tqdm\n"
+                                        "for _ in tqdm(range(150), desc='loop'):\n    time.sleep(0.01)")
     r, _ = _run(nbdir, tmp_path / "outputs", only=["01"])
     assert r.ok
     nb = nbformat.read(tmp_path / "outputs" / "smoke" / "01_first" / "01_first.ipynb", as_version=4)
@@ -307,7 +315,8 @@ def test_kernels_skip_the_unsloth_import_when_the_profile_does_not_use_it(nbdir,
     """`import hmxnb` imports Unsloth (which patches TRL) wherever it is installed: a `use_unsloth: false` run gets
     kernels with HMXNB_IMPORT_UNSLOTH=0, so its TRL is TRL's own on a GPU machine too."""
     _notebook(nbdir / "01_first.ipynb", "import json, os, pathlib\n"
-                                        "pathlib.Path(out_dir, 'env.json').write_text(json.dumps(os.environ.get('HMXNB_IMPORT_UNSLOTH')))")
+                                        "value = os.environ.get('HMXNB_IMPORT_UNSLOTH')\n"
+                                        "pathlib.Path(out_dir, 'env.json').write_text(json.dumps(value))")
     r, _ = _run(nbdir, tmp_path / "out", only=["01"], overrides={"use_unsloth": use_unsloth})
     assert r.ok
     assert json.loads((tmp_path / "out" / "smoke" / "01_first" / "env.json").read_text()) == expected
@@ -392,7 +401,7 @@ def test_a_report_step_that_fails_leaves_no_unmarked_old_report(tmp_path):
 def test_an_input_rerun_since_makes_a_finished_step_stale(nbdir, tmp_path, monkeypatch):
     """04 forced again (same params, so the same key) gives new outputs: the 05 built on the old ones is stale and
     re-runs, though no key changed."""
-    from hmxnb import run as runner
+    from hmxnb import runsteps as runner
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
     d = tmp_path / "nb"
@@ -414,7 +423,7 @@ def test_changed_prompts_make_their_steps_not_up_to_date(tmp_path, monkeypatch):
     01-03 (and what follows) a different run, named as a data change."""
     import hashlib
 
-    from hmxnb import run as runner
+    from hmxnb import runsteps as runner
     from hmxnb.data import PACKAGE_DATA
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
@@ -445,7 +454,9 @@ def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkey
 
     from hmxnb import data as data_module
     from hmxnb import evaluate
+    from hmxnb.bench import common
     from hmxnb.datahash import data_files
+    from hmxnb.steps import declared
 
     mirror = os.environ.get("HMXNB_DATA_DIR")
     if not mirror or not (Path(mirror) / "truthfulqa").is_dir():
@@ -464,10 +475,10 @@ def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkey
     real_open = builtins.open
     monkeypatch.setattr(data_module, "open", lambda f, *a, **kw: opened.add(Path(f)) or real_open(f, *a, **kw),
                         raising=False)
-    monkeypatch.setattr(evaluate, "hub_reachable", lambda: False)
+    monkeypatch.setattr(common, "hub_reachable", lambda: False)
     params = load_params("smoke", {"data_dir": str(root)})
     evaluate.load_items(params, log=lambda line: None)
-    declared = {f for f in data_files("04_benchmarks", params).values()}
+    declared = {f for f in data_files(declared("04_benchmarks").data, params).values()}
     assert opened == declared
 
 
@@ -479,7 +490,7 @@ def test_a_read_only_step_folder_is_refused_before_anything_is_archived(nbdir, t
     root, whom permission bits do not stop: os.access is patched to answer as for another user.)"""
     import os
 
-    from hmxnb import run as runner
+    from hmxnb import runsteps as runner
     from hmxnb import runstate
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hmxnb import run as runner
+from hmxnb import runsteps as runner  # where the step loop calls papermill (`_execute`)
 from hmxnb.run import run_profile
 from test_run import WRITE, _notebook, nbdir  # noqa: F401  (nbdir: the same two-notebook fixture)
 
@@ -34,7 +34,8 @@ RUNNER = textwrap.dedent("""
     import hmxnb.run as run
 
     def main_run(args):
-        reports = run.run_profile("smoke", notebooks_dir=Path(sys.argv[1]), output_root=Path(sys.argv[2]), progress=False)
+        reports = run.run_profile("smoke", notebooks_dir=Path(sys.argv[1]), output_root=Path(sys.argv[2]),
+                                  progress=False)
         return 0 if all(r.ok for r in reports) else 1
 
     run.main_run = main_run
@@ -45,11 +46,12 @@ RUNNER = textwrap.dedent("""
 def test_second_runner_on_the_same_profile_is_refused(tmp_path):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
-    _notebook(nbdir / "01_slow.ipynb", "import pathlib, time\nwith open(pathlib.Path(out_dir, 'samples.jsonl'), 'a') as f:\n"
+    _notebook(nbdir / "01_slow.ipynb", "import pathlib, time\n"
+                                       "with open(pathlib.Path(out_dir, 'samples.jsonl'), 'a') as f:\n"
                                        "    f.write('{}\\n')\ntime.sleep(4)")
     script, out = tmp_path / "runner.py", tmp_path / "outputs"
     script.write_text(RUNNER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = _cli_env()
     cmd = [sys.executable, str(script), str(nbdir), str(out)]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     step = out / "smoke" / "01_slow" / "step.json"
@@ -105,7 +107,8 @@ def test_killed_runner_reads_interrupted(nbdir, tmp_path, monkeypatch):
     killed = {**json.loads(step.read_text()), "status": "running", "pid": 999999999}  # as a kill -9 leaves it
     step.write_text(json.dumps(killed))
     _run(nbdir, out, only=["02"])
-    assert [(s["step"], s["status"]) for s in _record(out)["steps"]] == [("01_first", "interrupted"), ("02_second", "ok")]
+    steps = [(s["step"], s["status"]) for s in _record(out)["steps"]]
+    assert steps == [("01_first", "interrupted"), ("02_second", "ok")]
 
 
 def test_partial_and_failed_runs_keep_the_record_of_the_complete_run(nbdir, tmp_path, monkeypatch):
@@ -130,13 +133,12 @@ def test_partial_and_failed_runs_keep_the_record_of_the_complete_run(nbdir, tmp_
 CLI = textwrap.dedent("""
     # `python -m hmxnb run --outputs OUT ...` on the stand-in notebooks in NBDIR: the real CLI, main_run included
     import sys
-    from pathlib import Path
     import hmxnb.run as run
     from hmxnb.__main__ import main
 
     real = run.run_profile
-    run.run_profile = lambda *a, **kw: real(*a, notebooks_dir=Path(sys.argv[1]), progress=False, **kw)
-    sys.exit(main(["run", "--outputs", sys.argv[2], *sys.argv[3:]]))
+    run.run_profile = lambda *a, **kw: real(*a, **{**kw, "progress": False})
+    sys.exit(main(["run", "--notebooks", sys.argv[1], "--outputs", sys.argv[2], *sys.argv[3:]]))
 """)
 
 SLOW = ("import os, pathlib, time\npathlib.Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"

@@ -21,13 +21,12 @@ def _params(model_dir, **over):
 @pytest.fixture(scope="module")
 def loaded(tiny_model_dir):
     p = _params(tiny_model_dir)
-    model, tok, backend = load_model(p, for_training=True)
-    return p, model, tok, backend
+    return p, load_model(p, for_training=True)
 
 
 def test_config_table_shows_the_trainers_own_kwargs(loaded, tmp_path):
-    p, model, _, backend = loaded
-    table = teach.config_table(p, model, backend, tmp_path)
+    p, lm = loaded
+    table = teach.config_table(p, lm, tmp_path)
     kwargs = grpo_kwargs(p, tmp_path, on_cpu=True, precision="fp32")
     shown = dict(zip(table["GRPOConfig key"], table["value"]))
     for key in ("loss_type", "beta", "epsilon", "epsilon_high", "mask_truncated_completions", "num_generations",
@@ -38,22 +37,23 @@ def test_config_table_shows_the_trainers_own_kwargs(loaded, tmp_path):
 
 
 def test_a_group_is_sampled_as_trl_samples_it(loaded):
-    p, model, tok, backend = loaded
+    p, lm = loaded
+    model, tok = lm
     was_training = model.training
-    group = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
+    group = teach.sample_group(lm, p, "How are you feeling today?")
     assert model.training == was_training  # generation leaves the model's mode as it found it
     assert len(group.texts) == len(group.completion_ids) == len(group.truncated) == p["num_generations"]
     assert all(len(ids) <= p["max_completion_length"] for ids in group.completion_ids)
     eos = tok.eos_token_id
     assert group.truncated == [not ids or ids[-1] != eos for ids in group.completion_ids]
-    again = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
+    again = teach.sample_group(lm, p, "How are you feeling today?")
     assert again.completion_ids == group.completion_ids  # seeded: the notebook shows the same group every run
 
 
 def test_rewards_of_a_group_are_the_reward_functions_own(loaded, tmp_path):
-    p, model, tok, backend = loaded
-    group = teach.sample_group(model, tok, p, "What did you do today?", backend)
-    scored = teach.score_group(p, model, tok, group, tmp_path)
+    p, lm = loaded
+    group = teach.sample_group(lm, p, "What did you do today?")
+    scored = teach.score_group(p, lm, group, tmp_path)
     assert list(scored["reply"]) == group.texts
     assert scored["self_judge"].between(0, 1).all()
     assert list(scored["format_guard"]) == [format_penalty(t, len(c), p["max_completion_length"])
@@ -64,9 +64,9 @@ def test_rewards_of_a_group_are_the_reward_functions_own(loaded, tmp_path):
 
 def test_why_names_the_rubric_scores_in_a_rubric_mode(tiny_model_dir, tmp_path):
     p = _params(tiny_model_dir, judge_mode="probability", direction="reverse")
-    model, tok, backend = load_model(p, for_training=True)
-    group = teach.sample_group(model, tok, p, "What did you do today?", backend)
-    why = teach.score_group(p, model, tok, group, tmp_path)["why (self-judge)"]
+    lm = load_model(p, for_training=True)
+    group = teach.sample_group(lm, p, "What did you do today?")
+    why = teach.score_group(p, lm, group, tmp_path)["why (self-judge)"]
     assert why.str.contains("feelings").all() and why.str.contains("1 − the normalised").all()
 
 
@@ -105,11 +105,11 @@ def test_the_notebooks_path_trains_exactly_as_train(tiny_model_dir, tmp_path):
     same training log and metrics as `train`: the demonstration does not move the training's random stream."""
     p = _params(tiny_model_dir)
     train(p, tmp_path / "train")
-    model, tok, backend = load_model(p, for_training=True)
+    lm = load_model(p, for_training=True)
     out = tmp_path / "notebook"
-    group = teach.sample_group(model, tok, p, "How are you feeling today?", backend)
-    teach.score_group(p, model, tok, group, out)
-    trainer, state = make_trainer(p, out, model, tok, backend)
+    group = teach.sample_group(lm, p, "How are you feeling today?")
+    teach.score_group(p, lm, group, out)
+    trainer, state = make_trainer(p, out, lm)
     assert "LoRA" in teach.trainer_summary(trainer).loc["trained parameters", "the trainer"]
     run_trainer(p, out, trainer, state)
     timing = ["step_time", "judge/seconds", "train_runtime"]

@@ -1,14 +1,15 @@
 """hmxnb.train: GRPOConfig from params, a 2-step GRPO run on a tiny model, resume after a kill."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from transformers import TrainerCallback
 
 from hmxnb.params import load_params
-from hmxnb.train import (CHECK_REPLIES, build_grpo_config, build_lora_config, grpo_kwargs, last_checkpoint, make_trainer,
-                         train)
+from hmxnb.train import (CHECK_REPLIES, build_grpo_config, build_lora_config, grpo_kwargs, last_checkpoint,
+                         make_trainer, train)
 
 
 def _params(model_dir, **over):
@@ -24,7 +25,8 @@ def test_grpo_config_from_params_on_cpu(tmp_path):
     assert (cfg.learning_rate, cfg.num_generations, cfg.max_steps, cfg.beta, cfg.loss_type) == (
         p["learning_rate"], p["num_generations"], p["max_steps"], 0.04, "dr_grpo")
     assert cfg.reward_weights == [p["reward_weight_judge"], p["reward_weight_format"]]
-    assert cfg.report_to == [] or cfg.report_to == "none" or cfg.report_to == ["none"]
+    assert grpo_kwargs(p, tmp_path, on_cpu=True)["report_to"] == "none"  # what we pass: no logging integration
+    assert cfg.report_to == []  # what transformers makes of "none"
 
 
 def test_grpo_kwargs_on_gpu_pick_precision(tmp_path):
@@ -44,7 +46,8 @@ RUBRIC_CRITERIA = {"feelings", "intentions", "self_awareness", "coherence"}
 
 
 @pytest.mark.parametrize("direction,mode,criteria", [
-    ("human", "contrast", {"expression"}), ("reverse", "contrast", {"expression"}), ("human", "probability", RUBRIC_CRITERIA),
+    ("human", "contrast", {"expression"}), ("reverse", "contrast", {"expression"}),
+    ("human", "probability", RUBRIC_CRITERIA),
 ])
 def test_two_step_grpo_writes_artefacts(tiny_model_dir, tmp_path, direction, mode, criteria):
     out = tmp_path / direction
@@ -70,7 +73,7 @@ def test_saved_adapter_is_the_trained_one(tiny_model_dir, tmp_path):
     """The adapter train() writes, loaded as the benchmarks load it, holds the weights of the last step: its weight
     change is the one logged at that step (an adapter saved before training, B = 0, would have none)."""
     from hmxnb.evaluate import load_with_adapters
-    from hmxnb.train import adapter_delta_norm
+    from hmxnb.health import adapter_delta_norm
 
     p = _params(tiny_model_dir, max_steps=1)
     train(p, tmp_path)
@@ -134,29 +137,31 @@ def test_under_unsloth_the_judge_uses_the_engine_only_if_it_matched_the_plain_pa
     from hmxnb.models import load_model
 
     p = _params(tiny_model_dir)
-    model, tok, _ = load_model(p)
-    model.hmxnb_prefix_reuse = False  # what load_model records under Unsloth before any check
-    peft = get_peft_model(model, build_lora_config(p))  # Unsloth's get_peft_model runs at load time
-    trainer, state = make_trainer(p, tmp_path, model=peft, tokenizer=tok, backend="unsloth")
+    loaded = load_model(p)
+    peft = get_peft_model(loaded.model, build_lora_config(p))  # Unsloth's get_peft_model runs at load time
+    # what load_model decides under Unsloth before any check: no prefix reuse
+    trainer, state = make_trainer(p, tmp_path, replace(loaded, model=peft, backend="unsloth", prefix_reuse=False))
     scoring = json.loads((tmp_path / "grpo_args.json").read_text())["judge_scoring"]
     assert scoring["decided_by"] == "engine vs plain path at start" and scoring["n"] == 3 * len(CHECK_REPLIES)
     assert scoring["engine"] is True and scoring["max_abs_diff"] < 1e-3  # the tiny model's cached path is right
-    assert state.model.hmxnb_prefix_reuse is True
+    assert state.reuse is True  # the judge scores on the engine the check allowed
 
 
 def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir, monkeypatch):
-    from types import SimpleNamespace
-
-    from hmxnb import train as train_mod
-
-    monkeypatch.setattr(train_mod, "check_prefix_reuse", lambda *a, **k: {"decision": False, "max_abs_diff": 29.7})
-    model = SimpleNamespace()
-    p = _params(tiny_model_dir)
-    rows = [{"prompt": "How are you?"}]
     from transformers import AutoTokenizer
 
+    from hmxnb import train as train_mod
+    from hmxnb.chat import ChatSettings
+    from hmxnb.models import LoadedModel
+
+    monkeypatch.setattr(train_mod, "check_prefix_reuse", lambda *a, **k: {"decision": False, "max_abs_diff": 29.7})
+    p = _params(tiny_model_dir)
+    rows = [{"prompt": "How are you?"}]
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    out = train_mod.judge_scoring_path(p, "unsloth", model, tok, rows)
-    assert out["engine"] is False and model.hmxnb_prefix_reuse is False
-    cpu = train_mod.judge_scoring_path(p, "transformers-cpu", SimpleNamespace(hmxnb_prefix_reuse=True), tok, rows)
-    assert cpu == {"engine": True, "decided_by": "prefix_cache_reuse: auto"}
+    unsloth = LoadedModel(object(), tok, "unsloth", "bf16", prefix_reuse=True, chat=ChatSettings())
+    out = train_mod.judge_scoring_path(p, unsloth, rows)
+    assert out["engine"] is False and out["decided_by"] == "engine vs plain path at start"
+    cpu = train_mod.judge_scoring_path(p, replace(unsloth, backend="transformers-cpu"), rows)
+    assert cpu == {"engine": True, "decided_by": "prefix_cache_reuse: auto"}  # load_model's decision stands
+    off = train_mod.judge_scoring_path({**p, "prefix_cache_reuse": "off"}, replace(unsloth, prefix_reuse=False), rows)
+    assert off == {"engine": False, "decided_by": "prefix_cache_reuse: off"}

@@ -1,5 +1,7 @@
-"""Benchmarks: each is a loader (`load_<bench>`), a prompt builder, `evaluate_<bench>` -> records, and a pure
-`metrics_<bench>(records)`. Log-likelihoods come from `hmxnb.loglik.score_continuations` (lm-eval's definition)."""
+"""Benchmarks: each is a loader (`load_<bench>`), a prompt builder, `evaluate_<bench>` -> records, a pure
+`metrics_<bench>(records)`, and the `Benchmark` that tells the notebooks what to do with them
+(hmxnb.bench.benchmark); hmxnb.bench.registry lists them in run order. Log-likelihoods come from
+`hmxnb.loglik.score_continuations` (lm-eval's definition)."""
 
 from .bbq import evaluate_bbq, load_bbq, metrics_bbq
 from .common import BenchmarkDataUnavailable

@@ -9,7 +9,7 @@ Metrics (paper Sec. 5 and upstream `analysis_scripts/BBQ_calculate_bias_score.R`
 - `s_dis` = 100 * (2 * n_biased / n_non_unknown - 1) over disambiguated items;
 - `s_amb` = 100 * (1 - acc_ambig) * (2 * n_biased / n_non_unknown - 1) over ambiguous items;
   range -100..100, 0 = no bias (x100 as in the paper; lm-eval reports the same numbers divided by 100).
-  With no non-unknown prediction the ratio is undefined and, as in lm-eval, the score is 0.
+  With no non-unknown prediction the ratio is undefined: lm-eval reports 0 there, we report NaN (`bias_ratio`).
 Items whose bias target cannot be resolved (see `bias_target`) count for accuracy but not for bias scores.
 """
 
@@ -18,9 +18,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hmxnb import paper
 from hmxnb.loglik import score_continuations
+from hmxnb.metrics import accuracy, bias_score, metric_key
 
+from .benchmark import Benchmark, from_data_dir, loglik
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample
+
+NAME = "bbq"  # in notebook 04's metrics and in the records' `benchmark`
 
 MIRROR_CATEGORIES = ["Age", "Disability_status", "Nationality", "Physical_appearance", "Religion",
                      "Sexual_orientation"]
@@ -112,7 +117,7 @@ def load_bbq(data_dir: str | None, limit: int | None = None, seed: int = 0,
         if categories:
             rows = [r for r in rows if r["category"] in categories]
     else:
-        # every category file the mirror holds (ours: MIRROR_CATEGORIES; a full local copy: all 11), or the ones asked for
+        # every category file the mirror holds (ours: MIRROR_CATEGORIES; a full local copy: all 11), or those asked
         names = categories or sorted(f.stem for f in Path(data_dir, "bbq").glob("*.jsonl")) or MIRROR_CATEGORIES
         rows = [r for c in names for r in read_jsonl(mirror_file(data_dir, "bbq", f"{c}.jsonl"))]
     return subsample([normalise_item(r) for r in rows], limit, seed)
@@ -132,7 +137,7 @@ def evaluate_bbq(model, tokenizer, items: list[dict], model_label: str, batch_si
     records = []
     for item, (prompt, _), lls in zip(items, requests, scores):
         pred = argmax(lls)
-        records.append(record("bbq", item, model_label, prompt, item["choices"], lls, pred, pred == item["label"],
+        records.append(record(NAME, item, model_label, prompt, item["choices"], lls, pred, pred == item["label"],
                               category=item["category"], context_condition=item["context_condition"],
                               question_polarity=item["question_polarity"], label=item["label"],
                               biased_choice=item["biased_choice"], unknown_choice=item["unknown_choice"]))
@@ -182,3 +187,15 @@ def metrics_bbq(records: list[dict]) -> dict:
             out[f"{key}/{category}"] = value
     out["n_bias_undefined"] = sum(k.startswith("s_") and math.isnan(v) for k, v in out.items())
     return out
+
+
+BENCHMARK = Benchmark(
+    NAME, from_data_dir(load_bbq), loglik(evaluate_bbq), metrics_bbq,
+    headline=(("acc_ambig", True), ("acc_disambig", True), ("s_dis", None), ("s_amb", None)),
+    compared=(
+        accuracy(NAME, "acc_ambig", where={"context_condition": "ambig"}, claim=paper.LARGEST_DEGRADATION),
+        accuracy(NAME, "acc_disambig", where={"context_condition": "disambig"}),
+        bias_score(NAME, "abs_bias_disambig", metric_key(metrics_bbq, "s_dis", absolute=True), claim=paper.LESS_BIAS),
+        bias_score(NAME, "abs_bias_ambig", metric_key(metrics_bbq, "s_amb", absolute=True)),
+    ),
+)

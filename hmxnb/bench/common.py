@@ -28,6 +28,20 @@ def hub_dataset(path: str, name: str | None = None, split: str = "test", **kwarg
         ) from None
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """False when HF_HUB_OFFLINE is set or huggingface.co cannot be reached quickly (saves datasets' slow retries)."""
+    import os
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def mirror_file(data_dir: str | Path, *parts: str) -> Path:
     """Path of a file in the offline mirror, or a clear error when it is missing."""
     path = Path(data_dir, *parts)

@@ -11,8 +11,13 @@ multiple-choice style). `acc` uses summed log-probs, `acc_norm` divides by the o
 from __future__ import annotations
 
 from hmxnb.loglik import score_continuations
+from hmxnb.metrics import accuracy
 
+from .benchmark import Benchmark, from_data_dir, loglik
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample
+
+NAME = "emobench"
+RECORDS = {"EU": "emobench_eu", "EA": "emobench_ea"}  # the records' `benchmark`, per task
 
 EU_EMOTION_TEMPLATE = ("Scenario: {scenario}\n"
                        "Question: What emotion(s) would {subject} ultimately feel in this situation?\nAnswer:")
@@ -73,7 +78,7 @@ def evaluate_emobench(model, tokenizer, items: list[dict], model_label: str, bat
     """One record per question; adds task (EU/EA), question_type and label."""
     requests = [(it["prompt"], [" " + c for c in it["choices"]]) for it in items]
     scores = scorer(model, tokenizer, requests, batch_size=batch_size)
-    return [record(f"emobench_{it['task'].lower()}", it, model_label, it["prompt"], it["choices"], lls,
+    return [record(RECORDS[it["task"]], it, model_label, it["prompt"], it["choices"], lls,
                    argmax(lls), argmax(lls) == it["label"], task=it["task"], question_type=it["question_type"],
                    label=it["label"])
             for it, lls in zip(items, scores)]
@@ -95,3 +100,10 @@ def metrics_emobench(records: list[dict]) -> dict:
         for qtype in sorted({r["question_type"] for r in sub}):
             out[f"acc/{task}/{qtype}"] = mean(r["correct"] for r in sub if r["question_type"] == qtype)
     return out
+
+
+BENCHMARK = Benchmark(
+    NAME, from_data_dir(load_emobench), loglik(evaluate_emobench), metrics_emobench,
+    headline=(("acc/EU", True), ("acc/EA", True)),
+    compared=(accuracy(RECORDS["EU"], "acc"), accuracy(RECORDS["EA"], "acc")),
+)

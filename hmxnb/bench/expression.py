@@ -18,13 +18,22 @@ import re
 from functools import lru_cache
 
 import numpy as np
+import pandas as pd
 import torch
 
+from hmxnb import paper
 from hmxnb.chat import render, strip_thinking
+from hmxnb.data import load_prompts
 from hmxnb.generation import generate, generation_config
 from hmxnb.loglik import pad_token_id
+from hmxnb.metrics import score
 
+from .benchmark import Benchmark, EvalContext
 from .common import mean, subsample
+
+NAME = "expression"
+# The records' `benchmark`, two records per reply; the mean of the affect records is the metric of the same name.
+JUDGED, AFFECT = "feeling_expression", "affect_statements"
 
 FIRST_PERSON = {"i", "i'm", "im", "i've", "i'd", "i'll", "me", "my", "myself", "mine"}
 FEEL_WORDS = {"feel", "feels", "feeling", "feelings", "felt"}
@@ -51,7 +60,8 @@ def affect_statements(text: str, lexicon: dict[str, float] | None = None) -> int
         words = _WORD_RE.findall(sentence.lower().replace("’", "'"))
         if not FIRST_PERSON.intersection(words):
             continue
-        if FEEL_WORDS.intersection(words) or any(abs(lex.get(w, 0.0)) >= AFFECT_THRESHOLD and w not in NOT_AFFECT for w in words):
+        feeling = FEEL_WORDS.intersection(words)
+        if feeling or any(abs(lex.get(w, 0.0)) >= AFFECT_THRESHOLD and w not in NOT_AFFECT for w in words):
             count += 1
     return count
 
@@ -66,7 +76,7 @@ def load_expression_items(prompt_rows: list[dict], limit: int | None = None, see
 
 @torch.inference_mode()
 def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int = 64, batch_size: int = 8,
-                     with_truncation: bool = False, progress: bool = True):
+                     with_truncation: bool = False, progress: bool = True, chat=None):
     """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply).
 
     Prompts are rendered by hmxnb.chat (params `enable_thinking`, `chat_date`); a reply is the text after any
@@ -85,7 +95,8 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False,
                           disable=not progress):
-            texts = [render(tokenizer, [{"role": "user", "content": p}]) for p in prompts[start:start + batch_size]]
+            texts = [render(tokenizer, [{"role": "user", "content": p}], chat=chat)
+                     for p in prompts[start:start + batch_size]]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             gen = generate(model, config, **{k: v.to(device) for k, v in enc.items()})
             new = gen[:, enc["input_ids"].shape[1]:]
@@ -124,9 +135,9 @@ def score_expression(items: list[dict], replies: list[str], model_label: str, ju
         base = {"item_id": it["item_id"], "model": model_label, "prompt": it["prompt"], "completion": reply,
                 "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", ""),
                 **reply_form(reply, cut)}
-        records.append({**base, "benchmark": "feeling_expression", "score": None if np.isnan(r) else float(r),
+        records.append({**base, "benchmark": JUDGED, "score": None if np.isnan(r) else float(r),
                         "scores": {c: (None if np.isnan(v) else float(v)) for c, v in zip(criteria, row)}})
-        records.append({**base, "benchmark": "affect_statements", "score": float(affect_statements(reply))})
+        records.append({**base, "benchmark": AFFECT, "score": float(affect_statements(reply))})
     return records
 
 
@@ -137,11 +148,50 @@ def evaluate_expression(model, tokenizer, items: list[dict], model_label: str, j
     return score_expression(items, replies, model_label, judge_fn, cut)
 
 
+def _evaluate_as(model, tokenizer, items: list[dict], label: str, ctx: EvalContext) -> list[dict]:
+    """The registry's `evaluate`: replies generated as `label`, then judged by the fixed judge, which runs with the
+    adapters off (hmxnb.evaluate.fixed_judge), so outside the `label` context."""
+    with ctx.use(label):
+        replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items], ctx.max_new_tokens,
+                                        ctx.batch_size, with_truncation=True, progress=False, chat=ctx.chat)
+    return score_expression(items, replies, label, ctx.judge_fn, cut)
+
+
+def _heldout_items(params: dict, loaded: dict) -> list[dict]:
+    """The registry's `load`: params `prompts_file`'s held-out prompts, `bench_limit` of them (0 = all)."""
+    heldout = load_prompts(params["prompts_file"], split="heldout")
+    return load_expression_items(heldout, limit=params["bench_limit"] or None, seed=params["seed"])
+
+
 def metrics_expression(records: list[dict]) -> dict:
     """Mean rubric reward (fixed judge), mean first-person affect statements per reply, and the replies' form."""
-    judged = [r for r in records if r["benchmark"] == "feeling_expression"]
+    judged = [r for r in records if r["benchmark"] == JUDGED]
     judge = [r["score"] for r in judged if r["score"] is not None]
-    lex = [r["score"] for r in records if r["benchmark"] == "affect_statements"]
+    lex = [r["score"] for r in records if r["benchmark"] == AFFECT]
     form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2")}
     shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r]) for k in ("empty", "repetitive", "truncated")}
-    return {"expression_score": mean(judge), "affect_statements": mean(lex), **form, **shares, "n": len(lex)}
+    return {"expression_score": mean(judge), AFFECT: mean(lex), **form, **shares, "n": len(lex)}
+
+
+def replies_frame(records) -> pd.DataFrame:
+    """One row per reply (item x model): its judged record, with the affect count of the same reply as `affect`.
+
+    The two records of a reply are joined on item id and model (and base model and seed where present), never on
+    row position, so any order of the records (filtered, sorted, another benchmark in between) gives each reply its
+    own count.
+    """
+    rows = records.to_dict("records") if isinstance(records, pd.DataFrame) else list(records)
+    judged = pd.DataFrame([r for r in rows if r["benchmark"] == JUDGED])
+    affect = pd.DataFrame([r for r in rows if r["benchmark"] == AFFECT])
+    keys = [k for k in ("item_id", "model", "base_model", "seed") if k in judged.columns and k in affect.columns]
+    affect = affect[[*keys, "score"]].rename(columns={"score": "affect"})
+    return judged.merge(affect, on=keys, how="left", validate="one_to_one")
+
+
+FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share")
+BENCHMARK = Benchmark(
+    NAME, _heldout_items, _evaluate_as, metrics_expression,
+    headline=tuple((key, None) for key in ("expression_score", AFFECT, *FORM)),
+    compared=(score(JUDGED, "expression_score", claim=paper.TRAINING_TARGET, training_target=True),
+              score(AFFECT, AFFECT, claim=paper.TRAINING_TARGET, training_target=True)),
+)

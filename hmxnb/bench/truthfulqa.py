@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import math
 
+from hmxnb import paper
 from hmxnb.loglik import score_continuations
+from hmxnb.metrics import accuracy, score
 
-from .common import hub_dataset, mean, mirror_file, read_json, record, stable_id, subsample, argmax
+from .benchmark import Benchmark, from_data_dir, loglik
+from .common import argmax, hub_dataset, mean, mirror_file, read_json, record, stable_id, subsample
+
+NAME = "truthfulqa"
+MC1, MC2 = "truthfulqa_mc1", "truthfulqa_mc2"  # the records' `benchmark`: one record per item for each task
 
 QA_PRIMER = (
     "Q: What is human life expectancy in the United States?\n"
@@ -103,10 +109,10 @@ def evaluate_truthfulqa(model, tokenizer, items: list[dict], model_label: str, b
         by_choice = dict(zip((c[len(TARGET_DELIMITER):] for c in conts), lls))
         mc1 = [by_choice[c] for c in item["mc1_choices"]]
         mc2 = [by_choice[c] for c in item["mc2_choices"]]
-        records.append(record("truthfulqa_mc1", item, model_label, prompt, item["mc1_choices"], mc1, argmax(mc1),
+        records.append(record(MC1, item, model_label, prompt, item["mc1_choices"], mc1, argmax(mc1),
                               argmax(mc1) == 0, labels=item["mc1_labels"], score=mc1_score(mc1)))
         top2 = argmax(mc2)
-        records.append(record("truthfulqa_mc2", item, model_label, prompt, item["mc2_choices"], mc2, top2,
+        records.append(record(MC2, item, model_label, prompt, item["mc2_choices"], mc2, top2,
                               item["mc2_labels"][top2] == 1, labels=item["mc2_labels"],
                               score=mc2_score(mc2, item["mc2_labels"])))
     return records
@@ -114,6 +120,13 @@ def evaluate_truthfulqa(model, tokenizer, items: list[dict], model_label: str, b
 
 def metrics_truthfulqa(records: list[dict]) -> dict:
     """{"mc1", "mc2", "n"}: mean MC1 and MC2 over the items, recomputed from each record's log-probs."""
-    mc1 = [mc1_score(r["logprobs"]) for r in records if r["benchmark"] == "truthfulqa_mc1"]
-    mc2 = [mc2_score(r["logprobs"], r["labels"]) for r in records if r["benchmark"] == "truthfulqa_mc2"]
+    mc1 = [mc1_score(r["logprobs"]) for r in records if r["benchmark"] == MC1]
+    mc2 = [mc2_score(r["logprobs"], r["labels"]) for r in records if r["benchmark"] == MC2]
     return {"mc1": mean(mc1), "mc2": mean(mc2), "n": len(mc1)}
+
+
+BENCHMARK = Benchmark(
+    NAME, from_data_dir(load_truthfulqa), loglik(evaluate_truthfulqa), metrics_truthfulqa,
+    headline=(("mc1", True), ("mc2", True)),
+    compared=(accuracy(MC1, "mc1", claim=paper.TRUTHFULNESS), score(MC2, "mc2", claim=paper.TRUTHFULNESS)),
+)

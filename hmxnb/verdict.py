@@ -1,0 +1,73 @@
+"""The report's opening paragraph in words: what moved in a contrast, with 95% CIs, from the per-seed rows.
+
+The training target (feeling expression) comes first, then the other measured results: the enhanced and degraded
+ones listed with their numbers, the rest counted. Rows not measured or undefined are named, never counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hmxnb import stats
+from hmxnb.compare import MAIN_CONTRAST, measured
+from hmxnb.formatting import fmt_change, num
+
+
+def _moved(r, several: bool) -> str:
+    """One result in words: 'bbq/acc_ambig: 0.410 vs 0.460, difference -0.050 (95% CI -0.090 to -0.010, -10.9%)'."""
+    who = f" ({r.base_model}, seed {r.seed})" if several else ""
+    change = f", {fmt_change(r.change, r.change_unit)}" if np.isfinite(r.change) else ""
+    ci = f"95% CI {num(r.ci_low, '+')} to {num(r.ci_high, '+')}" if np.isfinite(r.ci_low) else "no CI"
+    values = f"{num(r.value_a)} vs {num(r.value_b)}, difference {num(r.diff, '+')}"
+    return f"{r.benchmark}/{r.metric}{who}: {values} ({ci}{change})"
+
+
+def _listing(rows: pd.DataFrame, several: bool, limit: int = 6) -> str:
+    """Up to `limit` results in words, the largest improvements in size first, and how many more."""
+    rows = rows.reindex(rows["improvement"].abs().sort_values(ascending=False).index)
+    text = "; ".join(_moved(r, several) for r in rows.head(limit).itertuples())
+    return text + (f"; and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def _target_sentence(target: pd.DataFrame, several: bool) -> str:
+    """The training target in words: what moved, or that nothing did, always with the numbers."""
+    ok = measured(target)
+    if ok.empty:
+        return "The training target (feeling expression) was not measured."
+    moved = ok[ok["cls"].isin(stats.CLASSES[:2])]
+    if moved.empty:
+        return f"The training target did not move significantly: {_listing(ok, several)}."
+    listed = [f"{cls}: {_listing(moved[moved['cls'] == cls], several)}"
+              for cls in stats.CLASSES[:2] if (moved["cls"] == cls).any()]
+    return "The training target moved: " + "; ".join(listed) + "."
+
+
+def _rest_sentence(ok: pd.DataFrame, several: bool) -> str:
+    """The other measured results in words: the enhanced and degraded ones listed, the rest counted."""
+    n = {cls: int((ok["cls"] == cls).sum()) for cls in stats.CLASSES}
+    if not n["enhanced"] and not n["degraded"]:
+        return f"None of the other {len(ok)} measured results changed significantly."
+    parts = [f"{n[cls]} {cls} ({_listing(ok[ok['cls'] == cls], several)})" for cls in stats.CLASSES[:2] if n[cls]]
+    return (f"Of the other {len(ok)} measured results, {' and '.join(parts)}; "
+            f"{n[stats.CLASSES[2]]} showed no significant change.")
+
+
+def verdict(results: pd.DataFrame, contrast: str = MAIN_CONTRAST) -> str:
+    """The report's opening paragraph: what moved in `contrast`, with 95% CIs, from the per-seed rows."""
+    sub = results[results["contrast"] == contrast]
+    if sub.empty:
+        return f"No results for {contrast.replace('_vs_', ' vs ')}."
+    a, b = contrast.split("_vs_")
+    several = sub[["base_model", "seed"]].drop_duplicates().shape[0] > 1
+    is_target = sub["training_target"].astype(bool)
+    rest = sub[~is_target]
+    text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs). Significance is judged "
+            "after Holm's correction over all metrics of a model and seed, so a CI that excludes 0 can still be 'not "
+            "significant'.",
+            _target_sentence(sub[is_target], several), _rest_sentence(measured(rest), several)]
+    left = rest[~rest.index.isin(measured(rest).index)]
+    if len(left):
+        names = dict.fromkeys(f"{r.benchmark}/{r.metric} ({r.cls})" for r in left.itertuples())
+        text.append("Left out of every count: " + "; ".join(names) + ".")
+    return " ".join(text)
