@@ -60,17 +60,22 @@ def text_flags(text: str, n_tokens: int | None, max_tokens: int | None) -> dict[
     }
 
 
-def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None) -> float:
-    """-1 for empty text; else -0.5 if cut at the length limit, minus the share of repeated bigrams; floor -1."""
+def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None,
+                   truncation: float = 0.5) -> float:
+    """-1 for empty text; else -`truncation` if cut at the length limit, minus the share of repeated bigrams; floor -1.
+
+    `truncation` is params `format_truncation_penalty`: with most completions cut at a short limit it can outweigh the
+    judge's differences within a group and select short replies (docs/demo-tuning.md section 6).
+    """
     if not text.strip():
         return -1.0
-    penalty = -0.5 if text_flags(text, n_tokens, max_tokens)["truncated"] else 0.0
+    penalty = -truncation if text_flags(text, n_tokens, max_tokens)["truncated"] else 0.0
     if len(text.split()) >= 6:
         penalty -= 1.0 - distinct_bigram_ratio(text)
     return max(-1.0, penalty)
 
 
-def get_format_guard(max_completion_length: int | None = None):
+def get_format_guard(max_completion_length: int | None = None, truncation: float = 0.5):
     """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step."""
 
     def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
@@ -81,7 +86,7 @@ def get_format_guard(max_completion_length: int | None = None):
             flags = [text_flags(t, n, max_completion_length) for t, n in zip(texts, lengths)]
             for name in ("empty", "repetitive", "truncated"):
                 log_metric(f"watch/{name}_share", float(np.mean([f[name] for f in flags])))
-        return [format_penalty(t, n, max_completion_length) for t, n in zip(texts, lengths)]
+        return [format_penalty(t, n, max_completion_length, truncation) for t, n in zip(texts, lengths)]
 
     return format_guard
 
@@ -96,7 +101,7 @@ class SelfJudge:
     def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability",
                  judge_model: str = "frozen", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
                  sample_every: int = 0, max_completion_length: int | None = None, samples_path=None, chat=None,
-                 reuse: bool = False):
+                 reuse: bool = False, truncation_penalty: float = 0.5):
         self.model = None
         self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
@@ -109,6 +114,7 @@ class SelfJudge:
         self.max_new_tokens = max_new_tokens
         self.sample_every = sample_every
         self.max_completion_length = max_completion_length
+        self.truncation_penalty = truncation_penalty  # the format guard's, for the samples' format_penalty column
         self.chat, self.reuse = chat, reuse  # the model's ChatSettings and prefix-reuse decision (LoadedModel)
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
@@ -286,7 +292,8 @@ def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion
     rows = [{
         "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
         "reward": float(r) if np.isfinite(r) else None,
-        "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length),
+        "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length,
+                                         state.truncation_penalty),
     } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
     state.samples += rows
     if state.samples_path is not None:

@@ -221,6 +221,10 @@ SCHEMA: dict[str, Param] = {
                                  bounds="[0, inf)"),
     "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]",
                                   "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
+    "format_truncation_penalty": Param(0.5, "float", "hmxnb.rewards.format_penalty",
+                                       "The format guard's penalty for a completion cut at max_completion_length "
+                                       "(docs/demo-tuning.md section 6: at 0 the demo's human-like run gained most).",
+                                       bounds="[0, 1]"),
     "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.",
                           bounds="[1, 1000000]"),
     # --- prompts / evaluation sizes ---

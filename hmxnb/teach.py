@@ -135,14 +135,14 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     prompts = [group.conversation] * len(group.texts)
     judged = get_self_judge_reward(state)(prompts=prompts, completions=completions,
                                           completion_ids=group.completion_ids)
-    guard = get_format_guard(params["max_completion_length"])(completions=completions,
-                                                              completion_ids=group.completion_ids)
+    limit, truncation = params["max_completion_length"], params["format_truncation_penalty"]
+    guard = get_format_guard(limit, truncation)(completions=completions, completion_ids=group.completion_ids)
     res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
     return pd.DataFrame({
         "reply": group.texts, "self_judge": judged,
         "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r) for i, r in enumerate(judged)],
         "format_guard": guard,
-        "why (format guard)": [guard_why(t, len(c), params["max_completion_length"])
+        "why (format guard)": [guard_why(t, len(c), limit, truncation)
                                for t, c in zip(group.texts, group.completion_ids)],
         "truncated": group.truncated,
     })
@@ -166,17 +166,17 @@ def judge_why(res, i: int, rubric, direction: str, reward: float) -> str:
     return f"{parts} (on {lo}–{hi}); reward = {how} = {_num(reward)}"
 
 
-def guard_why(text: str, n_tokens: int, max_tokens: int) -> str:
+def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5) -> str:
     """The format guard's value in words (hmxnb.rewards.format_penalty)."""
     if not text.strip():
         return "empty reply: −1"
     reasons = []
     if text_flags(text, n_tokens, max_tokens)["truncated"]:  # the guard's own rule, not a copy of it
-        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): −0.5")
+        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): {_num(-truncation)}")
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
         reasons.append(f"{repeated:.0%} of word pairs repeated: {_num(-repeated)}")
-    total = format_penalty(text, n_tokens, max_tokens)
+    total = format_penalty(text, n_tokens, max_tokens, truncation)
     return "; ".join(reasons) + f" → {_num(total)}" if reasons else "complete, no repetition: 0"
 
 

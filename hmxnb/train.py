@@ -97,7 +97,8 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
     trainer = GRPOTrainer(
         model=loaded.model,
         processing_class=loaded.tokenizer,
-        reward_funcs=[get_self_judge_reward(state), get_format_guard(params["max_completion_length"])],
+        reward_funcs=[get_self_judge_reward(state),
+                      get_format_guard(params["max_completion_length"], params["format_truncation_penalty"])],
         args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
         peft_config=None if loaded.backend == "unsloth" else build_lora_config(params),
@@ -121,7 +122,7 @@ def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJu
         loaded.tokenizer, cfg.rubric, params["direction"], judge_model=cfg.judge_model, **cfg.options(),
         sample_every=params["sample_every"], max_completion_length=params["max_completion_length"],
         samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
-        chat=loaded.chat, reuse=loaded.prefix_reuse,
+        chat=loaded.chat, reuse=loaded.prefix_reuse, truncation_penalty=params["format_truncation_penalty"],
     )
 
 

@@ -42,6 +42,21 @@ def test_format_penalty(text, n_tokens, max_tokens, expected):
     assert format_penalty(text, n_tokens, max_tokens) == pytest.approx(expected)
 
 
+def test_truncation_penalty_is_the_params_value_and_reaches_the_trainer(tmp_path):
+    cut = "I feel glad you asked, and I want to"
+    assert format_penalty(cut, 32, 32, truncation=0.0) == 0.0
+    assert format_penalty(cut, 32, 32, truncation=0.2) == pytest.approx(-0.2)
+    assert format_penalty(cut, 12, 32, truncation=0.2) == 0.0  # ended on its own: no truncation penalty
+    assert format_penalty("", 0, 32, truncation=0.0) == -1.0  # empty stays -1
+    guard = get_format_guard(max_completion_length=4, truncation=0.25)
+    assert guard(completions=[_conv("one two three four")], completion_ids=[[1, 2, 3, 4]]) == [-0.25]
+    from hmxnb.params import ParamsError, load_params
+
+    assert load_params("smoke")["format_truncation_penalty"] == 0.5
+    with pytest.raises(ParamsError, match="format_truncation_penalty"):
+        load_params("smoke", {"format_truncation_penalty": 2.0})
+
+
 @pytest.mark.parametrize(
     "text, flags",
     [

@@ -147,6 +147,17 @@ def test_under_unsloth_the_judge_uses_the_engine_only_if_it_matched_the_plain_pa
     assert state.reuse is True  # the judge scores on the engine the check allowed
 
 
+def test_the_format_guard_in_the_trainer_takes_the_truncation_penalty_from_params(tiny_model_dir, tmp_path):
+    from hmxnb.models import load_model
+
+    p = {**_params(tiny_model_dir), "format_truncation_penalty": 0.0}
+    trainer, state = make_trainer(p, tmp_path, load_model(p))
+    guard = next(f for f in trainer.reward_funcs if getattr(f, "__name__", "") == "format_guard")
+    cut = [[{"role": "assistant", "content": "one two three"}]]
+    assert guard(completions=cut, completion_ids=[[1] * p["max_completion_length"]]) == [0.0]
+    assert state.truncation_penalty == 0.0
+
+
 def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir, monkeypatch):
     from transformers import AutoTokenizer
 
