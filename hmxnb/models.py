@@ -22,6 +22,7 @@ from typing import Any
 
 from hmxnb.chat import ChatSettings, chat_settings
 from hmxnb.embedded import EMBEDDED, ModelLoadError, embedded_model_dir
+from hmxnb.prefix_reuse import prefix_reuse_for
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class LoadedModel:
     tokenizer: Any
     backend: str  # see backend_for
     precision: str  # "fp32" | "bf16" | "fp16" (precision_for): the weights' dtype, and GRPOConfig's bf16 / fp16
-    prefix_reuse: bool  # scoring may reuse shared prefixes' KV caches (prefix_reuse_for, check_prefix_reuse)
+    prefix_reuse: bool  # scoring may reuse shared prefixes' KV caches (hmxnb.prefix_reuse)
     chat: ChatSettings  # thinking switch, pinned date, system role of the template (hmxnb.chat)
 
     def __iter__(self):
@@ -89,49 +90,6 @@ def precision_for(precision: str, capability: tuple[int, int] | None) -> str:
 def torch_dtype(precision: str):
     import torch
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
-
-
-def prefix_reuse_for(setting: str, backend: str) -> bool:
-    """Whether scoring may reuse a shared prefix's KV cache (params `prefix_cache_reuse`).
-
-    'auto' turns it off under Unsloth, whose patched forwards return legacy tuple caches and drop the attention mask
-    of padded batches in training mode, unless `check_prefix_reuse` shows both paths equal on the loaded model (the
-    caller runs it); on the other backends the CPU tests show it. Scorers get it as `reuse` (LoadedModel).
-    """
-    return setting == "on" or (setting == "auto" and backend != "unsloth")
-
-
-def check_prefix_reuse(model, tokenizer, requests, tol: float = 0.1, batch_size: int = 16) -> dict:
-    """Score `requests` on the prefix-reuse engine and on the plain path: the engine may be used where they agree.
-
-    Run it on the model as the scorer will meet it (same train/eval and Unsloth inference/training mode: Unsloth's
-    training-mode forward drops the attention mask of padded batches). `tol` is in nats on a continuation's summed
-    log-prob: bf16 rounding alone moved them by up to 0.077 on a GPU; a wrong cache path moves them by whole nats.
-    Returns {"decision", "max_abs_diff", "n" (continuations compared), "tol", "error" (the engine's exception in one
-    line, else None), "seconds_engine", "seconds_plain"}. An engine that raises or gives a non-finite score decides
-    False. The caller keeps the decision (hmxnb.train: the training judge's `reuse`).
-    """
-    import math
-    import time
-
-    from hmxnb.loglik import score_continuations, score_continuations_plain
-
-    t0 = time.perf_counter()
-    plain = score_continuations_plain(model, tokenizer, requests, progress=False)
-    t1 = time.perf_counter()
-    result = {"decision": False, "max_abs_diff": math.inf, "n": sum(len(row) for row in plain), "tol": tol,
-              "error": None, "seconds_engine": None, "seconds_plain": t1 - t0}
-    try:
-        fast = score_continuations(model, tokenizer, requests, batch_size, progress=False, reuse=True)
-    except Exception as err:  # whatever breaks on the cached path rules the engine out for this model
-        result["error"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-        return result
-    result["seconds_engine"] = time.perf_counter() - t1
-    diffs = [abs(a - b) for row_f, row_p in zip(fast, plain) for a, b in zip(row_f, row_p)]
-    if all(math.isfinite(d) for d in diffs):
-        result["max_abs_diff"] = max(diffs, default=0.0)
-        result["decision"] = result["max_abs_diff"] <= tol
-    return result
 
 
 def local_rank() -> int:

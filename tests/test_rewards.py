@@ -6,16 +6,14 @@ import numpy as np
 import pytest
 
 from hmxnb.params import load_params
+from hmxnb.reward_batch import count_nonfinite, fill_unscorable, group_spread
 from hmxnb.rewards import (
     SelfJudge,
     completion_text,
-    count_nonfinite,
     distinct_bigram_ratio,
-    fill_unscorable,
     format_penalty,
     get_format_guard,
     get_self_judge_reward,
-    group_spread,
     prompt_text,
     text_flags,
 )
