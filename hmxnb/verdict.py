@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from hmxnb import stats
-from hmxnb.compare import MAIN_CONTRAST, measured
+from hmxnb.bench.expression import AFFECT
+from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, measured
 from hmxnb.formatting import fmt_change, num
 
 
@@ -43,6 +44,41 @@ def _target_sentence(target: pd.DataFrame, several: bool) -> str:
     return "The training target moved: " + "; ".join(listed) + "."
 
 
+def _short(r, several: bool) -> str:
+    """One training-target row in few words: 'affect_statements +0.04 [-0.36, +0.41] (no significant change)'."""
+    who = f" ({r.base_model}, seed {r.seed})" if several else ""
+    ci = f" [{num(r.ci_low, '+')}, {num(r.ci_high, '+')}]" if np.isfinite(r.ci_low) else ""
+    return f"{r.benchmark}{who} {num(r.diff, '+')}{ci} ({r.cls})"
+
+
+def _confirmed(r, sign: int) -> bool:
+    """The judge-free row's CI excludes 0 on the side the contrast should move (human up, reverse down)."""
+    return bool(np.isfinite(r.ci_low) and (r.ci_low > 0 if sign > 0 else r.ci_high < 0))
+
+
+def against_base(results: pd.DataFrame, several: bool) -> str:
+    """The training target in all three contrasts, and which of them the judge-free affect count confirms.
+
+    The evaluation judge (params eval_judge_model, by default the base model with the training judge's design) is not
+    an outside opinion; the count of first-person affect statements is: a contrast counts as confirmed when its CI
+    excludes 0 in the expected direction (human-like above, reverse below).
+    """
+    target = measured(results[results["training_target"].astype(bool)])
+    parts, confirmed = [], []
+    for a, b in CONTRASTS:
+        rows = target[target["contrast"] == f"{a}_vs_{b}"]
+        if rows.empty:
+            continue
+        parts.append(f"{a} − {b}: " + ", ".join(_short(r, several) for r in rows.itertuples()))
+        sign = -1 if a == "reverse" else 1
+        if any(_confirmed(r, sign) for r in rows[rows["benchmark"] == AFFECT].itertuples()):
+            confirmed.append(f"{a} − {b}")
+    if not parts:
+        return ""
+    who = "; the judge-free affect count confirms " + (", ".join(confirmed) if confirmed else "none of them")
+    return "All three contrasts of the training target: " + "; ".join(parts) + who + "."
+
+
 def _rest_sentence(ok: pd.DataFrame, several: bool) -> str:
     """The other measured results in words: the enhanced and degraded ones listed, the rest counted."""
     n = {cls: int((ok["cls"] == cls).sum()) for cls in stats.CLASSES}
@@ -65,7 +101,8 @@ def verdict(results: pd.DataFrame, contrast: str = MAIN_CONTRAST) -> str:
     text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs). Significance is judged "
             "after Holm's correction over all metrics of a model and seed, so a CI that excludes 0 can still be 'not "
             "significant'.",
-            _target_sentence(sub[is_target], several), _rest_sentence(measured(rest), several)]
+            _target_sentence(sub[is_target], several), against_base(results, several),
+            _rest_sentence(measured(rest), several)]
     left = rest[~rest.index.isin(measured(rest).index)]
     if len(left):
         names = dict.fromkeys(f"{r.benchmark}/{r.metric} ({r.cls})" for r in left.itertuples())

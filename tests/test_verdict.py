@@ -1,0 +1,42 @@
+"""hmxnb.verdict: the report's opening paragraph, the training target in all three contrasts."""
+
+import pandas as pd
+
+from hmxnb.verdict import against_base, verdict
+
+
+def _row(contrast, benchmark, diff, lo, hi, cls):
+    a, b = contrast.split("_vs_")
+    return {"base_model": "m", "seed": 0, "contrast": contrast, "model_a": a, "model_b": b, "benchmark": benchmark,
+            "metric": benchmark, "kind": "continuous", "higher_is_better": True, "training_target": True,
+            "n_items": 56, "value_a": 1.0, "value_b": 1.0 - diff, "diff": diff, "change": 100 * diff,
+            "change_unit": "%",
+            "improvement": diff, "ci_low": lo, "ci_high": hi, "p_value": 0.01, "p_holm": 0.01, "cls": cls}
+
+
+def _results():
+    return pd.DataFrame([
+        _row("human_vs_reverse", "feeling_expression", 0.2, 0.15, 0.25, "enhanced"),
+        _row("human_vs_reverse", "affect_statements", 0.1, -0.2, 0.4, "no significant change"),
+        _row("human_vs_base", "feeling_expression", 0.1, 0.05, 0.15, "enhanced"),
+        _row("human_vs_base", "affect_statements", 0.3, 0.1, 0.5, "no significant change"),
+        _row("reverse_vs_base", "feeling_expression", -0.1, -0.15, -0.05, "degraded"),
+        _row("reverse_vs_base", "affect_statements", -0.3, -0.5, -0.1, "degraded"),
+    ])
+
+
+def test_the_verdict_names_all_three_contrasts_and_what_the_judge_free_count_confirms():
+    text = against_base(_results(), several=False)
+    assert "human − reverse: feeling_expression +0.200 [+0.150, +0.250] (enhanced)" in text
+    assert "human − base:" in text and "reverse − base:" in text
+    # the affect count's CI excludes 0 in the expected direction for human - base (above) and reverse - base (below),
+    # not for human - reverse (its CI spans 0)
+    assert text.endswith("the judge-free affect count confirms human − base, reverse − base.")
+    assert text in verdict(_results())
+
+
+def test_a_count_on_the_wrong_side_confirms_nothing():
+    df = _results()
+    df.loc[df["contrast"] == "reverse_vs_base", ["ci_low", "ci_high"]] = (0.1, 0.5)  # reverse said MORE
+    df.loc[df["contrast"] == "human_vs_base", ["ci_low", "ci_high"]] = (-0.1, 0.5)
+    assert against_base(df, several=False).endswith("the judge-free affect count confirms none of them.")
