@@ -35,8 +35,8 @@ def test_01_rubric_outputs(smoke_run):
     assert m["judge_mode"] == "contrast" and m["criteria"] == ["expression"]
     assert m["n_judgements"] == 24 and m["n_unparsed"] == 1
     assert -1 <= m["spearman_human_reward_vs_tier"] <= 1
-    # judge validity on the separate validation set, for the configured judge and the digit judge beside it
-    assert set(m["validation"]) == {"contrast", "probability"}
+    # judge validity on the separate validation set, for the configured judge (smoke compares it with no other mode)
+    assert set(m["validation"]) == {"contrast"}
     assert all(v["n_replies"] == 72 and -1 <= v["spearman_expressive_vs_flat"] <= 1 for v in m["validation"].values())
     assert (d / "figures" / "judge_validation.png").stat().st_size > 10_000
     rows = [json.loads(line) for line in (d / "samples.jsonl").read_text().splitlines()]
