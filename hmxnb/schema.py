@@ -223,7 +223,7 @@ SCHEMA: dict[str, Param] = {
                                   "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
     "format_truncation_penalty": Param(0.5, "float", "hmxnb.rewards.format_penalty",
                                        "The format guard's penalty for a completion cut at max_completion_length "
-                                       "(docs/demo-tuning.md section 6: at 0 the demo's human-like run gained most).",
+                                       "(what 0 does to the demo, on two seeds: docs/demo-tuning.md section 6).",
                                        bounds="[0, 1]"),
     "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.",
                           bounds="[1, 1000000]"),
