@@ -3,18 +3,19 @@ line of documentation. Loading and validating profiles against it is hmxnb.param
 
 `feeds` names the library config a key is passed to under its own name: "grpo" (TRL's GRPOConfig) or "lora" (PEFT's
 LoraConfig, and Unsloth's `get_peft_model`, which takes the same keywords). hmxnb.train and hmxnb.models build those
-configs from `kwargs_feeding`, so adding such a key is one schema line.
+configs from `kwargs_feeding`, so adding such a key is one schema line: `grpo(...)` / `lora(...)`, whose `used_by`
+is filled from the key's own name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hmxnb.chat import DEFAULT_DATE
 from hmxnb.embedded import EMBEDDED
 
-FEEDS = ("grpo", "lora")  # the configs built from params keys of the same name
+FEEDS = {"grpo": "GRPOConfig", "lora": "LoraConfig"}  # the configs built from params keys of the same name
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,16 @@ class Param:
     choices: tuple = ()
     bounds: str = ""  # allowed range of a number (or of each list item), e.g. "[1, inf)" or "(0, 1]"
     feeds: str = ""  # "grpo" / "lora": passed under its own name to GRPOConfig / LoraConfig (FEEDS); "" otherwise
+
+
+def grpo(default: Any, type: str, doc: str, choices: tuple = (), bounds: str = "") -> Param:
+    """A key passed to GRPOConfig under its own name; `used_by` is filled from the key below the schema."""
+    return Param(default, type, "", doc, choices, bounds, feeds="grpo")
+
+
+def lora(default: Any, type: str, doc: str, choices: tuple = (), bounds: str = "") -> Param:
+    """A key passed to LoraConfig and Unsloth's get_peft_model under its own name."""
+    return Param(default, type, "", doc, choices, bounds, feeds="lora")
 
 
 # Rubric for human-like expression. The paper's rubric text is unpublished: these criteria are our choice
@@ -145,54 +156,39 @@ SCHEMA: dict[str, Param] = {
                          "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters "
                          "off).", ("live", "frozen")),
     # --- GRPO (names are GRPOConfig fields) ---
-    "learning_rate": Param(5e-6, "float", "GRPOConfig.learning_rate", "Optimizer learning rate.", bounds="(0, 1]",
-                           feeds="grpo"),
-    "num_generations": Param(4, "int", "GRPOConfig.num_generations", "Completions per prompt (the GRPO group).",
-                             bounds="[2, 1024]", feeds="grpo"),
-    "per_device_train_batch_size": Param(4, "int", "GRPOConfig.per_device_train_batch_size",
-                                         "Must be a multiple of num_generations in plain TRL.", bounds="[1, 65536]",
-                                         feeds="grpo"),
-    "gradient_accumulation_steps": Param(1, "int", "GRPOConfig.gradient_accumulation_steps", "", bounds="[1, 65536]",
-                                         feeds="grpo"),
-    "max_completion_length": Param(64, "int", "GRPOConfig.max_completion_length", "Longest completion in tokens.",
-                                   bounds="[1, 131072]", feeds="grpo"),
-    "max_steps": Param(10, "int", "GRPOConfig.max_steps", "Optimizer steps.", bounds="[1, 1000000]", feeds="grpo"),
-    "beta": Param(0.0, "float", "GRPOConfig.beta", "KL coefficient (TRL default 0.0: no reference model).",
-                  bounds="[0, inf)", feeds="grpo"),
-    "temperature": Param(1.0, "float", "GRPOConfig.temperature", "Sampling temperature for completions.",
-                         bounds="(0, inf)", feeds="grpo"),
-    "top_p": Param(1.0, "float", "GRPOConfig.top_p", "", bounds="(0, 1]", feeds="grpo"),
-    "loss_type": Param("dapo", "str", "GRPOConfig.loss_type", "", ("grpo", "dapo", "dr_grpo", "bnpo"), feeds="grpo"),
-    "scale_rewards": Param("group", "str", "GRPOConfig.scale_rewards", "", ("group", "batch", "none"), feeds="grpo"),
-    "logging_steps": Param(1, "int", "GRPOConfig.logging_steps", "", bounds="[1, 1000000]", feeds="grpo"),
-    "save_steps": Param(5, "int", "GRPOConfig.save_steps", "Checkpoint interval (resume starts from the last one).",
-                        bounds="[1, 1000000]", feeds="grpo"),
-    "warmup_steps": Param(0.0, "float", "GRPOConfig.warmup_steps",
-                          "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]", feeds="grpo"),
-    "optim": Param("adamw_torch", "str", "GRPOConfig.optim", "adamw_8bit on GPU saves memory.", feeds="grpo"),
+    "learning_rate": grpo(5e-6, "float", "Optimizer learning rate.", bounds="(0, 1]"),
+    "num_generations": grpo(4, "int", "Completions per prompt (the GRPO group).", bounds="[2, 1024]"),
+    "per_device_train_batch_size": grpo(4, "int", "Must be a multiple of num_generations in plain TRL.",
+                                        bounds="[1, 65536]"),
+    "gradient_accumulation_steps": grpo(1, "int", "", bounds="[1, 65536]"),
+    "max_completion_length": grpo(64, "int", "Longest completion in tokens.", bounds="[1, 131072]"),
+    "max_steps": grpo(10, "int", "Optimizer steps.", bounds="[1, 1000000]"),
+    "beta": grpo(0.0, "float", "KL coefficient (TRL default 0.0: no reference model).", bounds="[0, inf)"),
+    "temperature": grpo(1.0, "float", "Sampling temperature for completions.", bounds="(0, inf)"),
+    "top_p": grpo(1.0, "float", "", bounds="(0, 1]"),
+    "loss_type": grpo("dapo", "str", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
+    "scale_rewards": grpo("group", "str", "", ("group", "batch", "none")),
+    "logging_steps": grpo(1, "int", "", bounds="[1, 1000000]"),
+    "save_steps": grpo(5, "int", "Checkpoint interval (resume starts from the last one).", bounds="[1, 1000000]"),
+    "warmup_steps": grpo(0.0, "float", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]"),
+    "optim": grpo("adamw_torch", "str", "adamw_8bit on GPU saves memory."),
     # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
     # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
     # epsilon_high=0.28; it defaults weight_decay to 0.001), and a TRL update may move their defaults. Values are
     # TRL 1.14.2's defaults, so CPU (plain TRL) and GPU (Unsloth) train one objective; hmxnb.grpo_args checks it.
-    "mask_truncated_completions": Param(False, "bool", "GRPOConfig.mask_truncated_completions", "Drop completions that "
-                                        "hit max_completion_length from the loss. False: a 0.6-8B chat model's replies "
-                                        "mostly run past 128-256 tokens, and masking them all gives a zero update.",
-                                        feeds="grpo"),
-    "epsilon": Param(0.2, "float", "GRPOConfig.epsilon", "Lower clipping bound of the policy ratio (1 - epsilon).",
-                     bounds="(0, 1)", feeds="grpo"),
-    "epsilon_high": Param(0.2, "float", "GRPOConfig.epsilon_high",
-                          "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.",
-                          bounds="(0, inf)", feeds="grpo"),
-    "weight_decay": Param(0.0, "float", "GRPOConfig.weight_decay",
-                          "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).", bounds="[0, 1)",
-                          feeds="grpo"),
-    "max_grad_norm": Param(1.0, "float", "GRPOConfig.max_grad_norm", "Gradient clipping norm.", bounds="(0, inf)",
-                           feeds="grpo"),
-    "num_iterations": Param(1, "int", "GRPOConfig.num_iterations", "Optimizer updates per generated batch (GRPO's mu).",
-                            bounds="[1, 64]", feeds="grpo"),
-    "top_k": Param(0, "int", "GRPOConfig.top_k",
-                   "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).", bounds="[0, 1048576]",
-                   feeds="grpo"),
+    "mask_truncated_completions": grpo(False, "bool", "Drop completions that hit max_completion_length from the loss. "
+                                       "False: a 0.6-8B chat model's replies mostly run past 128-256 tokens, and "
+                                       "masking them all gives a zero update."),
+    "epsilon": grpo(0.2, "float", "Lower clipping bound of the policy ratio (1 - epsilon).", bounds="(0, 1)"),
+    "epsilon_high": grpo(0.2, "float",
+                         "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.",
+                         bounds="(0, inf)"),
+    "weight_decay": grpo(0.0, "float", "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).",
+                         bounds="[0, 1)"),
+    "max_grad_norm": grpo(1.0, "float", "Gradient clipping norm.", bounds="(0, inf)"),
+    "num_iterations": grpo(1, "int", "Optimizer updates per generated batch (GRPO's mu).", bounds="[1, 64]"),
+    "top_k": grpo(0, "int", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
+                  bounds="[0, 1048576]"),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
     "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
                            "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
@@ -209,13 +205,10 @@ SCHEMA: dict[str, Param] = {
     "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.submit)",
                             "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
     # --- LoRA (names are LoraConfig fields, and get_peft_model keywords) ---
-    "r": Param(16, "int", "LoraConfig.r / get_peft_model(r=)", "LoRA rank.", bounds="[1, 4096]", feeds="lora"),
-    "lora_alpha": Param(32, "int", "LoraConfig.lora_alpha / get_peft_model(lora_alpha=)", "", bounds="[1, 1048576]",
-                        feeds="lora"),
-    "lora_dropout": Param(0.0, "float", "LoraConfig.lora_dropout / get_peft_model(lora_dropout=)", "", bounds="[0, 1)",
-                          feeds="lora"),
-    "target_modules": Param(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]",
-                            "LoraConfig.target_modules / get_peft_model(target_modules=)", "", feeds="lora"),
+    "r": lora(16, "int", "LoRA rank.", bounds="[1, 4096]"),
+    "lora_alpha": lora(32, "int", "", bounds="[1, 1048576]"),
+    "lora_dropout": lora(0.0, "float", "", bounds="[0, 1)"),
+    "target_modules": lora(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", ""),
     # --- reward guards (hmxnb.rewards) ---
     "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.",
                                  bounds="[0, inf)"),
@@ -246,6 +239,15 @@ SCHEMA: dict[str, Param] = {
     "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression",
                                  "Reply length when generating for evaluation.", bounds="[1, 131072]"),
 }
+
+
+def _fed_field(key: str, feeds: str) -> str:
+    """What a grpo / lora key feeds, from its own name: "GRPOConfig.max_steps", "LoraConfig.r / get_peft_model(r=)"."""
+    return f"{FEEDS[feeds]}.{key}" + (f" / get_peft_model({key}=)" if feeds == "lora" else "")
+
+
+SCHEMA = {k: replace(spec, used_by=_fed_field(k, spec.feeds)) if spec.feeds and not spec.used_by else spec
+          for k, spec in SCHEMA.items()}
 
 SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))
 
