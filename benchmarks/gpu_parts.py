@@ -271,14 +271,13 @@ def part_nb04(args, rec: Recorder) -> None:
         raise RuntimeError(f"backend {backend}, expected unsloth ({rec.data.get('unsloth_import_error')})")
     t = time.time()
     loaded = load_with_adapters(params, adapters)
-    model, tok = loaded
     rec(shape="qwen3-0.6b", backend=backend, load_s=time.time() - t, data_dir=params["data_dir"],
         prefix_reuse=loaded.prefix_reuse)
     items = load_items(params) if params["data_dir"] else _expression_only(params)
     items["expression"] = items["expression"][:limit]  # held-out prompts cut to bench_limit, for time
     rec(items={k: len(v) for k, v in items.items()})
     t = time.time()
-    records, metrics, seconds = run_all(model, tok, items, params, labels=MODELS)
+    records, metrics, seconds = run_all(loaded, items, params, labels=MODELS)
     bad = [f"{m}/{b}/{k}" for m, bs in metrics.items() for b, ks in bs.items() for k, v in ks.items()
            if isinstance(v, float) and not math.isfinite(v)]
     rec(run_all_s=time.time() - t, seconds=seconds, records=len(records), labels=list(metrics),

@@ -25,7 +25,7 @@ from hmxnb.bench.benchmark import EvalContext
 from hmxnb.compare import MODELS
 from hmxnb.judge import JudgeConfig
 from hmxnb.loglik import score_continuations
-from hmxnb.models import LoadedModel, load_model, loaded_as, prepare_for_scoring
+from hmxnb.models import LoadedModel, load_model, prepare_for_scoring
 
 
 def load_with_adapters(params: dict, adapters: dict[str, str | Path]) -> LoadedModel:
@@ -57,15 +57,15 @@ def use(model, label: str):
     return nullcontext()
 
 
-def fixed_judge(model, tokenizer, params: dict):
+def fixed_judge(loaded: LoadedModel, params: dict):
     """`judge_fn(prompts, replies)` scoring in the human-like direction with the evaluation judge.
 
-    params `eval_judge_model`: "base" = `model` with adapters off (the frozen training judge: same weights, mode,
+    params `eval_judge_model`: "base" = `loaded` with adapters off (the frozen training judge: same weights, mode,
     rubric and prompt), else a Hub id or local path loaded once here (same judge mode and rubric).
     """
     config = JudgeConfig.from_params(params)
     if params["eval_judge_model"] == "base":
-        judging = loaded_as(model, tokenizer, params)
+        judging = loaded
     else:
         judging = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
         prepare_for_scoring(judging.model, judging.backend)
@@ -91,11 +91,11 @@ def load_items(params: dict, log=print) -> dict[str, list]:
     return items
 
 
-def run_all(model, tokenizer, items: dict, params: dict, labels=MODELS, log=print) -> tuple[list[dict], dict, dict]:
+def run_all(loaded: LoadedModel, items: dict, params: dict, labels=MODELS, log=print) -> tuple[list[dict], dict, dict]:
     """Evaluate every model label on every registered benchmark with items (a set missing or empty is skipped, e.g.
     opinion sycophancy without the Hub). Returns (records, metrics[label][bench], seconds[bench])."""
-    judge_fn = fixed_judge(model, tokenizer, params)
-    loaded = loaded_as(model, tokenizer, params)  # load_model's decisions: prefix reuse, chat settings
+    model, tokenizer = loaded
+    judge_fn = fixed_judge(loaded, params)
     ctx = EvalContext(use=partial(use, model), batch_size=params["bench_batch_size"],
                       scorer=partial(score_continuations, progress=False, reuse=loaded.prefix_reuse), judge_fn=judge_fn,
                       max_new_tokens=params["eval_max_new_tokens"], chat=loaded.chat)

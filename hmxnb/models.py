@@ -176,12 +176,6 @@ def decisions(params: dict) -> tuple[str, str, bool]:
             prefix_reuse_for(params.get("prefix_cache_reuse", "auto"), backend))
 
 
-def loaded_as(model, tokenizer, params: dict) -> LoadedModel:
-    """`model` and `tokenizer` with the decisions `load_model(params)` makes for them: for code handed the two alone
-    (notebook 04's `run_all`), the same LoadedModel as the load's."""
-    return LoadedModel(model, tokenizer, *decisions(params), chat_settings(tokenizer, params))
-
-
 def _no_bpe_cleanup(tok) -> None:
     """transformers 5 ignores `clean_up_tokenization_spaces=True` on BPE tokenizers (it would strip spaces before
     punctuation) but warns in every notebook that decodes; say False there, which is what decoding does anyway."""

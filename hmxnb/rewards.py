@@ -11,7 +11,6 @@ guard terms; we add one because a self-judge can be gamed by degenerate text (ou
 from __future__ import annotations
 
 import time
-import warnings
 from contextlib import nullcontext
 
 import numpy as np

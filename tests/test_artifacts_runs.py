@@ -1,6 +1,5 @@
 """hmxnb.artifacts: collecting the runs of a sweep for the comparison step."""
 
-import json
 
 import pytest
 

@@ -60,8 +60,9 @@ def test_missing_adapter_is_a_clear_error(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("mode", ["contrast", "probability"])
 def test_fixed_judge_ignores_the_active_adapter(tiny_model_dir, adapters, mode):
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": mode})
-    model, tok = load_with_adapters(p, adapters)
-    judge_fn = fixed_judge(model, tok, p)
+    loaded = load_with_adapters(p, adapters)
+    model = loaded.model
+    judge_fn = fixed_judge(loaded, p)
     model.set_adapter("human")
     a, ra, crit = judge_fn(["How are you?"], ["I feel fine."])
     model.set_adapter("reverse")
@@ -77,9 +78,9 @@ def test_eval_judge_model_loads_an_independent_judge(tiny_model_dir, adapters, t
     other = tmp_path / "other-judge"
     build_tiny_model(other, seed=7)
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
-    model, tok = load_with_adapters(p, adapters)
-    own = fixed_judge(model, tok, p)(["How are you?"], ["I feel fine."])
-    ext = fixed_judge(model, tok, {**p, "eval_judge_model": str(other)})(["How are you?"], ["I feel fine."])
+    loaded = load_with_adapters(p, adapters)
+    own = fixed_judge(loaded, p)(["How are you?"], ["I feel fine."])
+    ext = fixed_judge(loaded, {**p, "eval_judge_model": str(other)})(["How are you?"], ["I feel fine."])
     assert not np.allclose(own[0], ext[0])  # a different model's judgement
     assert 0 <= ext[1][0] <= 1
 
@@ -119,11 +120,11 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
     mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"
     p = load_params("smoke", {"model_name_or_path": str(tiny_model_dir), "data_dir": str(mirror), "bench_limit": 2,
                               "eval_max_new_tokens": 4})
-    model, tok = load_with_adapters(p, adapters)
+    loaded = load_with_adapters(p, adapters)
     items = load_items(p, log=lambda *_: None)
     items["expression"] = items["expression"][:2]
     capsys.readouterr()
-    records, metrics, seconds = run_all(model, tok, items, p, log=lambda *_: None)
+    records, metrics, seconds = run_all(loaded, items, p, log=lambda *_: None)
     bars = capsys.readouterr().err
     assert "benchmarks: 100%" in bars and "18/18" in bars  # 3 models x (5 scored benchmarks + expression)
     assert "log-likelihoods" not in bars and "generate" not in bars
@@ -152,13 +153,11 @@ def test_bench_limit_caps_the_held_out_prompts_too(limit, expected):
 
 
 def test_models_loaded_for_evaluation_keep_the_engine(tiny_model_dir, adapters):
-    """load_model decides for prefix reuse on CPU; notebook 04's PEFT-wrapped model keeps that decision, and run_all,
-    handed (model, tokenizer), scores with the same one (not the plain path)."""
-    from hmxnb.models import loaded_as
-
+    """load_model decides for prefix reuse on CPU; notebook 04's PEFT-wrapped model keeps that decision (run_all
+    takes the LoadedModel, so it scores with the same one)."""
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir})
     loaded = load_with_adapters(p, adapters)
-    assert loaded.prefix_reuse is True and loaded_as(*loaded, p) == loaded
+    assert loaded.prefix_reuse is True and loaded.backend == "transformers-cpu"
 
 
 @pytest.mark.parametrize("backend, expected_calls", [("unsloth", 1), ("transformers-cpu", 0)])
@@ -184,11 +183,11 @@ def test_unsloth_inference_mode_is_set_once_before_any_scoring(tiny_model_dir, a
     mirror = Path(__file__).parent / "fixtures" / "bench" / "mirror"
     p = load_params("smoke", {"model_name_or_path": str(tiny_model_dir), "data_dir": str(mirror), "bench_limit": 1,
                               "eval_max_new_tokens": 2})
-    model, tok = evaluate.load_with_adapters(p, adapters)
+    loaded = evaluate.load_with_adapters(p, adapters)
     items = evaluate.load_items(p, log=lambda *_: None)
     items["expression"] = items["expression"][:1]
-    evaluate.run_all(model, tok, items, p, log=lambda *_: None)
+    evaluate.run_all(loaded, items, p, log=lambda *_: None)
     names = [name for name, _ in events]
     assert names.count("for_inference") == expected_calls and "score" in names
     if expected_calls:
-        assert events[0] == ("for_inference", model)  # the very model run_all scores, before its first score
+        assert events[0] == ("for_inference", loaded.model)  # the very model run_all scores, before its first score

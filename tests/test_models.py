@@ -47,16 +47,6 @@ def test_loading_sets_no_attributes_on_the_hugging_face_objects(tiny_model_dir):
     assert loaded.chat.enable_thinking is True and loaded.chat.system_role is True  # probed once, at load
 
 
-def test_loaded_as_gives_the_loads_decisions(tiny_model_dir):
-    """Notebook 04's run_all is handed (model, tokenizer): `loaded_as` makes the decisions load_model made."""
-    from dataclasses import replace
-
-    p = {"model_name_or_path": tiny_model_dir, "chat_date": "01 Jan 2025", "prefix_cache_reuse": "off"}
-    loaded = load_model(p)
-    assert models.loaded_as(loaded.model, loaded.tokenizer, p) == loaded
-    assert models.loaded_as(loaded.model, loaded.tokenizer, {**p, "prefix_cache_reuse": "auto"}) == replace(
-        loaded, prefix_reuse=True)
-
 
 def test_model_without_pad_token_gets_one(tiny_model_dir, tmp_path):
     """A tokenizer without a pad token (Llama 3.2): load_model pads with EOS, and generation knows it."""

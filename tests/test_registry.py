@@ -14,7 +14,9 @@ from hmxnb import paper
 from hmxnb.bench import registry
 from hmxnb.bench.benchmark import Benchmark
 from hmxnb.bench.common import mean, record
+from hmxnb.chat import ChatSettings
 from hmxnb.metrics import accuracy
+from hmxnb.models import LoadedModel
 from hmxnb.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +71,8 @@ def test_a_benchmark_added_by_one_registry_line_is_evaluated_compared_and_report
     items = load_items(params, log=lambda *_: None)
     assert items[TOY] == TOY_ITEMS and items["truthfulqa"]  # loaded with the others
     only_toy = {key: (value if key == TOY else []) for key, value in items.items()}
-    records, metrics, _ = run_all(FakePeftModel(), None, only_toy, params, log=lambda *_: None)
+    loaded = LoadedModel(FakePeftModel(), None, "transformers", "fp32", prefix_reuse=False, chat=ChatSettings())
+    records, metrics, _ = run_all(loaded, only_toy, params, log=lambda *_: None)
     assert {label: m[TOY]["acc"] for label, m in metrics.items()} == {"base": 0.5, "human": 1.0, "reverse": 0.5}
     assert headline_table(metrics).loc[(TOY, "acc ↑"), "human"] == 1.0
     results = compare(records, registry.compare_metrics(), n_resamples=200)
