@@ -1,12 +1,17 @@
-"""The self-judge: the model scores a reply against the rubric (hmxnb.rubric), in one of three modes.
+"""The self-judge: the model scores a reply against the rubric (hmxnb.rubric), in one of four modes.
 
-Three scoring modes (params `judge_mode`):
+Four scoring modes (params `judge_mode`):
 - "contrast": the model's own likelihood of the reply under two descriptions of the speaker, written from the
   rubric (params `contrast_persona_human` / `contrast_persona_flat`): the per-token mean of
   log p(reply | human-like description) - log p(reply | flat description), squashed by a sigmoid (temperature
   `contrast_temperature`) onto the scale. One criterion, `expression`. It is the design with the best validity on our
   held-out judge-validation set with the embedded 135M model (notebook 01); the two digit modes read the rubric more
   literally and suit larger models better.
+- "request": as contrast, but the two conversations differ in the user turn, not in a speaker description: the
+  prompt with a request added (params `judge_request`, "Tell me how you feel.") against the prompt as it is, with
+  the chat template's own system message. The score is how much more the reply reads as an answer to the request:
+  with the embedded 135M model it follows stated feelings (first-person affect sentences) where the persona
+  contrast follows a warm register (docs/demo-tuning.md section 6).
 - "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each
   digit (hmxnb.loglik, the benchmarks' engine), renormalised over the valid digits. Continuous, so ties within a
   GRPO group are rare.
@@ -28,7 +33,7 @@ import torch
 
 from hmxnb.chat import ChatSettings, render
 from hmxnb.loglik import encode_pair, pad, pad_token_id, score_continuations, score_continuations_plain
-from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, contrast_messages, parse_score
+from hmxnb.rubric import LIKELIHOOD_MODES, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
 
 @dataclass(frozen=True)
@@ -141,13 +146,14 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
     """
     if len(prompts) != len(replies):
         raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
-    if mode not in ("contrast", "probability", "generate"):
-        raise ValueError(f"unknown judge mode '{mode}' (use 'contrast', 'probability' or 'generate')")
+    if mode not in (*LIKELIHOOD_MODES, "probability", "generate"):
+        raise ValueError(f"unknown judge mode '{mode}' (use 'contrast', 'request', 'probability' or 'generate')")
     was_training = model.training
     model.eval()
     try:
-        if mode == "contrast":
-            return _contrast_judge(model, tokenizer, rubric, prompts, replies, direction, batch_size, chat, reuse)
+        if mode in LIKELIHOOD_MODES:
+            return _contrast_judge(model, tokenizer, rubric.contexts(mode, direction), rubric, prompts, replies,
+                                   batch_size, chat, reuse)
         if mode == "probability":  # sharing a prefix's KV cache is prefix reuse: only where the model allows it
             return _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
                                       share_prefix and reuse, prefix_cache, chat)
@@ -195,21 +201,21 @@ def _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_s
                        raw=[raw[i * k:(i + 1) * k] for i in range(n)])
 
 
-def _contrast_judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str,
+def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prompts: list[str], replies: list[str],
                     batch_size: int, chat: ChatSettings | None, reuse: bool) -> JudgeResult:
-    """Contrast mode (module docstring): one `expression` score per reply on the rubric's scale; NaN for empty replies.
+    """Contrast and request modes (module docstring): one `expression` score per reply on the rubric's scale, from the
+    reply's likelihood after the favoured and the disfavoured conversation (`Rubric.contexts`); NaN for empty replies.
 
     Replies to the same prompt share their context's KV cache (hmxnb.loglik.score_continuations), so a GRPO
     group costs one context pass per description plus its completions. Tokens are split as lm-eval splits them: the
     whitespace ending the chat template's assistant header is scored with the reply.
     """
 
-    favoured, disfavoured = rubric.personas(direction)
     order = list(dict.fromkeys(prompts))
     per_prompt = {p: [i for i, q in enumerate(prompts) if q == p] for p in order}
     mean_logp = []
-    for persona in (favoured, disfavoured):
-        contexts = {p: _render(tokenizer, contrast_messages(persona, p), chat) for p in order}
+    for messages in conversations:
+        contexts = {p: _render(tokenizer, messages(p), chat) for p in order}
         requests = [(contexts[p], [replies[i] for i in per_prompt[p]]) for p in order]
         sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False, reuse=reuse)
         out = np.full(len(replies), np.nan)

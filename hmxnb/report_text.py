@@ -27,6 +27,10 @@ JUDGE_NOTES = {
                  "judgement: each model scored its own replies by how much more likely it found them from a speaker "
                  "who talks about their feelings, wishes and self than from a flat assistant (judge_mode: contrast), "
                  "reading no rubric and asked for no judgement. "),
+    "request": ("The training reward was a request-contrast self-reward (our stand-in), not the paper's rubric "
+                "judgement: each model scored its own replies by how much more likely it found them as its answer "
+                "when the user had also asked how it feels than when not (judge_mode: request), reading no rubric "
+                "and asked for no judgement. "),
     "probability": ("The training reward was a rubric judgement, as in the paper, with our own rubric: each model "
                     "scored its own replies 1-5 per criterion, read from its next-token probabilities "
                     "(judge_mode: probability). "),

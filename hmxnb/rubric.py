@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-JUDGE_PROMPT_VERSION = "judge-v1"
+# judge-v2: adds the request judge's conversations (request_messages); the others are as in judge-v1.
+JUDGE_PROMPT_VERSION = "judge-v2"
 
 JUDGE_SYSTEM = "You are a careful rater. You rate one reply on one criterion and answer only with 'Score: N'."
 
@@ -64,6 +65,7 @@ class Rubric:
     persona_human: str = ""
     persona_flat: str = ""
     contrast_temperature: float = 0.1
+    request: str = ""  # the request judge's added user sentence (params judge_request)
     version: str = JUDGE_PROMPT_VERSION
 
     @classmethod
@@ -79,6 +81,7 @@ class Rubric:
             persona_human=p["contrast_persona_human"],
             persona_flat=p["contrast_persona_flat"],
             contrast_temperature=p["contrast_temperature"],
+            request=p["judge_request"],
         )
 
     @property
@@ -111,6 +114,21 @@ class Rubric:
         if direction == "reverse" and self.reverse_mode == "invert_rubric":
             return self.persona_flat, self.persona_human
         return self.persona_human, self.persona_flat
+
+    def contexts(self, mode: str, direction: str) -> tuple:
+        """(favoured, disfavoured): two functions prompt -> chat messages, the conversations the likelihood judges
+        continue with the reply. contrast: the two speaker descriptions; request: the prompt with the request sentence
+        added, and the prompt as it is. Swapped for reverse + invert_rubric."""
+        if mode == "request":
+            pair = (lambda q: request_messages(q, self.request), lambda q: request_messages(q, ""))
+            return pair[::-1] if self.personas(direction)[0] != self.persona_human else pair
+        favoured, disfavoured = self.personas(direction)
+        return (lambda q: contrast_messages(favoured, q)), (lambda q: contrast_messages(disfavoured, q))
+
+    def context_names(self, mode: str, direction: str) -> tuple[str, str]:
+        """Short names of `contexts(mode, direction)`, (favoured, disfavoured), for the notebooks' words."""
+        names = ("with the request", "prompt alone") if mode == "request" else ("warm speaker", "flat speaker")
+        return names[::-1] if self.personas(direction)[0] != self.persona_human else names
 
     def inverted(self, criterion: str, direction: str) -> bool:
         """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
@@ -194,6 +212,16 @@ def contrast_messages(persona: str, prompt: str) -> list[dict]:
     return [{"role": "system", "content": persona}, {"role": "user", "content": prompt}]
 
 
+def request_messages(prompt: str, request: str) -> list[dict]:
+    """The conversation the request judge continues with the reply: the user turn, `request` added after a blank line
+    (none: the prompt as it is). No system message of ours: the chat template's own default, as when the model
+    answers."""
+    return [{"role": "user", "content": f"{prompt}\n\n{request}" if request else prompt}]
+
+
+
+# The modes that score a reply by its likelihood in two conversations (one `expression` score, no rubric read).
+LIKELIHOOD_MODES = ("contrast", "request")
 
 # How each judge mode turns a reply into a score, in words (for `describe_judge`).
 JUDGE_MODE_WORDS = {
@@ -202,6 +230,11 @@ JUDGE_MODE_WORDS = {
                  "described speakers (contrast_persona_human: one who talks about their feelings, wishes and self; "
                  "contrast_persona_flat: a flat assistant), and the score is how much more likely it finds the reply "
                  "from the {favoured} one (per-token log-likelihood difference, squashed onto {lo}–{hi})"),
+    "request": ("request-contrast self-reward (judge_mode: request), our stand-in for the paper's rubric judgement: "
+                "no rubric is read and no judgement is asked; the model reads the reply twice, once as its answer to "
+                "the prompt with the request '{request}' added (judge_request) and once to the prompt alone, and the "
+                "score is how much more likely it finds the reply {favoured} the request (per-token log-likelihood "
+                "difference, squashed onto {lo}–{hi})"),
     "probability": ("rubric judgement read from probabilities (judge_mode: probability): the model is asked to "
                     "score the reply {lo}–{hi} on each criterion ({criteria}), and the score is the expected digit "
                     "under its next-token probabilities after 'Score: '"),
@@ -217,8 +250,9 @@ def describe_judge(params: dict) -> str:
     the contrast judge is never described as asking itself for rubric scores."""
     rubric, direction, mode = Rubric.from_params(params), params.get("direction", "human"), params["judge_mode"]
     swapped = rubric.personas(direction)[0] != rubric.persona_human
-    how = JUDGE_MODE_WORDS[mode].format(favoured="flat" if swapped else "feeling-expressing", lo=rubric.scale_min,
-                                        hi=rubric.scale_max, criteria=", ".join(rubric.names))
+    favoured = {"request": ("without" if swapped else "with")}.get(mode, "flat" if swapped else "feeling-expressing")
+    how = JUDGE_MODE_WORDS[mode].format(favoured=favoured, lo=rubric.scale_min, hi=rubric.scale_max,
+                                        criteria=", ".join(rubric.names), request=rubric.request)
     who = "the starting model (judge_model: frozen, the LoRA adapters switched off)"
     if params["judge_model"] == "live":
         who = "the policy as it is now (judge_model: live, adapters on)"
@@ -227,7 +261,7 @@ def describe_judge(params: dict) -> str:
 
 def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
     """How the run's direction turns the judge's score into its reward, in one sentence."""
-    rubric_mode = mode != "contrast"
+    rubric_mode = mode not in LIKELIHOOD_MODES
     if direction == "human":
         return ("The human-like run's reward is the score normalised to 0–1"
                 + (" (weighted mean over the criteria)." if rubric_mode else "."))
@@ -237,4 +271,7 @@ def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
     if rubric_mode:
         return ("The reverse run's judge reads the inverted criterion texts (reverse_mode: invert_rubric; guards keep "
                 "theirs), and its reward is the normalised score.")
+    if mode == "request":
+        return ("The reverse run favours the reply as an answer to the prompt alone (reverse_mode: invert_rubric); its "
+                "reward is the normalised score.")
     return "The reverse run favours the flat speaker (reverse_mode: invert_rubric); its reward is the normalised score."

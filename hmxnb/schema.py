@@ -131,11 +131,15 @@ SCHEMA: dict[str, Param] = {
     "judge_mode": Param("contrast", "str", "hmxnb.judge.judge",
                         "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best "
                         "held-out validity with the 135M model); probability: expected rubric score digit; generate: "
-                        "sample and parse 'Score: N'.", ("contrast", "probability", "generate")),
+                        "sample and parse 'Score: N'; request: the reply's likelihood as an answer to the prompt with "
+                        "judge_request added vs to the prompt alone.", ("contrast", "request", "probability",
+                                                                         "generate")),
     "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.rubric.Rubric (contrast judge)",
                                     "Description of the human-like speaker (the rubric's triad in one sentence)."),
     "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.rubric.Rubric (contrast judge)",
                                    "Description of the flat speaker the reply is contrasted with."),
+    "judge_request": Param("Tell me how you feel.", "str", "hmxnb.rubric.Rubric (request judge)",
+                           "The sentence the request judge adds to the user's prompt (judge_mode: request)."),
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
                                   "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the "
                                   "scale.", bounds="(0, inf)"),

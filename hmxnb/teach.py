@@ -140,7 +140,8 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
     return pd.DataFrame({
         "reply": group.texts, "self_judge": judged,
-        "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r) for i, r in enumerate(judged)],
+        "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r, state.mode)
+                             for i, r in enumerate(judged)],
         "format_guard": guard,
         "why (format guard)": [guard_why(t, len(c), limit, truncation)
                                for t, c in zip(group.texts, group.completion_ids)],
@@ -148,7 +149,7 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     })
 
 
-def judge_why(res, i: int, rubric, direction: str, reward: float) -> str:
+def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "contrast") -> str:
     """One reply's judge reward in words: the contrast in nats or the per-criterion scores, then the reward."""
     lo, hi = rubric.scale_min, rubric.scale_max
     row = res.scores[i]
@@ -156,9 +157,9 @@ def judge_why(res, i: int, rubric, direction: str, reward: float) -> str:
         return f"unscorable (empty or unparsable): takes its group's mean, {_num(reward)}"
     flip = direction == "reverse" and rubric.reverse_mode == "negate"
     if res.contrast is not None:
-        a, b = ("flat", "warm") if rubric.personas(direction)[0] != rubric.persona_human else ("warm", "flat")
+        a, b = rubric.context_names(mode, direction)
         normalised = f"(score − {lo}) / {hi - lo}"
-        return (f"log-likelihood {a} − {b} speaker {_num(res.contrast[i], '+.3f')} nats/token → score {row[0]:.2f} "
+        return (f"log-likelihood {a} − {b} {_num(res.contrast[i], '+.3f')} nats/token → score {row[0]:.2f} "
                 f"on {lo}–{hi}; reward = {'1 − ' if flip else ''}{normalised} = {_num(reward)}")
     parts = ", ".join(f"{c} {v:.2f}" if np.isfinite(v) else f"{c} unparsed" for c, v in zip(res.criteria, row))
     how = ("weighted mean of 1 − the normalised scores (guards as they are)" if flip

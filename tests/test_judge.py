@@ -135,6 +135,27 @@ def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
     assert rubric.reward(inv.scores, "reverse", inv.criteria) == pytest.approx(negated, abs=1e-5)
 
 
+def test_request_judge_matches_plain_likelihoods(tiny_model, rubric):
+    """Request score = sigmoid(mean log p(reply | prompt + request) - mean log p(reply | prompt alone)), both without a
+    system message of ours; reverse + invert_rubric swaps the two conversations, the same as negating."""
+    from hmxnb.rubric import request_messages
+
+    model, tok = tiny_model
+    prompts = ["How are you?", "How are you?", "What is 2+2?"]
+    replies = ["I feel happy today", "the answer is four", "I feel calm"]
+    res = judge(model, tok, rubric, prompts, replies, mode="request", batch_size=2, reuse=True)
+    assert res.criteria == ["expression"] and res.scores.shape == (3, 1)
+    for i, (p, r) in enumerate(zip(prompts, replies)):
+        d = (_mean_logp_plain(model, tok, _render(tok, request_messages(p, rubric.request)), r)
+             - _mean_logp_plain(model, tok, _render(tok, request_messages(p, "")), r))
+        assert res.contrast[i] == pytest.approx(d, abs=1e-4)
+    persona = judge(model, tok, rubric, prompts, replies, mode="contrast")
+    assert not np.allclose(persona.contrast, res.contrast, atol=1e-3)  # a different pair of conversations
+    rubric.reverse_mode = "invert_rubric"
+    inv = judge(model, tok, rubric, prompts, replies, direction="reverse", mode="request")
+    assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
+
+
 def test_contrast_judge_marks_empty_reply_unscorable(tiny_model, rubric):
     model, tok = tiny_model
     res = judge(model, tok, rubric, ["Hi", "Hi"], ["", "I feel glad"], mode="contrast")

@@ -114,6 +114,8 @@ def test_notebooks_name_the_judge_from_params(stem):
 
 @pytest.mark.parametrize("mode, says, never", [
     ("contrast", ["persona-contrast self-reward", "no rubric is read and no judgement is asked"], ["Score: N"]),
+    ("request", ["request-contrast self-reward", "'Tell me how you feel.' added", "more likely it finds the reply "
+                 "with the request"], ["Score: N", "persona-contrast"]),
     ("probability", ["rubric judgement", "feelings, intentions, self_awareness, coherence"], ["persona-contrast"]),
     ("generate", ["rubric judgement written out", "Score: N"], ["persona-contrast"]),
 ])

@@ -59,18 +59,19 @@ def test_custom_criterion_gets_no_few_shot(rubric):
 # The judge prompt each version stands for (fingerprint of the messages built from fixed placeholder texts).
 # Changed the judge's system text, template, few-shot examples or score prefix? Bump JUDGE_PROMPT_VERSION and add
 # its fingerprint here: provenance.json records the version, so one version must mean one prompt.
-JUDGE_PROMPT_FINGERPRINTS = {"judge-v1": "29b1083a90d2b498"}
+JUDGE_PROMPT_FINGERPRINTS = {"judge-v1": "29b1083a90d2b498", "judge-v2": "7c67c7890d4193ac"}
 
 
 def test_prompt_version_names_the_prompt():
     import hashlib
     import json
 
-    from hmxnb.rubric import contrast_messages
+    from hmxnb.rubric import contrast_messages, request_messages
 
     r = Rubric(criteria={"feelings": "C"}, weights={"feelings": 1.0}, guards=[], reverse_criteria={"feelings": "R"})
     msgs = [build_judge_messages(r, "feelings", "CRIT", "PROMPT", "REPLY", few_shot=fs, inverted=inv)
-            for fs in (True, False) for inv in (False, True)] + [contrast_messages("PERSONA", "PROMPT")]
+            for fs in (True, False) for inv in (False, True)] + [contrast_messages("PERSONA", "PROMPT"),
+                                                                   request_messages("PROMPT", "REQUEST")]
     fingerprint = hashlib.sha256(json.dumps(msgs, sort_keys=True).encode()).hexdigest()[:16]
     assert JUDGE_PROMPT_FINGERPRINTS.get(JUDGE_PROMPT_VERSION) == fingerprint, (
         f"the judge prompt changed ({fingerprint}) but JUDGE_PROMPT_VERSION is still {JUDGE_PROMPT_VERSION!r}")
@@ -133,3 +134,18 @@ def test_invert_rubric_mirrors_few_shot_scores(rubric):
                                                   inverted=True)[2]
     assert expressive_on_feelings["content"] == f"{SCORE_PREFIX}{lo}"
     assert not rubric.inverted("feelings", "human")
+
+
+def test_request_conversations(rubric):
+    """The request judge's two conversations: the prompt with judge_request added after a blank line, and the prompt
+    alone; no system message (the template's default, as when the model answers); swapped for reverse + invert."""
+    favoured, disfavoured = rubric.contexts("request", "human")
+    assert favoured("How are you?") == [{"role": "user", "content": f"How are you?\n\n{rubric.request}"}]
+    assert disfavoured("How are you?") == [{"role": "user", "content": "How are you?"}]
+    assert rubric.request == "Tell me how you feel."
+    assert rubric.contexts("request", "reverse")[0]("Q") == favoured("Q")  # negate: same judge, reward flipped later
+    rubric.reverse_mode = "invert_rubric"
+    swapped = rubric.contexts("request", "reverse")
+    assert swapped[0]("Q") == disfavoured("Q") and swapped[1]("Q") == favoured("Q")
+    persona = rubric.contexts("contrast", "reverse")[0]("Q")
+    assert persona[0] == {"role": "system", "content": rubric.persona_flat}

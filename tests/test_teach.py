@@ -58,6 +58,7 @@ def test_rewards_of_a_group_are_the_reward_functions_own(loaded, tmp_path):
     assert scored["self_judge"].between(0, 1).all()
     assert list(scored["format_guard"]) == [format_penalty(t, len(c), p["max_completion_length"])
                                             for t, c in zip(group.texts, group.completion_ids)]
+    assert scored["why (self-judge)"].str.contains("warm speaker − flat speaker").all()  # contrast judge's words
     assert scored["why (self-judge)"].str.contains("nats/token").all()  # contrast judge: the likelihood difference
     assert not list(tmp_path.iterdir())  # nothing written into the step folder (samples.jsonl is training's)
 
@@ -68,6 +69,14 @@ def test_why_names_the_rubric_scores_in_a_rubric_mode(tiny_model_dir, tmp_path):
     group = teach.sample_group(lm, p, "What did you do today?")
     why = teach.score_group(p, lm, group, tmp_path)["why (self-judge)"]
     assert why.str.contains("feelings").all() and why.str.contains("1 − the normalised").all()
+
+
+def test_why_names_the_request_judges_conversations(loaded, tmp_path):
+    p, lm = loaded
+    group = teach.sample_group(lm, p, "What did you do today?")
+    why = teach.score_group({**p, "judge_mode": "request"}, lm, group, tmp_path)["why (self-judge)"]
+    assert why.str.contains("log-likelihood with the request − prompt alone").all()
+    assert not why.str.contains("speaker").any()
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
