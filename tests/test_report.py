@@ -239,6 +239,7 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
 
 @pytest.mark.parametrize("mode, expected", [
     ("contrast", "persona-contrast self-reward (our stand-in), not the paper's rubric judgement"),
+    ("request", "request-contrast self-reward (our stand-in), not the paper's rubric judgement"),
     ("probability", "rubric judgement, as in the paper, with our own rubric"),
     ("generate", "wrote a 1-5 score per criterion"),
     (None, "Which self-judge trained the models was not given"),

@@ -47,7 +47,7 @@ RUBRIC_CRITERIA = {"feelings", "intentions", "self_awareness", "coherence"}
 
 @pytest.mark.parametrize("direction,mode,criteria", [
     ("human", "contrast", {"expression"}), ("reverse", "contrast", {"expression"}),
-    ("human", "probability", RUBRIC_CRITERIA),
+    ("human", "request", {"expression"}), ("human", "probability", RUBRIC_CRITERIA),
 ])
 def test_two_step_grpo_writes_artefacts(tiny_model_dir, tmp_path, direction, mode, criteria):
     out = tmp_path / direction
