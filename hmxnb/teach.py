@@ -173,12 +173,13 @@ def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5
         return "empty reply: −1"
     reasons = []
     if text_flags(text, n_tokens, max_tokens)["truncated"]:  # the guard's own rule, not a copy of it
-        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): {_num(-truncation)}")
+        cost = _num(-truncation) if truncation else "no penalty (format_truncation_penalty 0)"
+        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): {cost}")
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
         reasons.append(f"{repeated:.0%} of word pairs repeated: {_num(-repeated)}")
     total = format_penalty(text, n_tokens, max_tokens, truncation)
-    return "; ".join(reasons) + f" → {_num(total)}" if reasons else "complete, no repetition: 0"
+    return "; ".join(reasons) + f" → {_num(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
 
 
 def _num(x: float, spec: str = ".2f") -> str:

@@ -79,6 +79,13 @@ def test_why_names_the_request_judges_conversations(loaded, tmp_path):
     assert not why.str.contains("speaker").any()
 
 
+def test_guard_why_says_a_cut_reply_costs_nothing_without_the_truncation_penalty():
+    cut = "one two three four five six seven eight"
+    assert teach.guard_why(cut, 48, 48, 0.5) == "cut at max_completion_length (48 tokens): −0.50 → −0.50"
+    free = teach.guard_why(cut, 48, 48, 0.0)
+    assert free == "cut at max_completion_length (48 tokens): no penalty (format_truncation_penalty 0) → 0.00"
+
+
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])
 def test_advantages_are_trls(scale):
     """The formula of TRL's GRPOTrainer._generate_and_score_completions for one group (sum_then_normalize)."""
