@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,8 @@ def main():
           f"{time.time() - t0:.0f}s; affect statements per reply {affect.mean():.2f}, {words.mean():.1f} words, "
           f"{cut.mean():.0%} cut at {p['max_completion_length']} tokens\n")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         for mode in args.modes.split(","):
             for trunc in (float(t) for t in args.truncation.split(",")):
                 q = {**p, "judge_mode": mode, "format_truncation_penalty": trunc}

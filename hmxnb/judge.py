@@ -11,7 +11,7 @@ Four scoring modes (params `judge_mode`):
   prompt with a request added (params `judge_request`, "Tell me how you feel.") against the prompt as it is, with
   the chat template's own system message. The score is how much more the reply reads as an answer to the request:
   with the embedded 135M model it follows stated feelings (first-person affect sentences) where the persona
-  contrast follows a warm register (docs/demo-tuning.md section 6).
+  contrast follows a warm register (docs/demo-tuning.md section 7).
 - "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each
   digit (hmxnb.loglik, the benchmarks' engine), renormalised over the valid digits. Continuous, so ties within a
   GRPO group are rare.
