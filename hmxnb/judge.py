@@ -9,9 +9,9 @@ Four scoring modes (params `judge_mode`):
   literally and suit larger models better.
 - "request": as contrast, but the two conversations differ in the user turn, not in a speaker description: the
   prompt with a request added (params `judge_request`, "Tell me how you feel.") against the prompt as it is, with
-  the chat template's own system message. The score is how much more the reply reads as an answer to the request:
-  with the embedded 135M model it follows stated feelings (first-person affect sentences) where the persona
-  contrast follows a warm register (docs/demo-tuning.md section 7).
+  the chat template's own system message. The score is how much more the reply reads as an answer to the request.
+  Trained with it, the embedded 135M model's human-like run states more first-person feelings than the base model
+  at seed 0, which the persona contrast's did not (docs/demo-tuning.md section 7).
 - "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each
   digit (hmxnb.loglik, the benchmarks' engine), renormalised over the valid digits. Continuous, so ties within a
   GRPO group are rare.
