@@ -109,9 +109,13 @@ class Rubric:
                              "weight": [self.weights[c] for c in self.names],
                              "guard": [c in self.guards for c in self.names]})
 
+    def swapped(self, direction: str) -> bool:
+        """True when the likelihood judges favour the flat side: reverse + invert_rubric."""
+        return direction == "reverse" and self.reverse_mode == "invert_rubric"
+
     def personas(self, direction: str) -> tuple[str, str]:
         """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped for reverse + invert_rubric."""
-        if direction == "reverse" and self.reverse_mode == "invert_rubric":
+        if self.swapped(direction):
             return self.persona_flat, self.persona_human
         return self.persona_human, self.persona_flat
 
@@ -121,14 +125,14 @@ class Rubric:
         added, and the prompt as it is. Swapped for reverse + invert_rubric."""
         if mode == "request":
             pair = (lambda q: request_messages(q, self.request), lambda q: request_messages(q, ""))
-            return pair[::-1] if self.personas(direction)[0] != self.persona_human else pair
+            return pair[::-1] if self.swapped(direction) else pair
         favoured, disfavoured = self.personas(direction)
         return (lambda q: contrast_messages(favoured, q)), (lambda q: contrast_messages(disfavoured, q))
 
     def context_names(self, mode: str, direction: str) -> tuple[str, str]:
         """Short names of `contexts(mode, direction)`, (favoured, disfavoured), for the notebooks' words."""
         names = ("with the request", "prompt alone") if mode == "request" else ("warm speaker", "flat speaker")
-        return names[::-1] if self.personas(direction)[0] != self.persona_human else names
+        return names[::-1] if self.swapped(direction) else names
 
     def inverted(self, criterion: str, direction: str) -> bool:
         """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
@@ -249,7 +253,7 @@ def describe_judge(params: dict) -> str:
     run's direction turns the score into its reward. Notebooks print it instead of a fixed sentence, so a run with
     the contrast judge is never described as asking itself for rubric scores."""
     rubric, direction, mode = Rubric.from_params(params), params.get("direction", "human"), params["judge_mode"]
-    swapped = rubric.personas(direction)[0] != rubric.persona_human
+    swapped = rubric.swapped(direction)
     favoured = {"request": ("without" if swapped else "with")}.get(mode, "flat" if swapped else "feeling-expressing")
     how = JUDGE_MODE_WORDS[mode].format(favoured=favoured, lo=rubric.scale_min, hi=rubric.scale_max,
                                         criteria=", ".join(rubric.names), request=rubric.request)
