@@ -222,7 +222,7 @@ def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prom
         for p, row in zip(order, sums):
             for i, s in zip(per_prompt[p], row):
                 n = len(encode_pair(tokenizer, contexts[p], replies[i])[1])
-                out[i] = s / n if replies[i].strip() and n else np.nan
+                out[i] = s / max(n, rubric.contrast_token_budget) if replies[i].strip() and n else np.nan
         mean_logp.append(out)
     diff = mean_logp[0] - mean_logp[1]
     with np.errstate(over="ignore", invalid="ignore"):

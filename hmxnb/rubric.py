@@ -65,6 +65,7 @@ class Rubric:
     persona_human: str = ""
     persona_flat: str = ""
     contrast_temperature: float = 0.1
+    contrast_token_budget: int = 0  # 0: per-token mean; N: summed over the reply / max(N, reply tokens)
     request: str = ""  # the request judge's added user sentence (params judge_request)
     version: str = JUDGE_PROMPT_VERSION
 
@@ -81,6 +82,7 @@ class Rubric:
             persona_human=p["contrast_persona_human"],
             persona_flat=p["contrast_persona_flat"],
             contrast_temperature=p["contrast_temperature"],
+            contrast_token_budget=p["contrast_token_budget"],
             request=p["judge_request"],
         )
 

@@ -143,6 +143,10 @@ SCHEMA: dict[str, Param] = {
     "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
                                   "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the "
                                   "scale.", bounds="(0, inf)"),
+    "contrast_token_budget": Param(0, "int", "hmxnb.rubric.Rubric (contrast and request judges)",
+                                   "0: the log-likelihood difference is a per-token mean (favours short replies); N: "
+                                   "the summed difference divided by max(N, the reply's tokens), so a reply is not "
+                                   "paid for being short (set N to max_completion_length).", bounds="[0, 131072]"),
     "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge_validity)",
                                  "Other judge modes measured beside judge_mode on the judge-validation set, for "
                                  "comparison."),
