@@ -52,16 +52,18 @@ def _short(r, several: bool) -> str:
 
 
 def _confirmed(r, sign: int) -> bool:
-    """The judge-free row's CI excludes 0 on the side the contrast should move (human up, reverse down)."""
-    return bool(np.isfinite(r.ci_low) and (r.ci_low > 0 if sign > 0 else r.ci_high < 0))
+    """The judge-free row moved significantly (its Holm class, as in the table) on the side the contrast should move:
+    human up (enhanced), reverse down (degraded). A CI that excludes 0 before the Holm correction is not enough."""
+    return r.cls == (stats.CLASSES[0] if sign > 0 else stats.CLASSES[1])
 
 
 def against_base(results: pd.DataFrame, several: bool) -> str:
     """The training target in all three contrasts, and which of them the judge-free affect count confirms.
 
     The evaluation judge (params eval_judge_model, by default the base model with the training judge's design) is not
-    an outside opinion; the count of first-person affect statements is: a contrast counts as confirmed when its CI
-    excludes 0 in the expected direction (human-like above, reverse below).
+    an outside opinion; the count of first-person affect statements is: a contrast counts as confirmed when the count's
+    class (Holm-corrected, as in the table) is a significant move in the expected direction (human-like above,
+    reverse below).
     """
     target = measured(results[results["training_target"].astype(bool)])
     parts, confirmed = [], []

@@ -19,7 +19,7 @@ def _results():
         _row("human_vs_reverse", "feeling_expression", 0.2, 0.15, 0.25, "enhanced"),
         _row("human_vs_reverse", "affect_statements", 0.1, -0.2, 0.4, "no significant change"),
         _row("human_vs_base", "feeling_expression", 0.1, 0.05, 0.15, "enhanced"),
-        _row("human_vs_base", "affect_statements", 0.3, 0.1, 0.5, "no significant change"),
+        _row("human_vs_base", "affect_statements", 0.3, 0.1, 0.5, "enhanced"),
         _row("reverse_vs_base", "feeling_expression", -0.1, -0.15, -0.05, "degraded"),
         _row("reverse_vs_base", "affect_statements", -0.3, -0.5, -0.1, "degraded"),
     ])
@@ -29,14 +29,24 @@ def test_the_verdict_names_all_three_contrasts_and_what_the_judge_free_count_con
     text = against_base(_results(), several=False)
     assert "human − reverse: feeling_expression +0.200 [+0.150, +0.250] (enhanced)" in text
     assert "human − base:" in text and "reverse − base:" in text
-    # the affect count's CI excludes 0 in the expected direction for human - base (above) and reverse - base (below),
-    # not for human - reverse (its CI spans 0)
+    # the affect count moved significantly in the expected direction for human - base (above) and reverse - base
+    # (below), not for human - reverse (no significant change)
     assert text.endswith("the judge-free affect count confirms human − base, reverse − base.")
     assert text in verdict(_results())
 
 
 def test_a_count_on_the_wrong_side_confirms_nothing():
     df = _results()
-    df.loc[df["contrast"] == "reverse_vs_base", ["ci_low", "ci_high"]] = (0.1, 0.5)  # reverse said MORE
-    df.loc[df["contrast"] == "human_vs_base", ["ci_low", "ci_high"]] = (-0.1, 0.5)
+    rev = df["contrast"] == "reverse_vs_base"
+    df.loc[rev, ["diff", "ci_low", "ci_high", "cls"]] = (0.3, 0.1, 0.5, "enhanced")  # reverse said MORE
+    df.loc[df["contrast"] == "human_vs_base", ["ci_low", "ci_high", "cls"]] = (-0.1, 0.5, "no significant change")
     assert against_base(df, several=False).endswith("the judge-free affect count confirms none of them.")
+
+
+def test_a_ci_that_excludes_0_before_holm_confirms_nothing():
+    """The verdict and the table use one rule: a count whose CI excludes 0 but whose Holm class is 'no significant
+    change' is not called confirmed."""
+    df = _results()
+    df.loc[(df["contrast"] == "human_vs_base") & (df["benchmark"] == "affect_statements"), "cls"] = \
+        "no significant change"
+    assert against_base(df, several=False).endswith("the judge-free affect count confirms reverse − base.")
