@@ -57,18 +57,33 @@ def use(model, label: str):
     return nullcontext()
 
 
-def fixed_judge(loaded: LoadedModel, params: dict):
+def _judging_model(loaded: LoadedModel, params: dict) -> LoadedModel:
+    """params `eval_judge_model`: "base" = `loaded` (its adapters are switched off to judge), else loaded here."""
+    if params["eval_judge_model"] == "base":
+        return loaded
+    judging = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
+    prepare_for_scoring(judging.model, judging.backend)
+    return judging
+
+
+def evaluation_judges(loaded: LoadedModel, params: dict) -> tuple:
+    """(judge_fn, second_judge_fn or None): the evaluation judge in params judge_mode and, with params
+    eval_second_judge_mode, the same judging model (loaded once) in that other mode."""
+    judging = _judging_model(loaded, params)
+    second = params["eval_second_judge_mode"]
+    return fixed_judge(loaded, params, judging=judging), (fixed_judge(loaded, params, second, judging) if second
+                                                           else None)
+
+
+def fixed_judge(loaded: LoadedModel, params: dict, mode: str | None = None, judging: LoadedModel | None = None):
     """`judge_fn(prompts, replies)` scoring in the human-like direction with the evaluation judge.
 
     params `eval_judge_model`: "base" = `loaded` with adapters off (the frozen training judge: same weights, mode,
-    rubric and prompt), else a Hub id or local path loaded once here (same judge mode and rubric).
+    rubric and prompt), else a Hub id or local path loaded once here (same judge mode and rubric). `mode` replaces
+    params judge_mode (the second evaluation judge); `judging` is an evaluation judge already loaded.
     """
-    config = JudgeConfig.from_params(params)
-    if params["eval_judge_model"] == "base":
-        judging = loaded
-    else:
-        judging = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
-        prepare_for_scoring(judging.model, judging.backend)
+    config = JudgeConfig.from_params(params if mode is None else {**params, "judge_mode": mode})
+    judging = judging or _judging_model(loaded, params)
 
     def judge_fn(prompts, replies):
         with use(judging.model, "base"):
@@ -95,9 +110,10 @@ def run_all(loaded: LoadedModel, items: dict, params: dict, labels=MODELS, log=p
     """Evaluate every model label on every registered benchmark with items (a set missing or empty is skipped, e.g.
     opinion sycophancy without the Hub). Returns (records, metrics[label][bench], seconds[bench])."""
     model, tokenizer = loaded
-    judge_fn = fixed_judge(loaded, params)
+    judge_fn, second_judge_fn = evaluation_judges(loaded, params)
     ctx = EvalContext(use=partial(use, model), batch_size=params["bench_batch_size"],
                       scorer=partial(score_continuations, progress=False, reuse=loaded.prefix_reuse), judge_fn=judge_fn,
+                      second_judge_fn=second_judge_fn,
                       max_new_tokens=params["eval_max_new_tokens"], chat=loaded.chat)
     records, metrics, seconds = [], {label: {} for label in labels}, {}
     todo = [b for b in registry.registered() if items.get(b.item_set)]

@@ -129,6 +129,9 @@ def _check_consistency(p: dict) -> None:
     if bad:
         raise ParamsError(f"params key 'judge_compare_modes' has unknown judge modes {bad}; "
                           f"use {list(SCHEMA['judge_mode'].choices)}")
+    if p["eval_second_judge_mode"] == p["judge_mode"]:
+        raise ParamsError(f"params key 'eval_second_judge_mode' ({p['judge_mode']!r}) must differ from judge_mode: "
+                          "the second evaluation judge would repeat the first ('' = none)")
     if not 0 <= p["rubric_scale_min"] < p["rubric_scale_max"] <= 9:
         raise ParamsError("params keys 'rubric_scale_min'/'rubric_scale_max' must satisfy 0 <= min < max <= 9 "
                           "(single-digit scores)")

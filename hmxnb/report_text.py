@@ -16,8 +16,9 @@ EXPRESSION_NOTE = (
     "Did the training change how the models talk? On the held-out prompts (never trained on), each model's greedy "
     "reply is scored by the evaluation judge (params eval_judge_model; by default the base model with the training "
     "judge's rubric and prompt, so this measures how the training reward carries over to new prompts, not an "
-    "independent opinion) and by a judge-free count of first-person affect statements. Human-like − reverse should "
-    "be positive on both; human-like − base positive and reverse − base negative. Reply length and the shares of "
+    "independent opinion), by a second evaluation judge (params eval_second_judge_mode: the same judging model in "
+    "another judge design, where set) and by a judge-free count of first-person affect statements. Human-like − "
+    "reverse should be positive on all of them; human-like − base positive and reverse − base negative. Reply length and the shares of "
     "empty, repetitive and cut-off replies are in notebook 04."
 )
 

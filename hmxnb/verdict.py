@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hmxnb import stats
-from hmxnb.bench.expression import AFFECT
+from hmxnb.bench.expression import AFFECT, SECOND
 from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, measured
 from hmxnb.formatting import fmt_change, num
 
@@ -44,6 +44,10 @@ def _target_sentence(target: pd.DataFrame, several: bool) -> str:
     return "The training target moved: " + "; ".join(listed) + "."
 
 
+# who, besides the evaluation judge, can confirm a contrast of the training target (against_base)
+CONFIRMERS = {AFFECT: "the judge-free affect count", SECOND: "the second evaluation judge"}
+
+
 def _short(r, several: bool) -> str:
     """One training-target row in few words: 'affect_statements +0.04 [-0.36, +0.41] (no significant change)'."""
     who = f" ({r.base_model}, seed {r.seed})" if several else ""
@@ -58,26 +62,30 @@ def _confirmed(r, sign: int) -> bool:
 
 
 def against_base(results: pd.DataFrame, several: bool) -> str:
-    """The training target in all three contrasts, and which of them the judge-free affect count confirms.
+    """The training target in all three contrasts, and which of them the judge-free affect count and the second
+    evaluation judge confirm.
 
     The evaluation judge (params eval_judge_model, by default the base model with the training judge's design) is not
-    an outside opinion; the count of first-person affect statements is: a contrast counts as confirmed when the count's
-    class (Holm-corrected, as in the table) is a significant move in the expected direction (human-like above,
-    reverse below).
+    an outside opinion; the count of first-person affect statements is, and the second evaluation judge (params
+    eval_second_judge_mode: the judging model in another judge design) is a second one. A contrast counts as confirmed
+    when the measure's class (Holm-corrected, as in the table) is a significant move in the expected direction
+    (human-like above, reverse below).
     """
     target = measured(results[results["training_target"].astype(bool)])
-    parts, confirmed = [], []
+    parts, confirmed = [], {AFFECT: [], SECOND: []}
     for a, b in CONTRASTS:
         rows = target[target["contrast"] == f"{a}_vs_{b}"]
         if rows.empty:
             continue
         parts.append(f"{a} − {b}: " + ", ".join(_short(r, several) for r in rows.itertuples()))
         sign = -1 if a == "reverse" else 1
-        if any(_confirmed(r, sign) for r in rows[rows["benchmark"] == AFFECT].itertuples()):
-            confirmed.append(f"{a} − {b}")
+        for measure, found in confirmed.items():
+            if any(_confirmed(r, sign) for r in rows[rows["benchmark"] == measure].itertuples()):
+                found.append(f"{a} − {b}")
     if not parts:
         return ""
-    who = "; the judge-free affect count confirms " + (", ".join(confirmed) if confirmed else "none of them")
+    who = "".join(f"; {CONFIRMERS[m]} confirms " + (", ".join(found) if found else "none of them")
+                  for m, found in confirmed.items() if m == AFFECT or (target["benchmark"] == m).any())
     return "All three contrasts of the training target: " + "; ".join(parts) + who + "."
 
 

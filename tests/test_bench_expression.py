@@ -144,3 +144,22 @@ def test_replies_frame_joins_each_reply_with_its_own_affect_count(order):
     assert got == {("human", "expr-a"): ("I feel happy. I love it.", 2.0), ("human", "expr-b"): ("Fine.", 0.0),
                    ("reverse", "expr-a"): ("Noted.", 0.0), ("reverse", "expr-b"): ("I am sad and I feel lost.", 1.0)}
     assert len(frame) == 4 and frame["score"].notna().all()
+
+
+def test_a_second_judge_adds_its_own_record_per_reply():
+    """eval_second_judge_mode: a third record per reply (`expression_second_judge`), its mean in the metrics and its
+    score beside the first judge's in replies_frame."""
+    def judge_fn(prompts, replies):
+        return np.array([[3.0], [3.0]]), np.array([0.5, 0.7]), ["expression"]
+
+    def second_fn(prompts, replies):
+        return np.array([[2.0], [4.0]]), np.array([0.25, 0.75]), ["expression"]
+
+    items = load_expression_items([{"id": "a", "prompt": "Hi"}, {"id": "b", "prompt": "Yo"}])
+    recs = score_expression(items, ["I feel happy.", "Fine."], "human", judge_fn, None, second_fn)
+    assert [r["benchmark"] for r in recs].count("expression_second_judge") == 2 and len(recs) == 6
+    m = metrics_expression(recs)
+    assert m["second_judge_score"] == pytest.approx(0.5) and m["expression_score"] == pytest.approx(0.6)
+    frame = replies_frame(recs)
+    assert list(frame["second_judge"]) == [0.25, 0.75] and list(frame["score"]) == [0.5, 0.7]
+    assert np.isnan(metrics_expression(score_expression(items, ["a", "b"], "human", judge_fn))["second_judge_score"])

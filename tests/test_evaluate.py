@@ -85,6 +85,23 @@ def test_eval_judge_model_loads_an_independent_judge(tiny_model_dir, adapters, t
     assert 0 <= ext[1][0] <= 1
 
 
+def test_the_second_evaluation_judge_is_the_same_model_in_another_mode(tiny_model_dir, adapters):
+    """params eval_second_judge_mode: the judging model in that mode, whatever adapter is active; '' = none."""
+    from hmxnb.evaluate import evaluation_judges
+
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": "contrast",
+                              "eval_second_judge_mode": "probability"})
+    loaded = load_with_adapters(p, adapters)
+    first, second = evaluation_judges(loaded, p)
+    loaded.model.set_adapter("human")
+    s, rs, crit = second(["How are you?"], ["I feel fine."])
+    assert crit == list(p["rubric_criteria"])  # the rubric's criteria: probability mode, not the contrast
+    assert first(["How are you?"], ["I feel fine."])[2] == ["expression"]
+    ref = fixed_judge(loaded, {**p, "judge_mode": "probability"})(["How are you?"], ["I feel fine."])
+    assert np.allclose(s, ref[0]) and np.allclose(rs, ref[1])
+    assert evaluation_judges(loaded, {**p, "eval_second_judge_mode": ""})[1] is None
+
+
 def test_metric_registry_is_well_formed():
     metrics = compare_metrics()
     assert all(isinstance(m, Metric) for m in metrics)

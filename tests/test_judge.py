@@ -156,6 +156,23 @@ def test_request_judge_matches_plain_likelihoods(tiny_model, rubric):
     assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
 
 
+def test_token_budget_divides_the_summed_difference_by_the_budget(tiny_model, rubric):
+    """contrast_token_budget N: the summed difference / max(N, reply tokens), so a reply shorter than N is scored
+    as if padded with zero-difference tokens and a longer one keeps its per-token mean."""
+    from hmxnb.loglik import encode_pair
+    from hmxnb.rubric import request_messages
+
+    model, tok = tiny_model
+    prompts, replies = ["How are you?", "Hi"], ["I feel happy today", "ok"]
+    mean = judge(model, tok, rubric, prompts, replies, mode="request").contrast
+    n = [len(encode_pair(tok, _render(tok, request_messages(p, "")), r)[1]) for p, r in zip(prompts, replies)]
+    rubric.contrast_token_budget = max(n) + 3
+    budget = judge(model, tok, rubric, prompts, replies, mode="request").contrast
+    assert budget == pytest.approx(mean * np.array(n) / (max(n) + 3), abs=1e-5)
+    rubric.contrast_token_budget = 1  # every reply is longer: the per-token mean again
+    assert judge(model, tok, rubric, prompts, replies, mode="request").contrast == pytest.approx(mean, abs=1e-6)
+
+
 def test_contrast_judge_marks_empty_reply_unscorable(tiny_model, rubric):
     model, tok = tiny_model
     res = judge(model, tok, rubric, ["Hi", "Hi"], ["", "I feel glad"], mode="contrast")

@@ -203,3 +203,9 @@ def test_keys_passed_by_name_are_real_library_fields():
     assert all(SCHEMA[k].used_by.startswith(f"LoraConfig.{k}") for k in lora)
     with pytest.raises(ValueError, match="unknown config 'GRPOConfig'"):
         keys_feeding("GRPOConfig")
+
+
+def test_a_second_evaluation_judge_must_differ_from_the_first():
+    with pytest.raises(ParamsError, match="'eval_second_judge_mode' \\('contrast'\\) must differ from judge_mode"):
+        load_params("smoke", {"eval_second_judge_mode": "contrast"})
+    assert load_params("smoke", {"eval_second_judge_mode": ""})["eval_second_judge_mode"] == ""

@@ -50,3 +50,14 @@ def test_a_ci_that_excludes_0_before_holm_confirms_nothing():
     df.loc[(df["contrast"] == "human_vs_base") & (df["benchmark"] == "affect_statements"), "cls"] = \
         "no significant change"
     assert against_base(df, several=False).endswith("the judge-free affect count confirms reverse − base.")
+
+
+def test_the_second_evaluation_judge_is_named_when_it_was_measured():
+    df = _results()
+    assert "second evaluation judge" not in against_base(df, several=False)  # not measured: not named
+    second = df[df["benchmark"] == "affect_statements"].assign(benchmark="expression_second_judge",
+                                                               metric="second_judge_score")
+    second["cls"] = ["no significant change", "enhanced", "no significant change"]  # h-r, h-b, r-b
+    text = against_base(pd.concat([df, second]), several=False)
+    assert text.endswith("the judge-free affect count confirms human − base, reverse − base; "
+                         "the second evaluation judge confirms human − base.")

@@ -25,6 +25,7 @@ class EvalContext:
         batch_size: params `bench_batch_size`.
         scorer: the log-likelihood scorer (hmxnb.loglik.score_continuations, its progress bar off).
         judge_fn: the fixed evaluation judge, `judge_fn(prompts, replies) -> (scores, rewards, criteria)`.
+        second_judge_fn: the second evaluation judge (params eval_second_judge_mode), the same signature; None = none.
         max_new_tokens: params `eval_max_new_tokens`, for benchmarks that generate.
         chat: the loaded model's ChatSettings (hmxnb.chat), for benchmarks that render chat prompts.
     """
@@ -33,6 +34,7 @@ class EvalContext:
     batch_size: int
     scorer: Callable
     judge_fn: Callable | None = None
+    second_judge_fn: Callable | None = None
     max_new_tokens: int = 64
     chat: ChatSettings | None = None
 

@@ -1,9 +1,11 @@
-"""Feeling expression on the held-out prompts: the training target, measured three ways.
+"""Feeling expression on the held-out prompts: the training target, measured four ways.
 
 1. Rubric reward (human-like direction, 0-1) from a FIXED evaluation judge, params `eval_judge_model`. Its default,
    "base", is the base model (adapters off) with the same judge mode, rubric and prompt as the frozen training judge:
    the score then measures how far the training reward carries over to prompts the model never trained on; it is
    not an independent opinion. Name a stronger model (Hub id or local path) for an independent judge.
+   A second evaluation judge (params `eval_second_judge_mode`): the same judging model in another judge mode, so
+   a gain that only the training judge's design sees shows up as a gap between the two.
 2. Judge-free: first-person affect statements, counted with the VADER lexicon (Hutto & Gilbert 2014, shipped in the
    `vaderSentiment` package): a sentence counts when it has a first-person pronoun and either a form of "feel" or
    a word with |valence| >= 1.0 in the lexicon, leaving out assistant politeness words that VADER rates positive
@@ -32,8 +34,9 @@ from .benchmark import Benchmark, EvalContext
 from .common import mean, subsample
 
 NAME = "expression"
-# The records' `benchmark`, two records per reply; the mean of the affect records is the metric of the same name.
-JUDGED, AFFECT = "feeling_expression", "affect_statements"
+# The records' `benchmark`, two or three records per reply; the mean of the affect records is the metric of the
+# same name, the mean of the second judge's records `second_judge_score`.
+JUDGED, AFFECT, SECOND = "feeling_expression", "affect_statements", "expression_second_judge"
 
 FIRST_PERSON = {"i", "i'm", "im", "i've", "i'd", "i'll", "me", "my", "myself", "mine"}
 FEEL_WORDS = {"feel", "feels", "feeling", "feelings", "felt"}
@@ -118,34 +121,38 @@ def reply_form(reply: str, truncated: bool = False) -> dict:
 
 
 def score_expression(items: list[dict], replies: list[str], model_label: str, judge_fn,
-                     truncated: list[bool] | None = None) -> list[dict]:
-    """Score one reply per held-out prompt with the fixed judge and the lexicon; two records per reply.
+                     truncated: list[bool] | None = None, second_judge_fn=None) -> list[dict]:
+    """Score one reply per held-out prompt with the fixed judge(s) and the lexicon; two or three records per reply.
 
     Args:
         judge_fn: `judge_fn(prompts, replies) -> (scores [n, k] raw, rewards [n] in 0-1, criteria)`, running the fixed
             judge (see hmxnb.evaluate.fixed_judge). Records: `feeling_expression` (score = rubric reward) and
             `affect_statements` (score = number of first-person affect sentences); both carry `reply_form` columns.
         truncated: per reply, whether generation stopped at the token limit (from `generate_replies`).
+        second_judge_fn: the second evaluation judge, same signature; its records are `expression_second_judge`.
     """
     prompts = [it["prompt"] for it in items]
-    scores, rewards, criteria = judge_fn(prompts, replies)
+    judged = [(JUDGED, judge_fn(prompts, replies))]
+    if second_judge_fn is not None:
+        judged.append((SECOND, second_judge_fn(prompts, replies)))
     truncated = truncated if truncated is not None else [False] * len(replies)
     records = []
-    for it, reply, row, r, cut in zip(items, replies, scores, rewards, truncated):
+    for i, (it, reply, cut) in enumerate(zip(items, replies, truncated)):
         base = {"item_id": it["item_id"], "model": model_label, "prompt": it["prompt"], "completion": reply,
                 "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", ""),
                 **reply_form(reply, cut)}
-        records.append({**base, "benchmark": JUDGED, "score": None if np.isnan(r) else float(r),
-                        "scores": {c: (None if np.isnan(v) else float(v)) for c, v in zip(criteria, row)}})
+        for name, (scores, rewards, criteria) in judged:
+            records.append({**base, "benchmark": name, "score": None if np.isnan(rewards[i]) else float(rewards[i]),
+                            "scores": {c: (None if np.isnan(v) else float(v)) for c, v in zip(criteria, scores[i])}})
         records.append({**base, "benchmark": AFFECT, "score": float(affect_statements(reply))})
     return records
 
 
 def evaluate_expression(model, tokenizer, items: list[dict], model_label: str, judge_fn, max_new_tokens: int = 64,
-                        batch_size: int = 8) -> list[dict]:
+                        batch_size: int = 8, second_judge_fn=None) -> list[dict]:
     """Generate a greedy reply per held-out prompt with `model`, then `score_expression`."""
     replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items], max_new_tokens, batch_size, True)
-    return score_expression(items, replies, model_label, judge_fn, cut)
+    return score_expression(items, replies, model_label, judge_fn, cut, second_judge_fn)
 
 
 def _evaluate_as(model, tokenizer, items: list[dict], label: str, ctx: EvalContext) -> list[dict]:
@@ -154,7 +161,7 @@ def _evaluate_as(model, tokenizer, items: list[dict], label: str, ctx: EvalConte
     with ctx.use(label):
         replies, cut = generate_replies(model, tokenizer, [it["prompt"] for it in items], ctx.max_new_tokens,
                                         ctx.batch_size, with_truncation=True, progress=False, chat=ctx.chat)
-    return score_expression(items, replies, label, ctx.judge_fn, cut)
+    return score_expression(items, replies, label, ctx.judge_fn, cut, ctx.second_judge_fn)
 
 
 def _heldout_items(params: dict, loaded: dict) -> list[dict]:
@@ -164,17 +171,21 @@ def _heldout_items(params: dict, loaded: dict) -> list[dict]:
 
 
 def metrics_expression(records: list[dict]) -> dict:
-    """Mean rubric reward (fixed judge), mean first-person affect statements per reply, and the replies' form."""
+    """Mean rubric reward (fixed judge), mean first-person affect statements per reply, the second judge's mean
+    reward (NaN without one), and the replies' form."""
     judged = [r for r in records if r["benchmark"] == JUDGED]
     judge = [r["score"] for r in judged if r["score"] is not None]
+    second = [r["score"] for r in records if r["benchmark"] == SECOND and r["score"] is not None]
     lex = [r["score"] for r in records if r["benchmark"] == AFFECT]
     form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2")}
     shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r]) for k in ("empty", "repetitive", "truncated")}
-    return {"expression_score": mean(judge), AFFECT: mean(lex), **form, **shares, "n": len(lex)}
+    return {"expression_score": mean(judge), AFFECT: mean(lex), "second_judge_score": mean(second), **form, **shares,
+            "n": len(lex)}
 
 
 def replies_frame(records) -> pd.DataFrame:
-    """One row per reply (item x model): its judged record, with the affect count of the same reply as `affect`.
+    """One row per reply (item x model): its judged record, with the affect count of the same reply as `affect` (and
+    the second evaluation judge's reward as `second_judge`, where there is one).
 
     The two records of a reply are joined on item id and model (and base model and seed where present), never on
     row position, so any order of the records (filtered, sorted, another benchmark in between) gives each reply its
@@ -184,14 +195,20 @@ def replies_frame(records) -> pd.DataFrame:
     judged = pd.DataFrame([r for r in rows if r["benchmark"] == JUDGED])
     affect = pd.DataFrame([r for r in rows if r["benchmark"] == AFFECT])
     keys = [k for k in ("item_id", "model", "base_model", "seed") if k in judged.columns and k in affect.columns]
-    affect = affect[[*keys, "score"]].rename(columns={"score": "affect"})
-    return judged.merge(affect, on=keys, how="left", validate="one_to_one")
+    frame = judged.merge(affect[[*keys, "score"]].rename(columns={"score": "affect"}), on=keys, how="left",
+                         validate="one_to_one")
+    second = pd.DataFrame([r for r in rows if r["benchmark"] == SECOND])
+    if second.empty:
+        return frame
+    second = second[[*keys, "score"]].rename(columns={"score": "second_judge"})
+    return frame.merge(second, on=keys, how="left", validate="one_to_one")
 
 
 FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share")
 BENCHMARK = Benchmark(
     NAME, _heldout_items, _evaluate_as, metrics_expression,
-    headline=tuple((key, None) for key in ("expression_score", AFFECT, *FORM)),
+    headline=tuple((key, None) for key in ("expression_score", AFFECT, "second_judge_score", *FORM)),
     compared=(score(JUDGED, "expression_score", claim=paper.TRAINING_TARGET, training_target=True),
-              score(AFFECT, AFFECT, claim=paper.TRAINING_TARGET, training_target=True)),
+              score(AFFECT, AFFECT, claim=paper.TRAINING_TARGET, training_target=True),
+              score(SECOND, "second_judge_score", claim=paper.TRAINING_TARGET, training_target=True)),
 )
