@@ -66,11 +66,20 @@ def _judging_model(loaded: LoadedModel, params: dict) -> LoadedModel:
     return judging
 
 
+def second_judge_mode(params: dict) -> str:
+    """params eval_second_judge_mode, "auto" resolved: the persona contrast, or the request judge when the training
+    judge is the persona contrast ("" = none)."""
+    mode = params["eval_second_judge_mode"]
+    if mode == "auto":
+        return "request" if params["judge_mode"] == "contrast" else "contrast"
+    return mode
+
+
 def evaluation_judges(loaded: LoadedModel, params: dict) -> tuple:
     """(judge_fn, second_judge_fn or None): the evaluation judge in params judge_mode and, with params
     eval_second_judge_mode, the same judging model (loaded once) in that other mode."""
     judging = _judging_model(loaded, params)
-    second = params["eval_second_judge_mode"]
+    second = second_judge_mode(params)
     return fixed_judge(loaded, params, judging=judging), (fixed_judge(loaded, params, second, judging) if second
                                                            else None)
 

@@ -18,8 +18,8 @@ EXPRESSION_NOTE = (
     "judge's rubric and prompt, so this measures how the training reward carries over to new prompts, not an "
     "independent opinion), by a second evaluation judge (params eval_second_judge_mode: the same judging model in "
     "another judge design, where set) and by a judge-free count of first-person affect statements. Human-like − "
-    "reverse should be positive on all of them; human-like − base positive and reverse − base negative. Reply length and the shares of "
-    "empty, repetitive and cut-off replies are in notebook 04."
+    "reverse should be positive on all of them; human-like − base positive and reverse − base negative. Reply "
+    "length and the shares of empty, repetitive and cut-off replies are in notebook 04."
 )
 
 

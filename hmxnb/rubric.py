@@ -235,12 +235,12 @@ JUDGE_MODE_WORDS = {
                  "no rubric is read and no judgement is asked; the model reads the reply as the answer of two "
                  "described speakers (contrast_persona_human: one who talks about their feelings, wishes and self; "
                  "contrast_persona_flat: a flat assistant), and the score is how much more likely it finds the reply "
-                 "from the {favoured} one (per-token log-likelihood difference, squashed onto {lo}–{hi})"),
+                 "from the {favoured} one ({difference}, squashed onto {lo}–{hi})"),
     "request": ("request-contrast self-reward (judge_mode: request), our stand-in for the paper's rubric judgement: "
                 "no rubric is read and no judgement is asked; the model reads the reply twice, once as its answer to "
                 "the prompt with the request '{request}' added (judge_request) and once to the prompt alone, and the "
-                "score is how much more likely it finds the reply {favoured} the request (per-token log-likelihood "
-                "difference, squashed onto {lo}–{hi})"),
+                "score is how much more likely it finds the reply {favoured} the request ({difference}, squashed onto "
+                "{lo}–{hi})"),
     "probability": ("rubric judgement read from probabilities (judge_mode: probability): the model is asked to "
                     "score the reply {lo}–{hi} on each criterion ({criteria}), and the score is the expected digit "
                     "under its next-token probabilities after 'Score: '"),
@@ -257,8 +257,13 @@ def describe_judge(params: dict) -> str:
     rubric, direction, mode = Rubric.from_params(params), params.get("direction", "human"), params["judge_mode"]
     swapped = rubric.swapped(direction)
     favoured = {"request": ("without" if swapped else "with")}.get(mode, "flat" if swapped else "feeling-expressing")
+    difference = "per-token log-likelihood difference"
+    if rubric.contrast_token_budget:
+        budget = rubric.contrast_token_budget
+        difference = (f"log-likelihood difference summed over the reply and divided by {budget} tokens or its length "
+                      "if longer: contrast_token_budget, length-neutral")
     how = JUDGE_MODE_WORDS[mode].format(favoured=favoured, lo=rubric.scale_min, hi=rubric.scale_max,
-                                        criteria=", ".join(rubric.names), request=rubric.request)
+                                        criteria=", ".join(rubric.names), request=rubric.request, difference=difference)
     who = "the starting model (judge_model: frozen, the LoRA adapters switched off)"
     if params["judge_model"] == "live":
         who = "the policy as it is now (judge_model: live, adapters on)"

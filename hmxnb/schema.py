@@ -244,11 +244,12 @@ SCHEMA: dict[str, Param] = {
                               "Judge of held-out feeling expression: 'base' = the base model with the training "
                               "judge's rubric (measures transfer of the training reward), or a Hub id / local path "
                               "of an independent judge."),
-    "eval_second_judge_mode": Param("request", "str", "hmxnb.evaluate.fixed_judge (second judge)",
+    "eval_second_judge_mode": Param("auto", "str", "hmxnb.evaluate.evaluation_judges",
                                     "A second evaluation judge of held-out feeling expression: the same judging model "
                                     "(eval_judge_model) in another judge mode than judge_mode, so the training "
-                                    "judge's design is not the only one that scores the replies; '' = none.",
-                                    ("", "contrast", "request", "probability", "generate")),
+                                    "judge's design is not the only one that scores the replies. auto: contrast, or "
+                                    "request when judge_mode is contrast; '' = none.",
+                                    ("auto", "", "contrast", "request", "probability", "generate")),
     "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression",
                                  "Reply length when generating for evaluation.", bounds="[1, 131072]"),
 }
