@@ -12,6 +12,8 @@ Four scoring modes (params `judge_mode`):
   the chat template's own system message. The score is how much more the reply reads as an answer to the request.
   Trained with it, the embedded 135M model's human-like run states more first-person feelings than the base model
   at seed 0, which the persona contrast's did not (docs/demo-tuning.md section 7).
+  Both likelihood modes: params `contrast_token_budget` N > 0 replaces the per-token mean by the summed difference
+  divided by max(N, the reply's tokens), so a short reply earns nothing for being short (section 8).
 - "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each
   digit (hmxnb.loglik, the benchmarks' engine), renormalised over the valid digits. Continuous, so ties within a
   GRPO group are rare.
@@ -74,7 +76,7 @@ class JudgeResult:
     #                      scores are numerical (overflow) and counted apart (hmxnb.rewards.count_nonfinite)
     score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
     raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
-    contrast: np.ndarray | None = None  # contrast mode: per-token log-likelihood difference per reply (nats)
+    contrast: np.ndarray | None = None  # likelihood modes: log-likelihood difference per reply token (nats)
 
     def as_records(self) -> list[dict]:
         return [{c: (float(v) if np.isfinite(v) else None) for c, v in zip(self.criteria, row)}
