@@ -44,7 +44,8 @@ STEPS = (
          "`grpo_args.json` (the effective GRPO objective), "
          "`checkpoints/`, `figures/training.png`", data=("prompts",)),
     Step("03_train_reverse", "the same, `direction: reverse`", "the same", "the same", data=("prompts",)),
-    Step("04_benchmarks", "`data_dir`, `bench_limit`, `bench_batch_size`, `eval_max_new_tokens`, `eval_judge_model`",
+    Step("04_benchmarks", "`data_dir`, `bench_limit`, `bench_batch_size`, `eval_max_new_tokens`, `eval_judge_model`, "
+                          "`eval_second_judge_mode`",
          "model, `02_*/adapter`, `03_*/adapter`, benchmark data, held-out prompts",
          "`samples.jsonl` (every item × model), `metrics.json`, `figures/benchmarks.png`",
          inputs=("02_train_human", "03_train_reverse"), data=("benchmarks", "prompts")),
