@@ -26,6 +26,7 @@ from hmxnb.compare import MODELS
 from hmxnb.judge import JudgeConfig
 from hmxnb.loglik import score_continuations
 from hmxnb.models import LoadedModel, load_model, prepare_for_scoring
+from hmxnb.params import second_judge_mode
 
 
 def load_with_adapters(params: dict, adapters: dict[str, str | Path]) -> LoadedModel:
@@ -64,15 +65,6 @@ def _judging_model(loaded: LoadedModel, params: dict) -> LoadedModel:
     judging = load_model({**params, "model_name_or_path": params["eval_judge_model"]})
     prepare_for_scoring(judging.model, judging.backend)
     return judging
-
-
-def second_judge_mode(params: dict) -> str:
-    """params eval_second_judge_mode, "auto" resolved: the persona contrast, or the request judge when the training
-    judge is the persona contrast ("" = none)."""
-    mode = params["eval_second_judge_mode"]
-    if mode == "auto":
-        return "request" if params["judge_mode"] == "contrast" else "contrast"
-    return mode
 
 
 def evaluation_judges(loaded: LoadedModel, params: dict) -> tuple:

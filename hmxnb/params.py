@@ -145,6 +145,15 @@ def _check_consistency(p: dict) -> None:
         )
 
 
+def second_judge_mode(params: dict) -> str:
+    """params eval_second_judge_mode, "auto" resolved: the persona contrast, or the request judge when the training
+    judge is the persona contrast ("" = none)."""
+    mode = params["eval_second_judge_mode"]
+    if mode == "auto":
+        return "request" if params["judge_mode"] == "contrast" else "contrast"
+    return mode
+
+
 class _DuplicateKey(yaml.constructor.ConstructorError):
     """A key given twice in one mapping."""
 

@@ -21,9 +21,10 @@ from hmxnb.claims import check_claims
 from hmxnb.compare import MAIN_CONTRAST, MODELS
 from hmxnb.compare_plots import HEATMAP_CLIP, plot_forest, plot_heatmap
 from hmxnb.formatting import diff_text, fmt, fmt_change
+from hmxnb.params import second_judge_mode
 from hmxnb.plots import plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
-from hmxnb.report_text import EXPRESSION_NOTE, METHODS, scale_note, summary_text, training_warnings
+from hmxnb.report_text import METHODS, expression_note, scale_note, summary_text, training_warnings
 from hmxnb.verdict import verdict
 
 
@@ -89,7 +90,8 @@ def _class_counts(results: pd.DataFrame, contrast: str) -> pd.DataFrame:
     })
 
 
-def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str) -> list[tuple]:
+def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str,
+                   second_mode: str | None = None) -> list[tuple]:
     """The report in reading order: verdict, scale, claims, example replies, training target, then the details."""
     a, b = contrast.split("_vs_")
     blocks = [
@@ -106,7 +108,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
                          "set."),
                    ("table", example_replies(examples, n=5))]
     blocks += [
-        ("h2", "The training target: feeling expression on held-out prompts"), ("p", EXPRESSION_NOTE),
+        ("h2", "The training target: feeling expression on held-out prompts"), ("p", expression_note(second_mode)),
         ("table", expression_table(results)),
         ("h2", f"Every metric, {a} vs {b}: improvement (+ = better), mean ± sd over seeds"),
         ("p", "% = relative change (accuracies and scores); pp = percentage points (rates and bias scores)."),
@@ -154,7 +156,8 @@ def build_report(
     paths, images = _write_figures(out, results, training_logs, contrast, dpi)
     scale = _scale(out, results, profile, model_names, judge_mode)
     blocks = [("h1", title), *_left_out_note(left_out),
-              *_report_blocks(results, summ, training_logs, examples, scale, claims, contrast)]
+              *_report_blocks(results, summ, training_logs, examples, scale, claims, contrast,
+                              recorded_second_judge(out))]
     documents = {"report.md": render_markdown(blocks), "report.html": render_html(blocks, images, title)}
     paths.update({k: out / f for k, f in (("report_md", "report.md"), ("report_html", "report.html"),
                                            ("comparisons_csv", "comparisons.csv"), ("summary_json", "summary.json"))})
@@ -198,12 +201,23 @@ def _left_out_note(left_out) -> list[tuple]:
                "--member NAME` re-runs one.")]
 
 
-def recorded_judge_mode(out_dir: Path) -> str | None:
-    """params `judge_mode` in the step's provenance.json (hmxnb.artifacts.write_provenance), or None without one."""
+def _recorded_params(out_dir: Path) -> dict:
+    """params in the step's provenance.json (hmxnb.artifacts.write_provenance), or {} without one."""
     import json
 
     path = Path(out_dir) / "provenance.json"
-    return json.loads(path.read_text()).get("params", {}).get("judge_mode") if path.is_file() else None
+    return json.loads(path.read_text()).get("params", {}) if path.is_file() else {}
+
+
+def recorded_judge_mode(out_dir: Path) -> str | None:
+    """params `judge_mode` in the step's provenance.json, or None without one."""
+    return _recorded_params(out_dir).get("judge_mode")
+
+
+def recorded_second_judge(out_dir: Path) -> str | None:
+    """The second evaluation judge's mode of the recorded params ("auto" resolved; "" = none), or None without it."""
+    p = _recorded_params(out_dir)
+    return second_judge_mode(p) if {"eval_second_judge_mode", "judge_mode"} <= set(p) else None
 
 
 def _write_figures(out: Path, results, training_logs, contrast: str, dpi: int) -> tuple[dict, dict]:

@@ -22,6 +22,22 @@ EXPRESSION_NOTE = (
     "length and the shares of empty, repetitive and cut-off replies are in notebook 04."
 )
 
+# the second evaluation judge's design in words (expression_note)
+SECOND_JUDGE_WORDS = {"contrast": "the persona contrast", "request": "the request contrast",
+                      "probability": "the rubric judgement read from probabilities",
+                      "generate": "the rubric judgement written out"}
+
+
+def expression_note(second_mode: str | None = None) -> str:
+    """EXPRESSION_NOTE, and which second evaluation judge ran (params eval_second_judge_mode, "auto" resolved; None:
+    not known to the report, nothing added)."""
+    if second_mode is None:
+        return EXPRESSION_NOTE
+    if not second_mode:
+        return EXPRESSION_NOTE + " No second evaluation judge ran here (eval_second_judge_mode: '')."
+    return (EXPRESSION_NOTE + f" The second evaluation judge here: {SECOND_JUDGE_WORDS[second_mode]} "
+            f"(judge_mode {second_mode}), scored by the same judging model.")
+
 
 JUDGE_NOTES = {
     "contrast": ("The training reward was a persona-contrast self-reward (our stand-in), not the paper's rubric "

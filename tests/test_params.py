@@ -214,7 +214,7 @@ def test_a_second_evaluation_judge_must_differ_from_the_first():
 @pytest.mark.parametrize("judge_mode, second", [("contrast", "request"), ("request", "contrast"),
                                                 ("probability", "contrast")])
 def test_the_automatic_second_judge_is_never_the_training_judge(judge_mode, second):
-    from hmxnb.evaluate import second_judge_mode
+    from hmxnb.params import second_judge_mode
 
     p = load_params("smoke", {"judge_mode": judge_mode})  # eval_second_judge_mode: auto, the schema's default
     assert p["eval_second_judge_mode"] == "auto" and second_judge_mode(p) == second

@@ -259,6 +259,23 @@ def test_report_names_the_judge_recorded_in_the_steps_provenance(tmp_path):
     assert "rubric judgement, as in the paper" in (tmp_path / "report.md").read_text()  # given beats recorded
 
 
+@pytest.mark.parametrize("recorded, says", [
+    ({"judge_mode": "request", "eval_second_judge_mode": "auto"},
+     "second evaluation judge here: the persona contrast (judge_mode contrast)"),
+    ({"judge_mode": "contrast", "eval_second_judge_mode": "auto"},
+     "second evaluation judge here: the request contrast (judge_mode request)"),
+    ({"judge_mode": "contrast", "eval_second_judge_mode": ""}, "No second evaluation judge ran here"),
+    ({}, None),
+])
+def test_report_names_the_second_evaluation_judge_recorded_in_the_provenance(tmp_path, recorded, says):
+    results, _, _ = _load()
+    (tmp_path / "provenance.json").write_text(json.dumps({"params": recorded}))
+    report.build_report(tmp_path, results, profile="demo", model_names=["m"])
+    md = (tmp_path / "report.md").read_text()
+    assert report_text.EXPRESSION_NOTE in md
+    assert (says in md) if says else "second evaluation judge here" not in md and "No second evaluation" not in md
+
+
 def test_published_reports_point_into_the_step_folder(tmp_path):
     """build_report(publish_to=...) writes the reports at the profile's top as notebook 05 used to by hand: report.md
     with figure links into the step folder, report.html the same bytes (figures embedded); atomically, no leftovers."""
