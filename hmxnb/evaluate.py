@@ -84,7 +84,7 @@ def fixed_judge(loaded: LoadedModel, params: dict, mode: str | None = None, judg
     params judge_mode (the second evaluation judge); `judging` is an evaluation judge already loaded.
     """
     config = JudgeConfig.from_params(params if mode is None else {**params, "judge_mode": mode})
-    judging = judging or _judging_model(loaded, params)
+    judging = _judging_model(loaded, params) if judging is None else judging
 
     def judge_fn(prompts, replies):
         with use(judging.model, "base"):

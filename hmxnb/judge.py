@@ -76,7 +76,7 @@ class JudgeResult:
     #                      scores are numerical (overflow) and counted apart (hmxnb.rewards.count_nonfinite)
     score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
     raw: list[list[str]] = field(default_factory=list)  # generate mode: judge outputs per reply and criterion
-    contrast: np.ndarray | None = None  # likelihood modes: log-likelihood difference per reply token (nats)
+    contrast: np.ndarray | None = None  # likelihood modes: difference per token or per budget token (nats)
 
     def as_records(self) -> list[dict]:
         return [{c: (float(v) if np.isfinite(v) else None) for c, v in zip(self.criteria, row)}

@@ -56,8 +56,9 @@ def _short(r, several: bool) -> str:
 
 
 def _confirmed(r, sign: int) -> bool:
-    """The judge-free row moved significantly (its Holm class, as in the table) on the side the contrast should move:
-    human up (enhanced), reverse down (degraded). A CI that excludes 0 before the Holm correction is not enough."""
+    """The confirming row (affect count or second judge) moved significantly (its Holm class, as in the table) on the
+    side the contrast should move: human up (enhanced), reverse down (degraded). A CI that excludes 0 before the Holm
+    correction is not enough."""
     return r.cls == (stats.CLASSES[0] if sign > 0 else stats.CLASSES[1])
 
 
