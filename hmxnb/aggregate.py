@@ -3,7 +3,8 @@ and the paper's summary numbers (share of small changes, largest degradation) co
 
 Counts use the three classes only: a metric with no items ("not measured") or without a value ("undefined") is
 listed, never counted as "no significant change". The training target (feeling expression) is what the training
-set out to change, so it is reported on its own and kept out of the paper's share of small changes.
+set out to change, so it is reported on its own and kept out of the paper's share of small changes; so are the
+degenerate-form rows (the reward-hacking watch on held-out replies).
 Changes are relative (%) for accuracies and scores and in percentage points (pp) for rates and bias scores.
 """
 
@@ -14,7 +15,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED, measured
+from hmxnb.compare import MAIN_CONTRAST, NOT_MEASURED, UNDEFINED, benchmark_rows, is_form, measured
 from hmxnb.formatting import mean_sd
 
 def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -23,8 +24,9 @@ def seed_summary(results: pd.DataFrame) -> pd.DataFrame:
     The sd is NaN with one seed. Per-seed rows stay in `results`; this table never replaces them. Means skip
     seeds without a value (NaN if none); `n_not_measured` and `n_undefined` count those seeds.
     """
-    keys = ["contrast", "base_model", "benchmark", "metric", "higher_is_better", "training_target", "change_unit"]
-    g = results.groupby(keys, sort=False)
+    keys = ["contrast", "base_model", "benchmark", "metric", "higher_is_better", "training_target",
+            "degenerate_form", "change_unit"]
+    g = results.assign(degenerate_form=is_form(results)).groupby(keys, sort=False)
     out = g.agg(
         n_seeds=("seed", "nunique"), value_a=("value_a", "mean"), value_b=("value_b", "mean"),
         diff_mean=("diff", "mean"), diff_sd=("diff", "std"),
@@ -75,7 +77,7 @@ def paper_summary(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, threshol
     """
     sub = results[results["contrast"] == contrast]
     s = seed_summary(sub)
-    rest = s[~s["training_target"].astype(bool)]
+    rest = benchmark_rows(s)
     ok = rest[np.isfinite(rest["improvement_mean"])]
     not_measured = rest["n_not_measured"] == rest["n_seeds"]
     improved = ok["improvement_mean"] > -threshold
@@ -100,7 +102,7 @@ def paper_summary(results: pd.DataFrame, contrast: str = MAIN_CONTRAST, threshol
 def _share_by_seed(sub: pd.DataFrame, threshold: float) -> dict:
     """The share of small changes per seed (training target and rows without a change left out)."""
     out = {}
-    for run_seed, g in measured(sub[~sub["training_target"].astype(bool)]).groupby("seed"):
+    for run_seed, g in measured(benchmark_rows(sub)).groupby("seed"):
         v = g["improvement"][np.isfinite(g["improvement"])]
         out[str(run_seed)] = float(100 * (v > -threshold).mean()) if len(v) else float("nan")
     return out

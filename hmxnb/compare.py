@@ -28,8 +28,8 @@ NOT_MEASURED, UNDEFINED = "not measured", "undefined"
 
 RESULT_COLUMNS = [
     "base_model", "seed", "contrast", "model_a", "model_b", "benchmark", "metric", "kind", "higher_is_better",
-    "training_target", "n_items", "value_a", "value_b", "diff", "change", "change_unit", "improvement",
-    "ci_low", "ci_high", "ci_method", "test", "p_value", "p_holm", "cls",
+    "training_target", "degenerate_form", "n_items", "value_a", "value_b", "diff", "change", "change_unit",
+    "improvement", "ci_low", "ci_high", "ci_method", "test", "p_value", "p_holm", "cls",
 ]
 
 
@@ -172,7 +172,8 @@ def compare_metric(
     improvement = (change if metric.higher_is_better else -change) + 0.0  # + 0.0: never -0.0
     return {
         "benchmark": metric.benchmark, "metric": metric.name, "kind": metric.kind,
-        "higher_is_better": metric.higher_is_better, "training_target": metric.training_target, "n_items": n,
+        "higher_is_better": metric.higher_is_better, "training_target": metric.training_target,
+        "degenerate_form": metric.degenerate_form, "n_items": n,
         "value_a": value_a, "value_b": value_b, "diff": value_a - value_b, "change": change,
         "change_unit": CHANGES[metric.change], "improvement": improvement,
         "ci_low": ci.low, "ci_high": ci.high, "ci_method": ci.method, "test": test, "p_value": p,
@@ -187,7 +188,8 @@ def compare(
     """All paired comparisons: one row per (base_model, seed, contrast, metric), columns RESULT_COLUMNS.
 
     Holm's correction runs across the metrics within each (base_model, seed, contrast): one family per
-    question "does this training change this model's benchmarks?". Our choice; the paper gives none.
+    question "does this training change this model's benchmarks?", and the degenerate-form rows as a family of their
+    own ("does it write more degenerate text?"). Our choice; the paper gives none.
     Contrasts whose models are absent from the records are skipped. `seed` seeds the resampling.
     """
     df = to_frame(records)
@@ -221,13 +223,27 @@ def _class(r, alpha: float) -> str:
 
 
 def add_classes(results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """Add `p_holm` (Holm within base_model x seed x contrast) and `cls` (see `_class`) to a results table."""
+    """Add `p_holm` (Holm within base_model x seed x contrast, degenerate-form rows apart) and `cls` (see `_class`)
+    to a results table."""
     out = results.copy()
     out["p_holm"] = np.nan
-    for _, idx in out.groupby(["base_model", "seed", "contrast"], sort=False).groups.items():
+    out["degenerate_form"] = is_form(out)
+    for _, idx in out.groupby(["base_model", "seed", "contrast", "degenerate_form"], sort=False).groups.items():
         out.loc[idx, "p_holm"] = stats.holm(out.loc[idx, "p_value"].to_numpy(float))
     out["cls"] = [_class(r, alpha) for r in out.itertuples()]
     return out[RESULT_COLUMNS]
+
+
+def is_form(results: pd.DataFrame) -> pd.Series:
+    """Per row: a degenerate-form row (False where the table has no such column)."""
+    if "degenerate_form" not in results.columns:
+        return pd.Series(False, index=results.index)
+    return results["degenerate_form"].fillna(False).astype(bool)
+
+
+def benchmark_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are neither the training target nor a degenerate-form row: what the paper's share counts."""
+    return results[~results["training_target"].astype(bool) & ~is_form(results)]
 
 
 def measured(results: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,8 @@ class Metric:
         change: "relative" (accuracies, scores) or "points" (rates and bias scores: percentage points).
         points_per_unit: percentage points per unit of the value: 100 for 0-1 rates, 1 for scores already x100.
         training_target: the trained behaviour itself (feeling expression), kept out of the paper's share.
+        degenerate_form: a reward-hacking watch row (repeated sentences, stock formulas, ...): kept out of the
+            paper's share and Holm-corrected as a family of its own (hmxnb.compare.add_classes).
         claim: the paper's claim this metric feeds (a key of hmxnb.paper.PAPER_CLAIMS), or None.
     """
 
@@ -52,6 +54,7 @@ class Metric:
     points_per_unit: float = 100.0
     training_target: bool = False
     claim: str | None = None
+    degenerate_form: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -102,6 +105,17 @@ def accuracy(benchmark: str, name: str, where=None, claim: str | None = None) ->
 def score(benchmark: str, name: str, claim: str | None = None, training_target: bool = False) -> Metric:
     """A mean per-item score (the records' `score`), higher is better, change in %."""
     return continuous_metric(benchmark, name, claim=claim, training_target=training_target)
+
+
+def form_share(benchmark: str, name: str, column: str) -> Metric:
+    """A degenerate-form share: mean of a per-item 0/1 flag where lower is better (McNemar), change in points."""
+    return binary_metric(benchmark, name, column=column, higher_is_better=False, change="points",
+                         degenerate_form=True)
+
+
+def form_score(benchmark: str, name: str, column: str) -> Metric:
+    """A degenerate-form score per item where lower means more degenerate (distinct-2, length), change in %."""
+    return continuous_metric(benchmark, name, column=column, degenerate_form=True)
 
 
 def rate(benchmark: str, name: str, fn: Callable, claim: str | None = None) -> Metric:

@@ -18,30 +18,39 @@ import pandas as pd
 from hmxnb.aggregate import model_metric_table, paper_summary, seed_summary
 from hmxnb.artifacts import save_json, save_text
 from hmxnb.claims import check_claims
-from hmxnb.compare import MAIN_CONTRAST, MODELS
+from hmxnb.compare import MAIN_CONTRAST, MODELS, is_form
 from hmxnb.compare_plots import HEATMAP_CLIP, plot_forest, plot_heatmap
 from hmxnb.formatting import diff_text, fmt, fmt_change
 from hmxnb.params import second_judge_mode
 from hmxnb.plots import plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
-from hmxnb.report_text import METHODS, expression_note, scale_note, summary_text, training_warnings
+from hmxnb.report_text import FORM_NOTE, METHODS, expression_note, scale_note, summary_text, training_warnings
+from hmxnb.textform import form_watch
 from hmxnb.verdict import verdict
 
 
-def example_replies(records, n: int = 3, max_chars: int = 300, models=MODELS) -> pd.DataFrame:
-    """Replies of base, human-like and reverse models to the same prompts: columns prompt + one per model.
+def example_replies(records, n: int = 3, max_chars: int = 300, models=MODELS, most_different: int = 0) -> pd.DataFrame:
+    """Replies of base, human-like and reverse models to the same prompts: columns prompt + one per model + `shown`.
 
-    `records`: dicts or DataFrame with `prompt`, `model`, `completion`. Keeps the first `n` prompts that every
-    model answered (first reply per model), in the order they appear; texts are cut at `max_chars`.
+    `records`: dicts or DataFrame with `prompt`, `model`, `completion` (and `score`, the judge's reward). Keeps the
+    first `n` prompts that every model answered (first reply per model), in the order they appear, then the
+    `most_different` other prompts with the largest judge-score gap between the models (max − min of `score`),
+    largest first; `shown` says which. Texts are cut at `max_chars`.
     """
     df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
     if df.empty:
-        return pd.DataFrame(columns=["prompt", *models])
+        return pd.DataFrame(columns=["prompt", *models, "shown"])
     df = df[df["model"].isin(models)].drop_duplicates(["prompt", "model"])
     wide = df.pivot(index="prompt", columns="model", values="completion")
     order = [p for p in dict.fromkeys(df["prompt"])
              if all(m in wide.columns and pd.notna(wide.at[p, m]) for m in models)]
-    out = wide.loc[order[:n], list(models)].reset_index()
+    shown = {p: "first prompts" for p in order[:n]}
+    if most_different and "score" in df:
+        scores = df.pivot(index="prompt", columns="model", values="score").reindex(order).astype(float)
+        gap = (scores.max(axis=1) - scores.min(axis=1)).drop(list(shown)).dropna().sort_values(ascending=False)
+        shown.update({p: f"judge-score gap {g:.2f}" for p, g in gap.head(most_different).items()})
+    out = wide.loc[list(shown), list(models)].reset_index()
+    out["shown"] = list(shown.values())
 
     def cut(text):
         text = str(text)
@@ -54,7 +63,16 @@ def expression_table(results: pd.DataFrame) -> pd.DataFrame:
     """The training target across the three contrasts: value of each model, difference, 95% CI and class (per seed)."""
     if results.empty:
         return pd.DataFrame()
-    df = results[results["training_target"].astype(bool)]
+    return _contrast_rows(results[results["training_target"].astype(bool)])
+
+
+def form_table(results: pd.DataFrame) -> pd.DataFrame:
+    """The degenerate-form rows across the three contrasts, as `expression_table` (Holm within the form family)."""
+    return pd.DataFrame() if results.empty else _contrast_rows(results[is_form(results)])
+
+
+def _contrast_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a results table: model, seed, contrast, metric, values, difference with CI, Holm p, class."""
     return pd.DataFrame({
         "model": df["base_model"].astype(str), "seed": df["seed"].astype(str),
         "contrast": df["contrast"].str.replace("_vs_", " vs "), "metric": df["benchmark"],
@@ -90,6 +108,17 @@ def _class_counts(results: pd.DataFrame, contrast: str) -> pd.DataFrame:
     })
 
 
+def _example_blocks(examples, results: pd.DataFrame) -> list[tuple]:
+    """Example replies (first and most different prompts) and the reward-hacking watch on held-out replies."""
+    return [("h2", "What the models say: replies to the same held-out prompts"),
+            ("p", "Greedy replies of the base, human-like and reverse models: the first prompts of the held-out set, "
+                  "then the prompts where the evaluation judge's scores of the three replies differ most."),
+            ("table", example_replies(examples, n=3, most_different=5)),
+            ("h2", "Reward-hacking watch on the held-out replies"),
+            ("p", FORM_NOTE), ("table", form_watch(examples).reset_index()),
+            ("table", form_table(results))]
+
+
 def _report_blocks(results, summ, training_logs, examples, scale: str, claims, contrast: str,
                    second_mode: str | None = None) -> list[tuple]:
     """The report in reading order: verdict, scale, claims, example replies, training target, then the details."""
@@ -103,10 +132,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
         ("p", summary_text(summ)),
     ]
     if examples is not None:
-        blocks += [("h2", "What the models say: replies to the same held-out prompts"),
-                   ("p", "Greedy replies of the base, human-like and reverse models, first prompts of the held-out "
-                         "set."),
-                   ("table", example_replies(examples, n=5))]
+        blocks += _example_blocks(examples, results)
     blocks += [
         ("h2", "The training target: feeling expression on held-out prompts"), ("p", expression_note(second_mode)),
         ("table", expression_table(results)),

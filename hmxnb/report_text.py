@@ -17,9 +17,18 @@ EXPRESSION_NOTE = (
     "reply is scored by the evaluation judge (params eval_judge_model; by default the base model with the training "
     "judge's rubric and prompt, so this measures how the training reward carries over to new prompts, not an "
     "independent opinion), by a second evaluation judge (params eval_second_judge_mode: the same judging model in "
-    "another judge design, where set) and by a judge-free count of first-person affect statements. Human-like − "
-    "reverse should be positive on all of them; human-like − base positive and reverse − base negative. Reply "
-    "length and the shares of empty, repetitive and cut-off replies are in notebook 04."
+    "another judge design, where set) and by a judge-free count of first-person affect statements. Both judges read "
+    "each reply's distinct sentences; the count takes each distinct sentence once and cuts stock formulas "
+    "(apologies, AI disclaimers, help offers) out first, so neither repetition nor formulas buy expression. "
+    "Human-like − reverse should be positive on all of them; human-like − base positive and reverse − base negative."
+)
+
+FORM_NOTE = (
+    "What a self-judge can be paid for without any feeling being stated: replies that repeat a sentence or clause, "
+    "stock formulas (apology, AI disclaimer, help offer: hmxnb.textform), few distinct word pairs, short replies. "
+    "Shares with 95% Wilson intervals, per model; below, each compared between models as a degenerate-form row "
+    "(Holm-corrected as a family of its own; 'degraded' = more degenerate). The openers of each model and the "
+    "replies that lost credit are in notebook 04."
 )
 
 # the second evaluation judge's design in words (expression_note)

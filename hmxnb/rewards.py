@@ -2,7 +2,8 @@
 
 - `get_self_judge_reward(...)` -> `self_judge`: the model scores its own completions with the rubric
   (hmxnb.judge, hmxnb.rubric) in the run's direction; reward in [0, 1].
-- `format_guard`: judge-free guard against empty, truncated and repetitive text; reward in [-1, 0].
+- `format_guard`: judge-free guard against empty, truncated and repetitive text, repeated sentences and stock
+  formulas (hmxnb.textform); reward in [-1, 0].
 
 TRL sums them with `reward_weights` (params `reward_weight_judge`, `reward_weight_format`). The paper names no
 guard terms; we add one because a self-judge can be gamed by degenerate text (our choice).
@@ -23,6 +24,7 @@ from hmxnb.chat import render, strip_thinking
 from hmxnb.judge import judge
 from hmxnb.reward_batch import count_nonfinite, fill_unscorable, group_spread, warn_nonfinite
 from hmxnb.rubric import Rubric
+from hmxnb.textform import distinct_bigram_ratio, distinct_text, formula_families, repeats_sentence
 
 
 def completion_text(completion) -> str:
@@ -41,41 +43,46 @@ def prompt_text(prompt) -> str:
     return users[-1] if users else ""
 
 
-def distinct_bigram_ratio(text: str) -> float:
-    """Share of distinct word bigrams (1.0 = no repetition); 1.0 for texts under three words."""
-    words = text.lower().split()
-    if len(words) < 3:
-        return 1.0
-    bigrams = list(zip(words, words[1:]))
-    return len(set(bigrams)) / len(bigrams)
-
-
 def text_flags(text: str, n_tokens: int | None, max_tokens: int | None) -> dict[str, bool]:
-    """The reward-hacking watch's flags for one completion: empty, repetitive (< 50% distinct bigrams), truncated."""
+    """The reward-hacking watch's flags for one completion: empty, repetitive (< 50% distinct bigrams), truncated,
+    repeats a sentence, contains a stock formula (hmxnb.textform)."""
     words = text.split()
     return {
         "empty": not text.strip(),
         "repetitive": len(words) >= 6 and distinct_bigram_ratio(text) < 0.5,
         "truncated": bool(max_tokens and n_tokens is not None and n_tokens >= max_tokens),
+        "repeats_sentence": repeats_sentence(text),
+        "stock_formula": bool(formula_families(text)),
     }
 
 
 def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None,
-                   truncation: float = 0.5) -> float:
-    """-1 for empty text; else -`truncation` if cut at the length limit, minus the share of repeated bigrams; floor -1.
+                   truncation: float = 0.5, repeat: float = 0.0, formula: float = 0.0) -> float:
+    """-1 for empty text; else the sum of: -`truncation` if cut at the length limit, minus the share of repeated
+    bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock formula is in it; floor -1.
 
     `truncation` is params `format_truncation_penalty`: with most completions cut at a short limit it can outweigh the
-    judge's differences within a group and select short replies (docs/demo-tuning.md section 6).
+    judge's differences within a group and select short replies (docs/demo-tuning.md section 6). `repeat` and
+    `formula` are params `format_repeat_penalty` and `format_formula_penalty` (hmxnb.textform; section 9).
     """
     if not text.strip():
         return -1.0
-    penalty = -truncation if text_flags(text, n_tokens, max_tokens)["truncated"] else 0.0
+    flags = text_flags(text, n_tokens, max_tokens)
+    penalty = -truncation if flags["truncated"] else 0.0
     if len(text.split()) >= 6:
         penalty -= 1.0 - distinct_bigram_ratio(text)
+    penalty -= repeat * flags["repeats_sentence"] + formula * flags["stock_formula"]
     return max(-1.0, penalty)
 
 
-def get_format_guard(max_completion_length: int | None = None, truncation: float = 0.5):
+def guard_settings(params: dict) -> dict:
+    """The format guard's penalties as params set them: keywords of `format_penalty` and `get_format_guard`."""
+    return {"truncation": params["format_truncation_penalty"], "repeat": params["format_repeat_penalty"],
+            "formula": params["format_formula_penalty"]}
+
+
+def get_format_guard(max_completion_length: int | None = None, truncation: float = 0.5, repeat: float = 0.0,
+                     formula: float = 0.0):
     """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step."""
 
     def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
@@ -84,9 +91,10 @@ def get_format_guard(max_completion_length: int | None = None, truncation: float
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
             flags = [text_flags(t, n, max_completion_length) for t, n in zip(texts, lengths)]
-            for name in ("empty", "repetitive", "truncated"):
+            for name in flags[0] if flags else ():
                 log_metric(f"watch/{name}_share", float(np.mean([f[name] for f in flags])))
-        return [format_penalty(t, n, max_completion_length, truncation) for t, n in zip(texts, lengths)]
+        return [format_penalty(t, n, max_completion_length, truncation, repeat, formula)
+                for t, n in zip(texts, lengths)]
 
     return format_guard
 
@@ -101,7 +109,7 @@ class SelfJudge:
     def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability",
                  judge_model: str = "frozen", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
                  sample_every: int = 0, max_completion_length: int | None = None, samples_path=None, chat=None,
-                 reuse: bool = False, truncation_penalty: float = 0.5):
+                 reuse: bool = False, guard: dict | None = None, distinct_sentences: bool = False):
         self.model = None
         self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
@@ -114,7 +122,8 @@ class SelfJudge:
         self.max_new_tokens = max_new_tokens
         self.sample_every = sample_every
         self.max_completion_length = max_completion_length
-        self.truncation_penalty = truncation_penalty  # the format guard's, for the samples' format_penalty column
+        self.guard = dict(guard or {})  # the format guard's penalties (guard_settings), for the samples' column
+        self.distinct_sentences = distinct_sentences  # judge each reply's distinct sentences (hmxnb.textform)
         self.chat, self.reuse = chat, reuse  # the model's ChatSettings and prefix-reuse decision (LoadedModel)
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
@@ -136,6 +145,8 @@ class SelfJudge:
         return self.model.disable_adapter() if self.judge_model == "frozen" else nullcontext()
 
     def score(self, prompts: list[str], replies: list[str]):
+        if self.distinct_sentences:  # params judge_distinct_sentences: a repeated sentence earns nothing twice
+            replies = [distinct_text(r) for r in replies]
         if self.model is None:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
@@ -236,7 +247,7 @@ def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion
         "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
         "reward": float(r) if np.isfinite(r) else None,
         "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length,
-                                         state.truncation_penalty),
+                                         **state.guard),
     } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
     state.samples += rows
     if state.samples_path is not None:

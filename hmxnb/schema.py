@@ -226,6 +226,15 @@ SCHEMA: dict[str, Param] = {
                                        "The format guard's penalty for a completion cut at max_completion_length "
                                        "(what 0 does to the demo, on two seeds: docs/demo-tuning.md section 6).",
                                        bounds="[0, 1]"),
+    "format_repeat_penalty": Param(0.0, "float", "hmxnb.rewards.format_penalty",
+                                   "The format guard's penalty for a completion that repeats a sentence or clause of "
+                                   "3+ words (hmxnb.textform; docs/demo-tuning.md section 9).", bounds="[0, 1]"),
+    "format_formula_penalty": Param(0.0, "float", "hmxnb.rewards.format_penalty",
+                                    "The format guard's penalty for a completion with a stock formula: apology, AI "
+                                    "disclaimer or help offer (hmxnb.textform.FORMULAS; section 9).", bounds="[0, 1]"),
+    "judge_distinct_sentences": Param(False, "bool", "hmxnb.rewards.SelfJudge",
+                                      "The self-judge scores each completion's distinct sentences only "
+                                      "(hmxnb.textform.distinct_text), so repeating a sentence earns nothing."),
     "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.",
                           bounds="[1, 1000000]"),
     # --- prompts / evaluation sizes ---

@@ -17,7 +17,8 @@ import pandas as pd
 
 from hmxnb.generation import generate, generation_config
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
-                           text_flags)
+                           guard_settings, text_flags)
+from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
 
 # The GRPOConfig fields that decide what GRPO does, in reading order, with what each decides.
@@ -135,15 +136,15 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     prompts = [group.conversation] * len(group.texts)
     judged = get_self_judge_reward(state)(prompts=prompts, completions=completions,
                                           completion_ids=group.completion_ids)
-    limit, truncation = params["max_completion_length"], params["format_truncation_penalty"]
-    guard = get_format_guard(limit, truncation)(completions=completions, completion_ids=group.completion_ids)
+    limit, settings = params["max_completion_length"], guard_settings(params)
+    guard = get_format_guard(limit, **settings)(completions=completions, completion_ids=group.completion_ids)
     res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
     return pd.DataFrame({
         "reply": group.texts, "self_judge": judged,
         "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r, state.mode)
                              for i, r in enumerate(judged)],
         "format_guard": guard,
-        "why (format guard)": [guard_why(t, len(c), limit, truncation)
+        "why (format guard)": [guard_why(t, len(c), limit, **settings)
                                for t, c in zip(group.texts, group.completion_ids)],
         "truncated": group.truncated,
     })
@@ -167,7 +168,8 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
     return f"{parts} (on {lo}–{hi}); reward = {how} = {_num(reward)}"
 
 
-def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5) -> str:
+def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5, repeat: float = 0.0,
+              formula: float = 0.0) -> str:
     """The format guard's value in words (hmxnb.rewards.format_penalty)."""
     if not text.strip():
         return "empty reply: −1"
@@ -178,7 +180,12 @@ def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
         reasons.append(f"{repeated:.0%} of word pairs repeated: {_num(-repeated)}")
-    total = format_penalty(text, n_tokens, max_tokens, truncation)
+    flags = form_flags(text)
+    if flags["repeats_sentence"] and repeat:
+        reasons.append(f"repeats a sentence: {_num(-repeat)}")
+    if flags["stock_formula"] and formula:
+        reasons.append(f"stock formula ({', '.join(flags['formulas'])}): {_num(-formula)}")
+    total = format_penalty(text, n_tokens, max_tokens, truncation, repeat, formula)
     return "; ".join(reasons) + f" → {_num(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
 
 

@@ -23,7 +23,7 @@ from hmxnb.grpo_args import read_record, record_and_check
 from hmxnb.judge import JudgeConfig
 from hmxnb.models import LoadedModel, load_model, local_rank
 from hmxnb.prefix_reuse import check_prefix_reuse
-from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward
+from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
 from hmxnb.rubric import Rubric
 from hmxnb.schema import keys_feeding, kwargs_feeding
 
@@ -99,7 +99,7 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
         model=loaded.model,
         processing_class=loaded.tokenizer,
         reward_funcs=[get_self_judge_reward(state),
-                      get_format_guard(params["max_completion_length"], params["format_truncation_penalty"])],
+                      get_format_guard(params["max_completion_length"], **guard_settings(params))],
         args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
         peft_config=None if loaded.backend == "unsloth" else build_lora_config(params),
@@ -123,7 +123,8 @@ def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJu
         loaded.tokenizer, cfg.rubric, params["direction"], judge_model=cfg.judge_model, **cfg.options(),
         sample_every=params["sample_every"], max_completion_length=params["max_completion_length"],
         samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
-        chat=loaded.chat, reuse=loaded.prefix_reuse, truncation_penalty=params["format_truncation_penalty"],
+        chat=loaded.chat, reuse=loaded.prefix_reuse, guard=guard_settings(params),
+        distinct_sentences=params["judge_distinct_sentences"],
     )
 
 

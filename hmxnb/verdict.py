@@ -1,7 +1,9 @@
 """The report's opening paragraph in words: what moved in a contrast, with 95% CIs, from the per-seed rows.
 
-The training target (feeling expression) comes first, then the other measured results: the enhanced and degraded
-ones listed with their numbers, the rest counted. Rows not measured or undefined are named, never counted.
+The training target (feeling expression) comes first, then whether a model writes more degenerate text than the
+other (the degenerate-form rows: repeated sentences, stock formulas, distinct-2, length), then the other measured
+results: the enhanced and degraded ones listed with their numbers, the rest counted. Rows not measured or undefined
+are named, never counted.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pandas as pd
 
 from hmxnb import stats
 from hmxnb.bench.expression import AFFECT, SECOND
-from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, measured
+from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, benchmark_rows, is_form, measured
 from hmxnb.formatting import fmt_change, num
 
 
@@ -90,6 +92,29 @@ def against_base(results: pd.DataFrame, several: bool) -> str:
     return "All three contrasts of the training target: " + "; ".join(parts) + who + "."
 
 
+FORM_WORDS = {"repeats_sentence_share": "more replies that repeat a sentence",
+              "stock_formula_share": "more stock formulas", "distinct_2": "fewer distinct word pairs",
+              "reply_words": "shorter replies"}
+
+
+def form_sentence(results: pd.DataFrame, several: bool) -> str:
+    """The degenerate-form rows in words: in each contrast, which got significantly worse (Holm within the form
+    family), e.g. 'The human − base difference comes with more replies that repeat a sentence (...)'."""
+    form = measured(results[is_form(results)])
+    if form.empty:
+        return ""
+    parts = []
+    for a, b in CONTRASTS:
+        worse = form[(form["contrast"] == f"{a}_vs_{b}") & (form["cls"] == stats.CLASSES[1])]
+        if len(worse):
+            what = ", ".join(dict.fromkeys(FORM_WORDS.get(m, m) for m in worse["metric"]))
+            parts.append(f"the {a} − {b} difference comes with {what} ({_listing(worse, several)})")
+    if not parts:
+        return ("No degenerate-form row (repeated sentences, stock formulas, distinct-2, length) got significantly "
+                "worse in any contrast.")
+    return "Degenerate form: " + "; ".join(parts) + "."
+
+
 def _rest_sentence(ok: pd.DataFrame, several: bool) -> str:
     """The other measured results in words: the enhanced and degraded ones listed, the rest counted."""
     n = {cls: int((ok["cls"] == cls).sum()) for cls in stats.CLASSES}
@@ -108,14 +133,14 @@ def verdict(results: pd.DataFrame, contrast: str = MAIN_CONTRAST) -> str:
     a, b = contrast.split("_vs_")
     several = sub[["base_model", "seed"]].drop_duplicates().shape[0] > 1
     is_target = sub["training_target"].astype(bool)
-    rest = sub[~is_target]
+    rest = benchmark_rows(sub)
     text = [f"Verdict, {a} vs {b} ({a} model minus {b} model on the same items, 95% CIs). Significance is judged "
-            "after Holm's correction over all metrics of a model and seed, so a CI that excludes 0 can still be 'not "
-            "significant'.",
+            "after Holm's correction over all metrics of a model and seed (the degenerate-form rows apart), so a CI "
+            "that excludes 0 can still be 'not significant'.",
             _target_sentence(sub[is_target], several), against_base(results, several),
-            _rest_sentence(measured(rest), several)]
+            form_sentence(results, several), _rest_sentence(measured(rest), several)]
     left = rest[~rest.index.isin(measured(rest).index)]
     if len(left):
         names = dict.fromkeys(f"{r.benchmark}/{r.metric} ({r.cls})" for r in left.itertuples())
         text.append("Left out of every count: " + "; ".join(names) + ".")
-    return " ".join(text)
+    return " ".join(t for t in text if t)

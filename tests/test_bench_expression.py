@@ -79,15 +79,27 @@ def test_truncation_flags_follow_the_token_limit(tiny_model):
     assert all(tok.eos_token not in r for r in ended)  # the EOS token is not part of the reply text
 
 
+NO_FORM = {"repeats_sentence": False, "repeated_units": 0, "stock_formula": False, "formulas": []}
+
+
 @pytest.mark.parametrize("reply, truncated, expected", [
     ("I feel glad you asked, thank you", False,
-     {"reply_words": 7, "distinct_2": 1.0, "empty": False, "repetitive": False, "truncated": False}),
-    ("", True, {"reply_words": 0, "distinct_2": 1.0, "empty": True, "repetitive": False, "truncated": True}),
+     {"reply_words": 7, "distinct_2": 1.0, "empty": False, "repetitive": False, "truncated": False, **NO_FORM,
+      "opener": "i feel glad you"}),
+    ("", True, {"reply_words": 0, "distinct_2": 1.0, "empty": True, "repetitive": False, "truncated": True,
+                **NO_FORM, "opener": ""}),
     ("the the the the the the the", False,
-     {"reply_words": 7, "distinct_2": 1 / 6, "empty": False, "repetitive": True, "truncated": False}),
+     {"reply_words": 7, "distinct_2": 1 / 6, "empty": False, "repetitive": True, "truncated": False, **NO_FORM,
+      "opener": "the the the the"}),
+    ("I'm sorry for any confusion. I feel calm now. I feel calm now.", False,
+     {"reply_words": 13, "distinct_2": 9 / 12, "empty": False, "repetitive": False, "truncated": False,
+      "repeats_sentence": True, "repeated_units": 1, "stock_formula": True, "formulas": ["apology"],
+      "opener": "i'm sorry for any"}),
 ])
 def test_reply_form(reply, truncated, expected):
-    assert reply_form(reply, truncated) == pytest.approx(expected)
+    got = reply_form(reply, truncated)
+    assert got.pop("formulas") == expected.pop("formulas")
+    assert got == pytest.approx(expected)
 
 
 def test_metrics_expression_reports_form_beside_the_judge():
@@ -101,6 +113,34 @@ def test_metrics_expression_reports_form_beside_the_judge():
     assert m["expression_score"] == pytest.approx(0.6) and m["reply_words"] == pytest.approx(6.5)
     assert m["repetitive_share"] == 0.5 and m["truncated_share"] == 0.5 and m["empty_share"] == 0.0
     assert 0 < m["distinct_2"] < 1
+
+
+def test_judges_read_distinct_sentences_and_the_count_leaves_out_repeats_and_formulas():
+    """Issue 29: a repeated sentence is judged once, and 'I'm so sorry for any misunderstanding' buys no count."""
+    from hmxnb.bench.expression import lost_credit, replies_frame
+
+    seen = []
+
+    def judge_fn(prompts, replies):
+        seen.append(list(replies))
+        return np.array([[1.0]] * len(replies)), np.array([0.5] * len(replies)), ["expression"]
+
+    items = load_expression_items([{"id": i, "prompt": i} for i in "abc"])
+    replies = ["I feel so happy today. I feel so happy today. I feel so happy today.",
+               "I'm so sorry for any misunderstanding. I'm so sorry for any misunderstanding.",
+               "I feel calm, thank you."]
+    recs = score_expression(items, replies, "human", judge_fn, second_judge_fn=judge_fn)
+    assert seen == [["I feel so happy today.", "I'm so sorry for any misunderstanding.", replies[2]]] * 2
+    frame = replies_frame(recs).set_index("item_id")
+    assert frame["affect"].tolist() == [1.0, 0.0, 1.0]  # once; none; once
+    assert frame["affect_all"].tolist() == [3, 2, 1]  # every sentence as written
+    assert frame["repeats_sentence"].tolist() == [True, True, False]
+    assert frame["stock_formula"].tolist() == [False, True, False]
+    m = metrics_expression(recs)
+    assert m["repeats_sentence_share"] == pytest.approx(2 / 3) and m["stock_formula_share"] == pytest.approx(1 / 3)
+    lost = lost_credit(recs)
+    assert lost["why"].tolist() == ["repeated sentences not judged, a sentence counted once",
+                                    "repeated sentences not judged, formulas: apology"]
 
 
 def test_held_out_prompts_are_a_seeded_subset_under_a_limit():

@@ -103,6 +103,25 @@ def test_holm_within_contrast(results):
         assert (g["p_holm"] >= g["p_value"] - 1e-12).all()
 
 
+def test_degenerate_form_rows_are_a_holm_family_of_their_own_and_out_of_the_papers_share():
+    records = _records()
+    for r in records:
+        if r["benchmark"] == "feelings":  # human repeats itself on every 4th item, the others never
+            r["repeats"] = r["model"] == "human" and int(r["item_id"][1:]) % 4 == 0
+    form = M.form_share("feelings", "repeats_sentence_share", "repeats")
+    res = C.compare(records, [*METRICS, form], n_resamples=300, seed=0)
+    row = res[(res["contrast"] == "human_vs_base") & (res["metric"] == "repeats_sentence_share")].iloc[0]
+    assert bool(row["degenerate_form"]) and row["diff"] == pytest.approx(0.25) and row["change_unit"] == "pp"
+    assert row["cls"] == "degraded"  # more repetition is worse
+    assert row["p_holm"] == pytest.approx(row["p_value"])  # alone in its family: Holm leaves it as it is
+    for _, g in res[~res["degenerate_form"]].groupby("contrast"):  # the other rows: Holm over their four only
+        np.testing.assert_allclose(g["p_holm"], stats.holm(g["p_value"]))
+    assert len(C.benchmark_rows(res)) == len(res) - 3  # one form row per contrast left out
+    same = aggregate.paper_summary(res)["n_results"] == aggregate.paper_summary(
+        C.compare(_records(), METRICS, n_resamples=300, seed=0))["n_results"]
+    assert same  # the paper's share counts the same results with or without the watch
+
+
 def test_improvement_sign_follows_direction(results):
     row = results[(results["contrast"] == "human_vs_reverse") & (results["metric"] == "bias_disambig")].iloc[0]
     assert row["improvement"] == pytest.approx(200.0)  # a 200% drop in a lower-is-better score is +200%

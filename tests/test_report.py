@@ -142,9 +142,19 @@ def test_example_replies_table():
         {"prompt": "p2", "model": "base", "completion": "only base answered"},  # incomplete: left out
     ]
     table = report.example_replies(recs, n=5, max_chars=10)
-    assert table.columns.tolist() == ["prompt", "base", "human", "reverse"]
+    assert table.columns.tolist() == ["prompt", "base", "human", "reverse", "shown"]
     assert table["prompt"].tolist() == ["p1"]
     assert table.loc[0, "base"] == "a" * 9 + "…"  # cut at 10 characters
+
+
+def test_example_replies_add_the_prompts_where_the_judge_scores_differ_most():
+    scores = {"p1": (0.5, 0.5, 0.5), "p2": (0.1, 0.9, 0.2), "p3": (0.4, 0.5, 0.45), "p4": (0.3, 0.2, 0.9)}
+    recs = [{"prompt": p, "model": m, "completion": f"{p} {m}", "score": s}
+            for p, row in scores.items() for m, s in zip(("base", "human", "reverse"), row)]
+    table = report.example_replies(recs, n=1, most_different=2)
+    assert table["prompt"].tolist() == ["p1", "p2", "p4"]  # the first, then gaps 0.8 and 0.7 (p3's 0.1 left out)
+    assert table["shown"].tolist() == ["first prompts", "judge-score gap 0.80", "judge-score gap 0.70"]
+    assert table.loc[1, "human"] == "p2 human"
 
 
 def test_training_curves_side_by_side():

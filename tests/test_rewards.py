@@ -61,10 +61,13 @@ def test_truncation_penalty_is_the_params_value_and_reaches_the_trainer(tmp_path
         ("", {"empty": True, "repetitive": False, "truncated": False}),
         ("a b a b a b a b", {"empty": False, "repetitive": True, "truncated": False}),
         ("one two three four five six", {"empty": False, "repetitive": False, "truncated": False}),
+        ("I feel calm today. I feel calm today.", {"empty": False, "repetitive": False, "truncated": False,
+                                                   "repeats_sentence": True}),
+        ("As an AI, I can't say.", {"empty": False, "repetitive": False, "truncated": False, "stock_formula": True}),
     ],
 )
 def test_text_flags(text, flags):
-    assert text_flags(text, 3, 10) == flags
+    assert text_flags(text, 3, 10) == {"repeats_sentence": False, "stock_formula": False, **flags}
 
 
 def test_distinct_bigrams():
@@ -82,7 +85,29 @@ def test_format_guard_follows_trl_contract():
     assert isinstance(out, list) and len(out) == 3 and all(isinstance(v, float) for v in out)
     assert out[0] == 0.0 and out[1] == -1.0 and out[2] == -1.0
     assert logged == {"watch/empty_share": pytest.approx(1 / 3), "watch/repetitive_share": pytest.approx(1 / 3),
-                      "watch/truncated_share": pytest.approx(1 / 3)}
+                      "watch/truncated_share": pytest.approx(1 / 3), "watch/repeats_sentence_share": 0.0,
+                      "watch/stock_formula_share": 0.0}
+
+
+def test_format_guard_charges_repeated_sentences_and_formulas_as_params_set():
+    from hmxnb.params import load_params
+    from hmxnb.rewards import guard_settings
+
+    repeated = "I feel calm and happy. I feel calm and happy. Thank you."
+    formula = "I'm sorry for any confusion, I feel lost."
+    clean = "I feel calm and happy, thank you for asking."
+    for text in (repeated, formula, clean):  # params off: only the bigram share counts, as before
+        assert format_penalty(text, 5, 48) == pytest.approx(-(1 - distinct_bigram_ratio(text)))
+    bigrams = 1 - distinct_bigram_ratio(repeated)
+    assert format_penalty(repeated, 5, 48, repeat=0.6) == pytest.approx(-bigrams - 0.6)
+    assert format_penalty(formula, 5, 48, formula=0.3) == pytest.approx(-0.3)
+    assert format_penalty(clean, 5, 48, repeat=0.6, formula=0.3) == 0.0
+    assert format_penalty(repeated, 5, 48, repeat=1.0) == -1.0  # floor
+    p = load_params("smoke", {"format_repeat_penalty": 0.6, "format_formula_penalty": 0.3})
+    assert guard_settings(p) == {"truncation": 0.5, "repeat": 0.6, "formula": 0.3}
+    guard = get_format_guard(48, **guard_settings(p))
+    assert guard(completions=[_conv(repeated), _conv(formula), _conv(clean)],
+                 completion_ids=[[1] * 5] * 3) == pytest.approx([-bigrams - 0.6, -0.3, 0.0])
 
 
 @pytest.mark.parametrize(

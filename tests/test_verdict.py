@@ -61,3 +61,33 @@ def test_the_second_evaluation_judge_is_named_when_it_was_measured():
     text = against_base(pd.concat([df, second]), several=False)
     assert text.endswith("the judge-free affect count confirms human − base, reverse − base; "
                          "the second evaluation judge confirms human − base.")
+
+
+def _form(contrast, metric, diff, lo, hi, cls, higher_is_better=False):
+    row = _row(contrast, "feeling_expression", diff, lo, hi, cls)
+    return {**row, "metric": metric, "kind": "binary", "higher_is_better": higher_is_better, "training_target": False,
+            "degenerate_form": True, "change_unit": "pp", "change": 100 * diff, "improvement": -100 * diff}
+
+
+def test_the_verdict_names_degenerate_form_that_rose_and_keeps_it_out_of_the_other_counts():
+    df = pd.concat([_results().assign(degenerate_form=False), pd.DataFrame([
+        _form("human_vs_base", "repeats_sentence_share", 0.09, 0.02, 0.16, "degraded"),
+        _form("human_vs_base", "stock_formula_share", 0.21, 0.08, 0.33, "degraded"),
+        _form("reverse_vs_base", "repeats_sentence_share", -0.01, -0.05, 0.03, "no significant change"),
+        _form("human_vs_reverse", "reply_words", 2.0, -1.0, 5.0, "no significant change", higher_is_better=True),
+    ])], ignore_index=True)
+    text = verdict(df)
+    assert ("Degenerate form: the human − base difference comes with more replies that repeat a sentence, more "
+            "stock formulas (") in text
+    assert "feeling_expression/repeats_sentence_share: 1.000 vs 0.910, difference +0.090" in text
+    assert "reverse − base difference" not in text  # no significant change there: not named
+    assert "None of the other 0 measured results changed significantly." in text  # form rows are not 'other results'
+
+
+def test_no_degenerate_form_row_rising_is_said_so():
+    df = pd.concat([_results(), pd.DataFrame([
+        _form("human_vs_base", "repeats_sentence_share", 0.01, -0.03, 0.05, "no significant change")])],
+        ignore_index=True)
+    assert ("No degenerate-form row (repeated sentences, stock formulas, distinct-2, length) got significantly worse "
+            "in any contrast.") in verdict(df)
+    assert "Degenerate form" not in verdict(_results())  # no form rows measured: nothing said

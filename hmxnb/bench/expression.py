@@ -6,12 +6,18 @@
    not an independent opinion. Name a stronger model (Hub id or local path) for an independent judge.
    A second evaluation judge (params `eval_second_judge_mode`): the same judging model in another judge mode, so
    a gain that only the training judge's design sees shows up as a gap between the two.
+   Both judges score a reply's distinct sentences (hmxnb.textform.distinct_text): a repeated sentence earns nothing.
 2. Judge-free: first-person affect statements, counted with the VADER lexicon (Hutto & Gilbert 2014, shipped in the
    `vaderSentiment` package): a sentence counts when it has a first-person pronoun and either a form of "feel" or
    a word with |valence| >= 1.0 in the lexicon, leaving out assistant politeness words that VADER rates positive
-   ("help", "please", "thanks", ...). Our definition; the paper does not say how it measured expression.
+   ("help", "please", "thanks", ...). Each distinct sentence counts once, and stock formulas ("I'm sorry for any
+   misunderstanding", "as an AI", "feel free to": hmxnb.textform.FORMULAS) are cut out before a sentence is read,
+   so neither repetition nor formulas buy a count; `affect_all` keeps the count without these two rules. Our
+   definition; the paper does not say how it measured expression.
 3. Form, so that "longer" or "repetitive" is not mistaken for "more feeling": reply length in words, distinct word
-   bigrams (distinct-2), and the shares of empty, repetitive and truncated (cut at the token limit) replies.
+   bigrams (distinct-2), the shares of empty, repetitive and truncated (cut at the token limit) replies, and the
+   reward-hacking watch: replies that repeat a sentence, replies with a stock formula, their openers
+   (`form_watch`, `openers_table`; compared in notebook 05 as degenerate-form rows, `FORM_ROWS`).
 """
 
 from __future__ import annotations
@@ -23,12 +29,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hmxnb import paper
+from hmxnb import paper, textform
 from hmxnb.chat import render, strip_thinking
 from hmxnb.data import load_prompts
 from hmxnb.generation import generate, generation_config
 from hmxnb.loglik import pad_token_id
-from hmxnb.metrics import score
+from hmxnb.metrics import form_score, form_share, score
 
 from .benchmark import Benchmark, EvalContext
 from .common import mean, subsample
@@ -55,11 +61,18 @@ def affect_lexicon() -> dict[str, float]:
     return dict(SentimentIntensityAnalyzer().lexicon)
 
 
-def affect_statements(text: str, lexicon: dict[str, float] | None = None) -> int:
-    """Number of sentences that state an affect in the first person (see module docstring)."""
+def affect_statements(text: str, lexicon: dict[str, float] | None = None, every_sentence: bool = False) -> int:
+    """Number of distinct sentences that state an affect in the first person once stock formulas are cut out (see
+    module docstring). `every_sentence`: every sentence as written, repeats and formulas included (`affect_all`)."""
     lex = affect_lexicon() if lexicon is None else lexicon
-    count = 0
+    count, seen = 0, set()
     for sentence in _SENT_RE.split(text or ""):
+        if not every_sentence:
+            key = " ".join(textform.words(sentence))
+            if key in seen:
+                continue
+            seen.add(key)
+            sentence = textform.strip_formulas(sentence)
         words = _WORD_RE.findall(sentence.lower().replace("’", "'"))
         if not FIRST_PERSON.intersection(words):
             continue
@@ -112,12 +125,14 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
 
 
 def reply_form(reply: str, truncated: bool = False) -> dict:
-    """Judge-free form of a reply: length in words, distinct-2, and the empty / repetitive / truncated flags."""
-    from hmxnb.rewards import distinct_bigram_ratio, text_flags
+    """Judge-free form of a reply: length in words, distinct-2, the empty / repetitive / truncated flags, and the
+    watch's: repeats a sentence, stock formula (and which), opener (hmxnb.textform.form_flags)."""
+    from hmxnb.rewards import text_flags
 
     flags = text_flags(reply, None, None)
-    return {"reply_words": len(reply.split()), "distinct_2": distinct_bigram_ratio(reply),
-            "empty": flags["empty"], "repetitive": flags["repetitive"], "truncated": bool(truncated)}
+    return {"reply_words": len(reply.split()), "distinct_2": textform.distinct_bigram_ratio(reply),
+            "empty": flags["empty"], "repetitive": flags["repetitive"], "truncated": bool(truncated),
+            **textform.form_flags(reply)}
 
 
 def score_expression(items: list[dict], replies: list[str], model_label: str, judge_fn,
@@ -132,14 +147,16 @@ def score_expression(items: list[dict], replies: list[str], model_label: str, ju
         second_judge_fn: the second evaluation judge, same signature; its records are `expression_second_judge`.
     """
     prompts = [it["prompt"] for it in items]
-    judged = [(JUDGED, judge_fn(prompts, replies))]
+    distinct = [textform.distinct_text(r) for r in replies]  # what the judges read: each sentence once
+    judged = [(JUDGED, judge_fn(prompts, distinct))]
     if second_judge_fn is not None:
-        judged.append((SECOND, second_judge_fn(prompts, replies)))
+        judged.append((SECOND, second_judge_fn(prompts, distinct)))
     truncated = truncated if truncated is not None else [False] * len(replies)
     records = []
     for i, (it, reply, cut) in enumerate(zip(items, replies, truncated)):
         base = {"item_id": it["item_id"], "model": model_label, "prompt": it["prompt"], "completion": reply,
                 "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", ""),
+                "judged_text": distinct[i], "affect_all": affect_statements(reply, every_sentence=True),
                 **reply_form(reply, cut)}
         for name, (scores, rewards, criteria) in judged:
             records.append({**base, "benchmark": name, "score": None if np.isnan(rewards[i]) else float(rewards[i]),
@@ -178,9 +195,27 @@ def metrics_expression(records: list[dict]) -> dict:
     second = [r["score"] for r in records if r["benchmark"] == SECOND and r["score"] is not None]
     lex = [r["score"] for r in records if r["benchmark"] == AFFECT]
     form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2")}
-    shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r]) for k in ("empty", "repetitive", "truncated")}
+    shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r])
+              for k in ("empty", "repetitive", "truncated", "repeats_sentence", "stock_formula")}
+    pooled = textform.pooled_distinct_2([r["completion"] for r in judged])
     return {"expression_score": mean(judge), AFFECT: mean(lex), "second_judge_score": mean(second), **form, **shares,
-            "n": len(lex)}
+            "pooled_distinct_2": pooled, "n": len(lex)}
+
+
+def lost_credit(records) -> pd.DataFrame:
+    """Replies whose repeated sentences the judges did not read, or whose affect count fell when repeats and stock
+    formulas were left out: prompt, model, reply, what was judged, affect count without / with the two rules, why."""
+    frame = replies_frame(records)
+    if "judged_text" not in frame or "affect_all" not in frame:
+        return pd.DataFrame()
+    fewer = frame["affect_all"] > frame["affect"]
+    cut = frame["judged_text"] != frame["completion"]
+    out = frame[fewer | cut].copy()
+    out["why"] = [", ".join(w for w, on in (("repeated sentences not judged", c),
+                                           ("formulas: " + "/".join(f or []), bool(f) and a),
+                                           ("a sentence counted once", a and not f)) if on)
+                  for c, a, f in zip(cut[out.index], fewer[out.index], out["formulas"])]
+    return out[["model", "prompt", "completion", "judged_text", "affect_all", "affect", "why"]]
 
 
 def replies_frame(records) -> pd.DataFrame:
@@ -204,11 +239,17 @@ def replies_frame(records) -> pd.DataFrame:
     return frame.merge(second, on=keys, how="left", validate="one_to_one")
 
 
-FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share")
+FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share", "repeats_sentence_share",
+        "stock_formula_share", "pooled_distinct_2")
+# the degenerate-form rows notebook 05 compares (Holm as a family of their own): more repetition, more formulas, fewer
+# distinct word pairs, shorter replies (the lr 1e-3 hack of docs/demo-tuning.md section 2 shrank them) = worse
+FORM_ROWS = (form_share(JUDGED, "repeats_sentence_share", "repeats_sentence"),
+             form_share(JUDGED, "stock_formula_share", "stock_formula"),
+             form_score(JUDGED, "distinct_2", "distinct_2"), form_score(JUDGED, "reply_words", "reply_words"))
 BENCHMARK = Benchmark(
     NAME, _heldout_items, _evaluate_as, metrics_expression,
     headline=tuple((key, None) for key in ("expression_score", AFFECT, "second_judge_score", *FORM)),
     compared=(score(JUDGED, "expression_score", claim=paper.TRAINING_TARGET, training_target=True),
               score(AFFECT, AFFECT, claim=paper.TRAINING_TARGET, training_target=True),
-              score(SECOND, "second_judge_score", claim=paper.TRAINING_TARGET, training_target=True)),
+              score(SECOND, "second_judge_score", claim=paper.TRAINING_TARGET, training_target=True), *FORM_ROWS),
 )
