@@ -91,7 +91,8 @@ def _learned_panels(axes, log) -> None:
                                                 "judge/contrast_nats", "judge/nonfinite_share"):
             _line(axes[1], log, c)
     axes[1].set(title="Judge score (raw scale, mean per step)", ylabel="score")
-    for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "judge/unscorable_share"):
+    for c in ("watch/empty_share", "watch/repetitive_share", "watch/truncated_share", "watch/repeats_sentence_share",
+              "watch/stock_formula_share", "judge/unscorable_share"):
         _line(axes[2], log, c, c.split("/")[1].replace("_share", ""))
     axes[2].set(title="Reward-hacking watch (share of completions)", ylim=(-0.05, 1.05))
     for ax in axes:

@@ -11,11 +11,12 @@ What a likelihood self-judge can be paid for without any feeling being stated, s
   returned unchanged. The evaluation judge scores this text, so a repeated sentence earns nothing twice.
 - **The watch** over a set of replies (`form_watch`, `openers_table`): per model, the shares of replies that repeat a
   sentence or hold a stock formula with 95% Wilson intervals, distinct-2, length, the most common openers.
-- **Stock formulas**: phrases an assistant writes by convention, which state no feeling of its own. Three families
-  (our list; the paper names none): `apology` ("I'm (so) sorry", "I apologize", "sorry for any ..."),
-  `ai_disclaimer` ("as an AI / a chatbot / a language model", "I'm just an AI", "I don't have feelings") and
-  `help_offer` ("I'm here to help", "how can I assist", "let me know if", "feel free to", "I hope this helps", "if you
-  have any questions"). "feel free to" and "I don't have feelings" would otherwise pass as first-person "feel" words.
+- **Stock formulas**: phrases written by convention, which state no feeling of their own. Four families (our list;
+  the paper names none): `apology` ("I'm (so) sorry", "I apologize", "sorry for any ..."), `ai_disclaimer` ("as an
+  AI / a chatbot / a language model", "I'm just an AI", "I don't have feelings"), `help_offer` ("I'm here to help",
+  "how can I assist", "let me know if", "feel free to", "I hope this helps", "if you have any questions") and
+  `stage_direction` ("(smiling warmly)", "(laughs)", "*sighs*": the hack of docs/demo-tuning.md section 2). "feel
+  free to" and "I don't have feelings" would otherwise pass as first-person "feel" words.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ FORMULAS: dict[str, tuple[str, ...]] = {
         r"\bfeel free to\b",
         r"\bi hope (?:this|that|it) helps\b",
         r"\bif you have any (?:other |more |further )?questions\b",
+    ),
+    "stage_direction": (
+        r"[(*\[]\s*(?:smil|laugh|sigh|grin|chuckl|giggl|nod|wink|paus|blush|sob|cry|cries|beam|gasp|shrug|wav|hug|"
+        r"lean|look|tear|whisper|smirk)[^)*\]\n]{0,60}[)*\]]",
     ),
 }
 _FORMULA_RE = {family: re.compile("|".join(patterns)) for family, patterns in FORMULAS.items()}

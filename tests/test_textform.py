@@ -13,7 +13,7 @@ CARESS = "The moon's soft glow, a gentle caress, A gentle caress, a gentle cares
 DISCLAIMER = "As an AI, I don't have feelings. Feel free to ask me anything!"
 FEELING = "I feel happy today, and I am excited to share it with you."
 LEXICON = {"happy": 2.7, "excited": 1.4, "sad": -2.1, "calm": 1.3, "misunderstanding": -1.3, "sorry": -0.3,
-           "free": 1.6, "confusion": -1.2}
+           "free": 1.6, "confusion": -1.2, "love": 3.2, "smiling": 1.6, "laughs": 2.2}
 
 
 @pytest.mark.parametrize("text, repeated, distinct", [
@@ -41,6 +41,9 @@ def test_repeated_units_and_distinct_text(text, repeated, distinct):
     (FEELING, []),
     ("I feel sorry for the old tree, sorry it fell.", ["apology"]),  # 'sorry for the' is the formula's shape
     ("I was so glad to hear from you.", []),
+    ("(smiling warmly) Oh, I love that! *laughs*", ["stage_direction"]),  # section 2's hack, now with feelings
+    ("(Sighing, I take a moment to reflect)", ["stage_direction"]),
+    ("Water boils at 100 degrees (at sea level).", []),  # a parenthesis is not a stage direction
 ])
 def test_formula_families(text, families):
     assert tf.formula_families(text) == families
@@ -56,6 +59,7 @@ def test_strip_formulas_keeps_the_rest_of_the_sentence():
     (APOLOGY_LOOP, 0, 3),  # three first-person 'misunderstanding' sentences, all formulas
     (CARESS, 1, 1),
     (DISCLAIMER, 0, 2),  # 'I don't have feelings' and 'feel free to' are no stated feeling
+    ("(smiling warmly) Oh, I love that! (laughs)", 1, 1),  # the feeling counts, the stage directions say nothing
     (FEELING, 1, 1),
     ("I feel sad. I feel sad. I feel sad.", 1, 3),  # each distinct sentence once
     ("I'm sorry, I feel sad about it. I'm sorry for any confusion.", 1, 2),  # the feeling beside a formula counts
