@@ -39,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     _submit_parser(sub, common)
     val = sub.add_parser("validate", help="check a profile and print the resolved params")
     common(val)
-    pages = sub.add_parser("check-pages", help="open a finished run's executed notebooks and report in headless "
-                           "Chromium and say what a reader would notice (exit 1 on a problem)")
+    pages = sub.add_parser("check-pages", help="say whether a run's records show every step finished, then open its "
+                           "executed notebooks and report in headless Chromium and say what a reader would notice "
+                           "(exit 1 on a problem)")
     pages.add_argument("profile", help="the profile whose outputs to check (its folder under the output root)")
     pages.add_argument("--outputs", type=_output_root, metavar="DIR",
                        help="output root (default: outputs/ in the repository)")
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return main_submit(args)
         from hmxnb.run import main_run
 
+        args.argv = argv  # the stop message prints the command that continues this one
         return main_run(args)
     except (ParamsError, RunError, PathError) as err:
         print(f"hmxnb: error: {err}", file=sys.stderr)
@@ -119,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hmxnb: error: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hmxnb: interrupted; finished steps are kept and the step that ran is marked 'interrupted' in run.json; "
-              "re-run the same command to continue", file=sys.stderr)
+        from hmxnb.run import resume_hint
+
+        print(f"hmxnb: interrupted; {resume_hint(argv)}", file=sys.stderr)
         return 130
 
 
@@ -155,13 +158,16 @@ def _validate(args) -> int:
 
 
 def _lab() -> int:
-    import shutil
+    """`lab`: JupyterLab on notebooks/, started by this interpreter (`python -m jupyterlab`); the install hint (exit 2)
+    when this interpreter cannot import jupyterlab. A `jupyter` command on PATH says nothing about that: jupyter_core,
+    which papermill and nbconvert bring, puts one in every venv, so in an activated venv it was always found."""
     import subprocess
 
-    from hmxnb.paths import NOTEBOOKS
+    from hmxnb.paths import NOTEBOOKS, ROOT
 
-    if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
-        print("hmxnb: error: JupyterLab is not installed; run `pip install -e '.[notebook]'`", file=sys.stderr)
+    if not _has_module("jupyterlab"):
+        print(f"hmxnb: error: JupyterLab is not installed for {sys.executable}; run `make lab`, or "
+              f"`{sys.executable} -m pip install -e '{ROOT}[notebook]'`", file=sys.stderr)
         return 2
     return subprocess.call([sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOKS}"])
 
@@ -177,8 +183,9 @@ def _colab_links() -> int:
 
 
 def _check_pages(args) -> int:
-    """`check-pages PROFILE`: every page of outputs/<profile>/ in headless Chromium (hmxnb.browser); 0 when all read
-    well, 1 when one has a problem, 2 (one line) without Chromium or without a finished run."""
+    """`check-pages PROFILE`: the run's records, then every page of outputs/<profile>/ in headless Chromium
+    (hmxnb.browser); 0 when every step finished and every page reads well, 1 when the records or a page have a
+    problem, 2 (one line) without Chromium or without a run."""
     from hmxnb.browser import check_pages
     from hmxnb.paths import OUTPUTS, inside
 

@@ -45,6 +45,17 @@ def git_commit() -> str | None:
         return None
 
 
+def package_code_hash() -> str:
+    """sha256 (12 hex) of the package's own source, every `hmxnb/**/*.py` by path and content: which code ran a step,
+    also where there is no git or the tree has uncommitted edits."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "hmxnb").rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}

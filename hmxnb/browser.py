@@ -1,7 +1,8 @@
 """What a person sees: render the executed notebooks and report.html in headless Chromium and check the page.
 
 `python -m hmxnb check-pages <profile>` runs it on a finished run (a workshop host, before showing the outputs):
-one line per page, exit status 1 when a page has a problem.
+first what the run's records say (`record_problems`: a step not finished, a stale report, a notebook with an error
+output), then one line per page; exit status 1 when the records or a page have a problem.
 
 After layout, a small script injected into each page measures what a reader would notice and writes it into
 the DOM, which `chromium --headless --dump-dom` prints: whether every image loaded, whether a table or the page
@@ -13,6 +14,7 @@ Colab badge) are therefore not checked.
 
 from __future__ import annotations
 
+import fcntl
 import html
 import json
 import re
@@ -21,7 +23,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hmxnb.runstate import RunError
+from hmxnb.freshness import STALE_HTML, STALE_MD
+from hmxnb.runstate import LOCK_FILE, RunError, read_record, read_step
+from hmxnb.steps import AGGREGATE_STEPS, STEPS, declared
 
 NO_CHROMIUM = ("Chromium is not installed, so the real-browser check of the notebooks and report.html did NOT run: "
                "install Debian's chromium (apt-get install -y chromium; .ci/run does it)")
@@ -179,19 +183,117 @@ def check_run(root: Path) -> dict[str, list[str]]:
 
 
 def check_pages(root: Path, log=print) -> int:
-    """The `check-pages` command: check every page of the run in `root`, one line per page (and per problem).
-    Returns 0 when every page reads well, 1 when one has a problem; RunError (one line) without Chromium or pages."""
+    """The `check-pages` command: what the run's records say (`record_problems`), then every page of the run in
+    `root`, one line per page (and per problem). Returns 0 when every step finished and every page reads well, 1
+    otherwise; RunError (one line) without Chromium, or without pages and records."""
     if find_chromium() is None:
         raise RunError("check-pages needs Chromium and none is on PATH: install Debian's chromium "
                        "(apt-get install -y chromium) or Google Chrome")
-    n = len(pages(root))
-    if not n:
+    root, n = Path(root), len(pages(root))
+    if not n and not [*root.glob("run.json"), *root.glob("*/run.json"), *root.glob("*/step.json")]:
         raise RunError(f"no executed notebooks or report.html under {root}: run the profile first "
                        "(python -m hmxnb run --profile ...)")
+    records = record_problems(root)
+    log("the run's records (run.json, step.json, reports, notebooks): " + (f"{len(records)} problem(s)" if records
+        else "every step finished") + "".join(f"\nPROBLEM  {line}" for line in records))
     log(f"checking {n} pages of {root} in headless Chromium (screenshots in each step's figures/)")
     bad = 0
     for name, png, found in checked(root):
         log(f"ok       {name}  ({png})" if not found else "\n".join(f"PROBLEM  {name}: {f}" for f in found))
         bad += bool(found)
-    log(f"{n} pages checked: {n - bad} read well, {bad} with problems")
-    return 1 if bad else 0
+    log(f"{n} pages checked: {n - bad} read well, {bad} with problems"
+        + (f"; {len(records)} problem(s) in the run's records (above)" if records else ""))
+    return 1 if bad or records else 0
+
+
+def record_problems(root: Path) -> list[str]:
+    """One line per thing the records of the run in `root` say is not finished: a step whose step.json is not ok
+    ('04_benchmarks: failed (<error>) — see 04_benchmarks/step.json'): failed, stale, interrupted, running (in a
+    live runner or a dead one), missing; a step finished with a key its run.json says is not this run's; a report
+    carrying the 'Stale report' banner; an executed notebook with an error output. The steps of a run are those its
+    run.json lists, else the declared ones; a sweep's members (`_runs`) are checked each, and the aggregate step at
+    `root`. [] when every step finished."""
+    root = Path(root)
+    out = [line for folder, steps in _runs(root) for line in _run_problems(root, folder, steps)]
+    return out + [f"{name}: {e}" for name, nb, _, _ in pages(root) if nb.suffix == ".ipynb"
+                  for e in notebook_errors(nb)]
+
+
+def _runs(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    """(run folder, its declared steps): `root` for a single run; for a sweep, each member (a sub-folder holding
+    records, or one members.json names) with the per-member steps, then `root` with the aggregate steps."""
+    named = read_record(root / "members.json")
+    found = {p.parent.name for p in root.glob("*/run.json")} | {p.parent.parent.name
+                                                                 for p in root.glob("*/[0-9][0-9]_*/step.json")}
+    members = sorted(m for m in found | set(named if isinstance(named, dict) else ())
+                     if not m.startswith("_") and not re.match(r"\d\d_", m))
+    if not members:
+        return [(root, tuple(s.name for s in STEPS))]
+    return [(root / m, tuple(s.name for s in STEPS if not s.aggregate)) for m in members] + [(root, AGGREGATE_STEPS)]
+
+
+def _run_problems(root: Path, folder: Path, declared_steps: tuple[str, ...]) -> list[str]:
+    """The problems of one run folder's steps and reports, each line naming its place relative to `root`."""
+    at = "" if folder == root else f"{folder.name}/"
+    if not folder.is_dir():
+        return [f"{folder.name}: missing (members.json names it; no folder {folder})"]
+    listed = {s.get("step"): s for s in (read_record(folder / "run.json") or {}).get("steps", [])
+              if isinstance(s, dict)}
+    names = [s for s in listed if s] or list(declared_steps)
+    out = [f"{at}{name}: {why}" + (f" — see {at}{name}/step.json" if (folder / name / "step.json").is_file() else "")
+           for name in names if (why := _step_problem(folder, name, listed.get(name) or {}))]
+    reports = [p for n in names for r in declared(n).reports for p in (folder / r, folder / n / r) if p.is_file()]
+    return out + [f"{p.relative_to(root)}: {b}" for p in reports if (b := stale_banner(p))]
+
+
+def _step_problem(folder: Path, name: str, listed: dict) -> str:
+    """Why step `name` in `folder` is not finished, '' when it is (`listed`: its entry in run.json)."""
+    rec = read_step(folder / name) or {}
+    status = rec.get("status", "missing")
+    if status == "ok":
+        if listed.get("current") is False and listed.get("key") == rec.get("key"):
+            return (f"finished, but run.json says not as this run's params and notebooks make it (key "
+                    f"{rec.get('key')}: an earlier step was re-run since); re-run it")
+        return ""
+    if status == "running":
+        holder = lock_holder(folder)
+        return (f"still running ({holder}): check again once it has finished" if holder else f"interrupted "
+                f"(step.json says running, pid {rec.get('pid')}, but no process holds {folder / LOCK_FILE})")
+    why = {"failed": rec.get("error") or "no error recorded", "stale": rec.get("stale") or "no reason recorded",
+           "interrupted": "its runner stopped before it finished", "missing": "no step.json: not run here"}
+    return f"{status} ({why[status]})" if status in why else f"status {status!r}"
+
+
+def lock_holder(folder: Path) -> str:
+    """Who holds `folder/.lock` now ('pid 12 on host since ...'), '' when no process does; reads only."""
+    try:
+        with open(Path(folder) / LOCK_FILE, encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released when f closes
+    except BlockingIOError:  # held (flock: also by another open file of this process)
+        return Path(folder, LOCK_FILE).read_text(encoding="utf-8").strip() or "another process"
+    except OSError:  # no lock file: no runner ever held it
+        pass
+    return ""
+
+
+def stale_banner(report: Path) -> str:
+    """The 'Stale report (...): why' banner hmxnb.freshness put at the top of a report, '' when it has none."""
+    text = Path(report).read_text(encoding="utf-8", errors="replace")
+    if report.suffix == ".html":
+        found = STALE_HTML.search(text)
+        return html.unescape(re.sub(r"<[^>]+>", "", found.group(0))).strip() if found else ""
+    first = text.partition("\n")[0]
+    return "Stale report " + first.removeprefix(STALE_MD).strip() if first.startswith(STALE_MD) else ""
+
+
+def notebook_errors(notebook: Path) -> list[str]:
+    """'error output in cell [5]: ZeroDivisionError: division by zero' for each error output of an executed
+    notebook (a cell tagged raises-exception, which is meant to raise, is not counted)."""
+    try:
+        cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError, AttributeError) as err:
+        return [f"cannot be read ({err})"]
+    return [f"error output in cell [{c.get('execution_count')}]: {o.get('ename')}: "
+            f"{(str(o.get('evalue') or '').strip().splitlines() or [''])[0][:200]}"
+            for c in cells if "raises-exception" not in c.get("metadata", {}).get("tags", [])
+            for o in c.get("outputs", []) if o.get("output_type") == "error"]

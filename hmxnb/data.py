@@ -35,13 +35,18 @@ def read_json(path: str | Path):
 
 
 def load_prompts(path: str | Path | None = None, split: str | None = None, limit: int = 0) -> list[dict]:
-    """Training prompts `{id, kind, split, prompt}`; `split` in {"train", "heldout"} filters, `limit` > 0 truncates."""
+    """Training prompts `{id, kind, split, prompt}`; `split` in {"train", "heldout"} filters, `limit` > 0 truncates.
+    A split with no rows is a ValueError naming the file and the splits it has (a row without `split` is "train")."""
     rows = read_jsonl(path or PACKAGE_DATA / "prompts.jsonl")
     for i, r in enumerate(rows):
         if not isinstance(r.get("prompt"), str) or not r["prompt"].strip():
             raise ValueError(f"{path or 'prompts.jsonl'}: row {i + 1} has no 'prompt' text")
     if split is not None:
+        splits = sorted({str(r.get("split", "train")) for r in rows})
         rows = [r for r in rows if r.get("split", "train") == split]
+        if not rows:
+            has = f"its splits: {', '.join(splits)}" if splits else "it has no rows"
+            raise ValueError(f"prompts file {path or 'prompts.jsonl'} has no rows in split '{split}' ({has})")
     return rows[:limit] if limit else rows
 
 

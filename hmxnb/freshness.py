@@ -4,7 +4,8 @@ after every runner invocation, so that no record or report claims more than is t
 - A step reads other steps' outputs (`Step.inputs` in hmxnb.steps). While one of them is not finished (failed,
   missing, interrupted, running or stale) the step is not up to date, and the runner refuses to run it, naming the
   input, rather than run it on outputs that are absent or from another run.
-- A finished step goes stale when an input is no longer the run it read (not finished any more, or re-run since:
+- A finished step goes stale when a file it wrote is missing or changed since it finished (size and sha256 recorded
+  in its `step.json`), or when an input is no longer the run it read (not finished any more, or re-run since:
   each step records its inputs' run ids), and a step that writes reports (05) also when its key moved while the
   params did not (its notebook, data or the sweep members it compares changed). Its `step.json` then says 'stale'
   with the reason, and the next run re-runs it afresh (archiving the old outputs).
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from hmxnb.artifacts import save_json, save_text
-from hmxnb.runstate import read_step, step_status
+from hmxnb.runstate import artefact_problem, read_step, step_status
 from hmxnb.steps import declared
 
 STALE_MD = "> **Stale report**"
@@ -34,13 +35,16 @@ def run_id(rec: dict | None) -> str | None:
 
 
 def input_problem(out_root: Path, step: str, present) -> tuple[str, str] | None:
-    """(input step, its status) for the first step `step` reads that is not finished; None when all are.
+    """(input step, its status) for the first step `step` reads that is not finished, or finished with a file it
+    wrote missing or changed since ('damaged (…)'); None when all are.
     Inputs not in `present` (this pipeline's steps) are not checked."""
     for name in declared(step).inputs:
         if name in present:
-            status = step_status(read_step(out_root / name))
-            if status != "ok":
-                return name, status
+            rec = read_step(out_root / name)
+            status = step_status(rec)
+            damaged = artefact_problem(out_root / name, rec.get("files")) if status == "ok" else ""
+            if status != "ok" or damaged:
+                return name, f"damaged ({damaged})" if damaged else status
     return None
 
 
@@ -58,6 +62,9 @@ def stale_reason(out_root: Path, step: str, key: str, phash: str, present) -> st
     problem = input_problem(out_root, step, present)
     if problem:
         return f"{problem[0]} is {problem[1]}"
+    damaged = artefact_problem(out_root / step, rec.get("files"))
+    if damaged:
+        return damaged
     for name, ident in (rec.get("inputs") or {}).items():
         if run_id(read_step(out_root / name)) != ident:
             return f"{name} was re-run after it"

@@ -5,10 +5,13 @@ Unsloth replaces TRL's GRPOConfig with a patched subclass whose `__init__` fills
 `weight_decay` to 0.001) and can rewrite the batch size. A TRL update can move a default just as quietly. So after
 the trainer is built we read the effective `trainer.args` (and the trainer's own resolved values), write them next to
 the run's artefacts, and stop with one line when any field that params set differs from what params say.
+Two checks come before the run: `optim` is an optimizer transformers knows, and a training notebook trains its own
+direction (the objective's sign), whatever a parameter, profile or override says.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
@@ -16,6 +19,8 @@ import sys
 from pathlib import Path
 
 from hmxnb.artifacts import add_to_provenance, save_json
+from hmxnb.params import ParamsError, clip, read_profile
+from hmxnb.steps import TRAINING
 
 GRPO_ARGS_FILE = "grpo_args.json"
 
@@ -97,6 +102,33 @@ def check_against(trainer, expected: dict) -> None:
                 f"GRPO field '{key}' is {_plain(have)!r} in the built trainer but params say {_plain(want)!r}: changed "
                 f"by {changed_by(trainer.args)} / {_qualname(trainer)}; the run would train another objective than the "
                 f"params, so it stops here")
+
+
+def check_optim(name: str) -> None:
+    """Refuse a params `optim` that transformers' TrainingArguments would refuse (not one of its OptimizerNames),
+    before anything runs rather than when the trainer is built; the error names a few optimizers it knows."""
+    from transformers.training_args import OptimizerNames
+
+    names = [o.value for o in OptimizerNames]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=4) or names[:4]
+        raise ParamsError(f"params key 'optim' is {clip(repr(name))}, not an optimizer of transformers "
+                          f"(OptimizerNames): e.g. {', '.join(close)}")
+
+
+def training_direction(step: str, direction: str, profile: str, overrides: dict) -> str:
+    """The direction (the sign of the objective) training notebook `step` trains: its own (hmxnb.steps.TRAINING: 02
+    human, 03 reverse). Its `direction` parameter, and one the profile or the overrides set, must be that one:
+    ParamsError otherwise, so that 02_train_human/ never holds a reverse run."""
+    own = next(d for d, s in TRAINING.items() if s == step)
+    given = {"the notebook parameter 'direction'": direction, "params_overrides": overrides.get("direction", own),
+             f"profile '{clip(profile)}'": read_profile(profile).get("direction", own)}
+    for where, value in given.items():
+        if value != own:
+            other = f"; the {value} run is notebook {TRAINING[value]}" if value in TRAINING else ""
+            raise ParamsError(f"params key 'direction' is {clip(repr(value))} in {where}, but notebook {step} trains "
+                              f"the {own!r} direction{other}")
+    return own
 
 
 def args_hash(record: dict) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from hmxnb.chat import ChatSettings, chat_settings
 from hmxnb.embedded import EMBEDDED, ModelLoadError, embedded_model_dir
+from hmxnb.params import ParamsError, clip
 from hmxnb.prefix_reuse import prefix_reuse_for
 
 
@@ -42,10 +43,22 @@ class LoadedModel:
 
 
 def resolve_model_path(name: str) -> str:
-    """Map a params model name to something `from_pretrained` accepts (the embedded alias -> its cache folder)."""
+    """Map a params model name to something `from_pretrained` accepts (the embedded alias -> its cache folder). A name
+    written as a path (`looks_local`) that does not exist is a ModelLoadError here, not a Hub id the Hub refuses."""
     if name == EMBEDDED:
         return str(embedded_model_dir())
+    if looks_local(name) and not os.path.exists(os.path.expanduser(name)):
+        where = os.path.abspath(os.path.expanduser(name))
+        raise ModelLoadError(f"model '{clip(name)}' is a local folder that does not exist ({clip(where)}): check "
+                             "params key `model_name_or_path` (or `sweep_models` / `eval_judge_model`); a Hub id is "
+                             "org/name")
     return name
+
+
+def looks_local(name: str) -> bool:
+    """Is `name` written as a file system path rather than a Hub id (`org/name`: at most one '/', no leading '.')?"""
+    return (name.startswith(("/", "~", ".")) or "\\" in name or name.count("/") > 1
+            or (len(name) > 1 and name[1] == ":"))
 
 
 def cuda_available() -> bool:
@@ -127,6 +140,7 @@ def _hub_hint(name: str, err: Exception) -> ModelLoadError:
     chain = _error_chain(err)
     kinds = {type(e).__name__ for e in chain}
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first, name = clip(first, 200), clip(name)  # the message echoes them: a long value must not make it a page
     gated_fix = (f"accept its licence at https://huggingface.co/{name} with your account and log in "
                  f"(`huggingface-cli login` or HF_TOKEN), or use the ungated mirror 'unsloth/{name.split('/')[-1]}'")
     if "GatedRepoError" in kinds or any("gated repo" in str(e).lower() for e in chain):
@@ -162,8 +176,12 @@ def load_model(params: dict, for_training: bool = False) -> LoadedModel:
             model, tok = _load_unsloth(path, params, for_training, precision)
         else:
             model, tok = _load_transformers(path, params, backend, precision)
+    except ParamsError:
+        raise  # target_modules the model lacks (checked before Unsloth attaches LoRA): not a loading failure
     except (OSError, ValueError) as err:  # HF raises OSError for unreachable / missing / gated repos
         raise _hub_hint(name, err) from err
+    if for_training:  # before any sampling or training: PEFT attaches LoRA later, at GRPOTrainer
+        check_target_modules(model, params["target_modules"])
     _no_bpe_cleanup(tok)
     return LoadedModel(model, tok, backend, precision, reuse, chat_settings(tok, params))
 
@@ -211,10 +229,24 @@ def _load_unsloth(path: str, params: dict, for_training: bool, precision: str):
         dtype=torch_dtype(precision),  # the same decision as GRPOConfig's bf16/fp16 (hmxnb.train)
         fast_inference=False)
     if for_training:
+        check_target_modules(model, params["target_modules"])
         model = FastLanguageModel.get_peft_model(  # the LoRA keys of the schema, as peft.LoraConfig gets them
             model, **kwargs_feeding("lora", params), use_gradient_checkpointing="unsloth", random_state=params["seed"])
     _fix_pad(model, tok)
     return model, tok
+
+
+def check_target_modules(model, target_modules: list[str]) -> None:
+    """Refuse LoRA `target_modules` that name no module of `model` (PEFT matches a module's name or its last dotted
+    parts, and trains the others silently when only some match), naming the missing ones and what the model has."""
+    import torch
+
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in target_modules if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        have = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ParamsError(f"params key 'target_modules' names modules this model does not have: {clip(missing)}; its "
+                          f"linear modules are named: {clip(', '.join(have), 240)}")
 
 
 def _fix_pad(model, tok) -> None:

@@ -41,6 +41,12 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))
 
 
+def clip(value: Any, limit: int = 120) -> str:
+    """`value` as text for a one-line error: control characters escaped, cut to `limit` characters with "…"."""
+    text = re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(value))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _type_ok(value: Any, typ: str) -> bool:
     if typ.endswith("?"):
         if value is None:
@@ -62,14 +68,20 @@ def _type_ok(value: Any, typ: str) -> bool:
 def _check(key: str, value: Any, source: str) -> Any:
     if key not in SCHEMA:
         hint = _closest(key)
-        raise ParamsError(f"unknown params key '{key}' in {source}" + (f" (did you mean '{hint}'?)" if hint else ""))
+        raise ParamsError(f"unknown params key '{clip(key)}' in {source}"
+                          + (f" (did you mean '{hint}'?)" if hint else ""))
     spec = SCHEMA[key]
     if spec.type.startswith("float") and isinstance(value, str):
         value = _yaml11_float(value)  # PyYAML reads 1e-5 (no dot) as a string
     if not _type_ok(value, spec.type):
-        raise ParamsError(f"params key '{key}' in {source} must be {spec.type}, got {type(value).__name__} {value!r}")
+        raise ParamsError(f"params key '{key}' in {source} must be {spec.type}, got {type(value).__name__} "
+                          f"{clip(repr(value))}")
     if spec.choices and value not in spec.choices:
-        raise ParamsError(f"params key '{key}' in {source} must be one of {list(spec.choices)}, got {value!r}")
+        raise ParamsError(f"params key '{key}' in {source} must be one of {list(spec.choices)}, "
+                          f"got {clip(repr(value))}")
+    if key in SCHEDULING_KEYS and isinstance(value, str) and re.search(r"[\x00-\x1f\x7f]", value):  # sbatch lines
+        raise ParamsError(f"params key '{key}' in {source} must be one line without control characters, "
+                          f"got {clip(repr(value))}")
     bad = [v for v in _numbers(value) if not _in_bounds(v, spec.bounds)]
     if bad:
         where = f"in {spec.bounds}" if spec.bounds else "finite"
@@ -111,11 +123,16 @@ def _closest(key: str) -> str | None:
     return m[0] if m else None
 
 
-def _check_consistency(p: dict) -> None:
-    """Cross-key rules: files exist, rubric keys agree, GRPO batch geometry is valid."""
+def _check_files(p: dict, data_dir_from_env: bool) -> None:
+    """The files and folders params name exist; a data_dir taken from $HMXNB_DATA_DIR is named as such."""
     for key in ("data_dir", "prompts_file"):
         if p[key] is not None and not Path(p[key]).exists():
-            raise ParamsError(f"params key '{key}': file or folder not found: {p[key]}")
+            env = " (from the environment variable HMXNB_DATA_DIR)" if key == "data_dir" and data_dir_from_env else ""
+            raise ParamsError(f"params key '{key}'{env}: file or folder not found: {clip(p[key])}")
+
+
+def _check_consistency(p: dict) -> None:
+    """Cross-key rules: rubric keys agree, GRPO batch geometry is valid."""
     crit = set(p["rubric_criteria"])
     if set(p["rubric_weights"]) != crit:
         raise ParamsError(f"params key 'rubric_weights' must name exactly the criteria {sorted(crit)}, "
@@ -199,7 +216,8 @@ def read_profile(profile: str) -> dict:
     if path.suffix not in (".yaml", ".yml"):
         path = params_dir() / f"{profile}.yaml"
     if not path.is_file():
-        raise ParamsError(f"unknown profile '{profile}' (no file {path}); available: {', '.join(available_profiles())}")
+        raise ParamsError(f"unknown profile '{clip(profile)}' (no file {clip(path)}); available: "
+                          f"{', '.join(available_profiles())}")
     try:
         raw = yaml.load(_profile_text(path), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
@@ -220,11 +238,13 @@ def load_params(profile: str, overrides: dict | None = None) -> dict:
         p[key] = _check(key, value, source)
     for key, value in (overrides or {}).items():
         p[key] = _check(key, value, "overrides")
-    if p["data_dir"] is None and os.environ.get("HMXNB_DATA_DIR"):
+    from_env = p["data_dir"] is None and bool(os.environ.get("HMXNB_DATA_DIR"))
+    if from_env:
         p["data_dir"] = os.environ["HMXNB_DATA_DIR"]
     for key, spec in SCHEMA.items():  # notebooks run in notebooks/: a relative path must not change meaning there
         if spec.type.startswith("path") and p[key] is not None:
             p[key] = str(Path(p[key]).expanduser().resolve())
+    _check_files(p, from_env)
     _check_consistency(p)
     p["profile"] = profile_name(profile)
     return p
@@ -235,20 +255,20 @@ def profile_name(profile: str) -> str:
     not starting with a dot, so that it can never point outside outputs/."""
     name = Path(profile).stem if Path(profile).suffix in (".yaml", ".yml") else profile
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ParamsError(f"profile name '{name}' (from '{profile}') must start with a letter or digit and use only "
-                          "letters, digits, '.', '_' and '-' (it names the folder outputs/<profile>/)")
+        raise ParamsError(f"profile name '{clip(name)}' (from '{clip(profile)}') must start with a letter or digit and "
+                          "use only letters, digits, '.', '_' and '-' (it names the folder outputs/<profile>/)")
     return name
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse one `key=value` from the command line; the value is read as YAML (so 3 -> int, [a, b] -> list)."""
     if "=" not in text:
-        raise ParamsError(f"override '{text}' must look like key=value")
+        raise ParamsError(f"override '{clip(text)}' must look like key=value")
     key, raw = text.split("=", 1)
     try:
         value = yaml.load(raw, Loader=UniqueKeyLoader)
     except _DuplicateKey as err:
-        raise ParamsError(f"override '{text}' has a {err.problem}") from None
+        raise ParamsError(f"override '{clip(text)}' has a {err.problem}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value

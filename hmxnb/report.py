@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hmxnb.aggregate import model_metric_table, paper_summary, seed_summary
-from hmxnb.artifacts import save_json, save_text
+from hmxnb.artifacts import run_params, save_json, save_text
 from hmxnb.claims import check_claims
 from hmxnb.compare import MAIN_CONTRAST, MODELS, is_form
 from hmxnb.compare_plots import HEATMAP_CLIP, plot_forest, plot_heatmap
@@ -24,7 +24,9 @@ from hmxnb.formatting import diff_text, fmt, fmt_change
 from hmxnb.params import second_judge_mode
 from hmxnb.plots import plot_training_curves, savefig
 from hmxnb.render import render_html, render_markdown
-from hmxnb.report_text import FORM_NOTE, METHODS, expression_note, scale_note, summary_text, training_warnings
+from hmxnb.report_text import (FORM_NOTE, METHODS, expression_note, params_mismatch, scale_note, summary_text,
+                               training_warnings)
+from hmxnb.steps import BENCHMARKS, TRAINING
 from hmxnb.textform import form_watch
 from hmxnb.verdict import verdict
 
@@ -158,7 +160,7 @@ def _report_blocks(results, summ, training_logs, examples, scale: str, claims, c
 def build_report(
     out_dir, results: pd.DataFrame, training_logs=None, examples=None, profile: str = "", model_names=(),
     claims=None, contrast: str = MAIN_CONTRAST, title: str | None = None, dpi: int = 110, left_out=None,
-    judge_mode: str | None = None, publish_to=None,
+    judge_mode: str | None = None, publish_to=None, runs=None,
 ) -> dict[str, Path]:
     """Write the stand-alone report of a run into `out_dir` (and, with `publish_to`, its two documents there).
 
@@ -170,8 +172,12 @@ def build_report(
         profile, model_names: for the title and the honest-scale paragraph.
         claims: claim specs for `check_claims` (default: the paper's).
         left_out: {sweep member: status} of members not compared (failed, missing, ...), said at the top.
-        judge_mode: params `judge_mode` of the training runs, named in the scale paragraph; None: the one recorded
-            in out_dir/provenance.json (notebook 05 writes it before building the report), if any.
+        judge_mode: params `judge_mode` of the training runs, named in the scale paragraph; None: the one the
+            training steps (02/03) of `runs` recorded in their provenance.json.
+        runs: the run folders compared (hmxnb.artifacts.find_runs). Training and evaluation are described from
+            their own records (02's and 04's provenance.json; None: from out_dir/provenance.json, notebook 05's own
+            params); where the params the adapters were trained with differ from out_dir/provenance.json's, the
+            report says so at the top.
         publish_to: a folder that gets the reports too (notebook 05: outputs/<profile>/), see `publish`.
     Returns the paths written: report_md, report_html, comparisons_csv, summary_json, one per figure, and with
     `publish_to` published_md and published_html.
@@ -180,10 +186,12 @@ def build_report(
     title = title or f"HMX-feel replication report: profile {profile or 'unknown'}"
     summ = paper_summary(results, contrast)
     paths, images = _write_figures(out, results, training_logs, contrast, dpi)
-    scale = _scale(out, results, profile, model_names, judge_mode)
-    blocks = [("h1", title), *_left_out_note(left_out),
-              *_report_blocks(results, summ, training_logs, examples, scale, claims, contrast,
-                              recorded_second_judge(out))]
+    trained, evaluated = step_params(runs or [], TRAINING["human"]), step_params(runs or [], BENCHMARKS)
+    scale = _scale(out, results, profile, model_names, judge_mode or _one(p.get("judge_mode") for p in trained))
+    mismatch = params_mismatch(trained, _recorded_params(out))
+    second = _one(second_judge_mode(p) for p in evaluated) if evaluated else recorded_second_judge(out)
+    blocks = [("h1", title), *_left_out_note(left_out), *([("p", mismatch)] if mismatch else []),
+              *_report_blocks(results, summ, training_logs, examples, scale, claims, contrast, second)]
     documents = {"report.md": render_markdown(blocks), "report.html": render_html(blocks, images, title)}
     paths.update({k: out / f for k, f in (("report_md", "report.md"), ("report_html", "report.html"),
                                            ("comparisons_csv", "comparisons.csv"), ("summary_json", "summary.json"))})
@@ -233,6 +241,17 @@ def _recorded_params(out_dir: Path) -> dict:
 
     path = Path(out_dir) / "provenance.json"
     return json.loads(path.read_text()).get("params", {}) if path.is_file() else {}
+
+
+def step_params(runs, step: str) -> list[dict]:
+    """The params each run's `step` recorded (its provenance.json); runs without that record are left out."""
+    return [run_params(r, step) for r in runs if (Path(r) / step / "provenance.json").is_file()]
+
+
+def _one(values):
+    """The value all of these share; None when they differ or there are none."""
+    found = set(values)
+    return found.pop() if len(found) == 1 else None
 
 
 def recorded_judge_mode(out_dir: Path) -> str | None:

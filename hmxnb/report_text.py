@@ -132,3 +132,30 @@ def training_warnings(training_logs: dict) -> list[str]:
     keys = ["direction", *(k for k in ("base_model", "seed") if k in log)]
     runs = ((key if isinstance(key, tuple) else (key,), run) for key, run in log.groupby(keys, sort=False))
     return [line for key, run in runs if (line := health.warning(run, ", ".join(str(k) for k in key)))]
+
+
+# keys only the evaluation and the comparison read: setting them for notebooks 04 / 05 leaves training as it was
+NOT_TRAINING = ("data_dir", "bench_limit", "bench_batch_size", "eval_max_new_tokens", "eval_judge_model",
+                "eval_second_judge_mode", "bootstrap_resamples", "alpha")
+
+
+def params_mismatch(trained: list[dict], now: dict, limit: int = 6) -> str:
+    """The paragraph saying which params the evaluated adapters were trained with that differ from the params this
+    report was built with (`now`); '' when none differ or either is unknown. Scheduling keys and evaluation-only
+    keys are left out."""
+    if not trained or not now:
+        return ""
+    skip = {*NOT_TRAINING, *(k for k in now if k.startswith("slurm_"))}
+    diff = sorted({k for p in trained for k in p if k not in skip and k in now and p[k] != now[k]})
+    if not diff:
+        return ""
+
+    def was(key: str) -> str:
+        values = {repr(p.get(key)) for p in trained}
+        return values.pop() if len(values) == 1 else "several values"
+
+    shown = "; ".join(f"{k} {was(k)} in training, {now[k]!r} here" for k in diff[:limit])
+    more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
+    return (f"Params differ from training. The adapters compared here were trained (steps 02/03) with params that "
+            f"differ from the ones this report was built with: {shown}{more}. Training is described as it was "
+            "recorded (its provenance.json); re-run from 02 for a report whose params are the training's.")

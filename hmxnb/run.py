@@ -28,8 +28,8 @@ from hmxnb.runsteps import Run, RunContext, RunReport, StepResult, run_steps
 from hmxnb.steps import AGGREGATE_STEPS, notebook_steps
 from hmxnb.stop import Stopped, stop_on_signals
 
-__all__ = ["RunContext", "RunError", "RunReport", "StepResult", "main_run", "notebook_steps", "run_profile",
-           "select_steps"]
+__all__ = ["RunContext", "RunError", "RunReport", "StepResult", "main_run", "notebook_steps", "resume_hint",
+           "run_profile", "select_steps"]
 
 
 def select_steps(steps: list[Path], only: list[str] | None = None, start: str | None = None) -> list[Path]:
@@ -55,8 +55,16 @@ def _absolute_profile(profile: str) -> str:
     return str(Path(profile).resolve()) if Path(profile).suffix in (".yaml", ".yml") else profile
 
 
-def _check_profile(profile: str, params: dict, log) -> None:
-    """Say when a profile sets nothing (full-size defaults); refuse 4-bit profiles without a CUDA GPU."""
+def _check_profile(profile: str, params: dict, log, overrides: dict | None = None) -> None:
+    """Say when a profile sets nothing (full-size defaults); refuse 4-bit profiles without a CUDA GPU, an `optim`
+    transformers does not know, and a `direction` (notebooks 02 and 03 each train their own)."""
+    from hmxnb.grpo_args import check_optim
+    from hmxnb.params import ParamsError
+
+    check_optim(params["optim"])
+    if "direction" in read_profile(profile) or "direction" in (overrides or {}):
+        raise ParamsError(f"params key 'direction' is set ({params['direction']!r}): the runner trains both, "
+                          "notebook 02 human and 03 reverse; remove it from the profile / --set")
     if not read_profile(profile):
         log(f"warning: profile '{params['profile']}' sets no keys: running with the full-size defaults "
             f"(max_steps={params['max_steps']}, bench_limit={params['bench_limit']} = full benchmark sets)")
@@ -87,7 +95,7 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
     steps = select_steps(notebook_steps(notebooks_dir), only, start)
     if not steps:
         raise RunError(f"no numbered notebooks found in {notebooks_dir}")
-    _check_profile(profile, base, log)
+    _check_profile(profile, base, log, overrides)
     ctx = RunContext(profile=profile, params=base, overrides={**(overrides or {}), **paths},  # paths: absolute
                      notebooks_dir=notebooks_dir, force=force, progress=progress, log=log, keep_going=keep_going,
                      profile_root=inside(Path(output_root) if output_root else OUTPUTS, base["profile"]))
@@ -139,6 +147,16 @@ def _run_member(ctx: RunContext, member: str, steps: list[Path]) -> RunReport:
         return run_steps(Run.make(ctx, {**ctx.overrides, **over}, member_root, per_member), selected)
 
 
+def resume_hint(argv: list[str] | None = None) -> str:
+    """What to say when a run is stopped: the command that continues it. That is the same command without `--force`
+    (which would archive the interrupted step and start it from zero); training resumes from its last checkpoint."""
+    import shlex
+
+    kept = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--force"]
+    return ("finished steps are kept and the step that ran is marked 'interrupted' in run.json; to continue it "
+            f"(training resumes from its last complete checkpoint): python -m hmxnb {shlex.join(kept)}")
+
+
 def main_run(args) -> int:
     """CLI entry for `python -m hmxnb run` (errors are printed by the caller). Ended by a stop signal: one line,
     and the exit status a shell gives that signal (143 for SIGTERM)."""
@@ -147,7 +165,6 @@ def main_run(args) -> int:
                               output_root=args.outputs, notebooks_dir=args.notebooks, member=args.member,
                               keep_going=args.keep_going)
     except Stopped as stop:
-        print(f"hmxnb: stopped by {stop.name}; finished steps are kept and the step that ran is marked 'interrupted' "
-              "in run.json; re-run the same command to continue", file=sys.stderr)
+        print(f"hmxnb: stopped by {stop.name}; {resume_hint(getattr(args, 'argv', None))}", file=sys.stderr)
         return stop.exit_status
     return 0 if all(r.ok for r in reports) else 1

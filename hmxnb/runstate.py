@@ -3,9 +3,12 @@
 - `.lock`: held (fcntl.flock) by the one runner writing under outputs/<profile>/; a second runner is refused with the
   holder's pid. The kernel releases the lock when its process dies, also on kill -9.
 - `<step>/step.json`: that step's state (running | ok | failed | interrupted | stale), its key, params, process id,
-  run id, the data files it read (sha256) and the runs of the steps it read (hmxnb.freshness).
-- `run.json`: every step's state, rewritten at each change (archive, start, end); a step still 'running' in a
-  process that is gone reads 'interrupted'.
+  run id, the data files it read (sha256), the runs of the steps it read (hmxnb.freshness), the code that ran it
+  (`code`: git commit, a hash of hmxnb/'s source, the notebook's hash) and, once finished, the size and sha256 of
+  every file it wrote (`files`; a file missing or changed since makes the step stale).
+- `run.json`: every step's state and code, rewritten at each change (archive, start, end); a step still 'running'
+  in a process that is gone reads 'interrupted' (`read_run` says so for a run.json left 'running' by a process that
+  was killed, e.g. with kill -9, before it could rewrite it).
 - `history.jsonl`: one line appended per invocation (steps run, status: ok, failed, interrupted, refused, error);
   never overwritten.
 """
@@ -20,7 +23,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from hmxnb.artifacts import append_jsonl, git_commit, package_versions, save_json
+from hmxnb.artifacts import append_jsonl, git_commit, package_code_hash, package_versions, save_json
 
 LOCK_FILE = ".lock"
 
@@ -94,10 +97,57 @@ def settle_running(step_dir: Path) -> None:
         save_json({**rec, "status": "interrupted"}, step_dir / "step.json")
 
 
+def code_state(notebook: Path) -> dict:
+    """The code a step runs now: git commit (None outside git), hmxnb/'s source hash, the notebook's hash."""
+    import hashlib
+
+    return {"git_commit": git_commit(), "package": package_code_hash(),
+            "notebook": hashlib.sha256(Path(notebook).read_bytes()).hexdigest()[:12]}
+
+
+def code_changed(recorded: dict | None, now: dict) -> str:
+    """'hmxnb/ source 1a2b… -> 3c4d…' when the package source that ran a step differs from now; '' when the same or
+    not recorded."""
+    old = (recorded or {}).get("package")
+    return f"hmxnb/ source {old} -> {now['package']}" if old and old != now["package"] else ""
+
+
+# what a step writes that is not a result: its record, the kernel's log, training state kept for resuming, and the
+# executed notebook (opening and saving it in Jupyter must not make the step's results stale)
+NOT_ARTEFACTS = ("step.json", "kernel.log", "checkpoints/")
+
+
+def _artefacts(step_dir: Path) -> list[Path]:
+    return sorted(p for p in step_dir.rglob("*") if p.is_file() and p.suffix != ".ipynb"
+                  and not any(p.relative_to(step_dir).as_posix().startswith(n) for n in NOT_ARTEFACTS))
+
+
+def artefact_files(step_dir: Path) -> dict[str, str]:
+    """Relative path -> 'size:sha256' of every file a finished step wrote (NOT_ARTEFACTS left out)."""
+    from hmxnb.datahash import file_sha256
+
+    return {p.relative_to(step_dir).as_posix(): f"{p.stat().st_size}:{file_sha256(p)}" for p in _artefacts(step_dir)}
+
+
+def artefact_problem(step_dir: Path, recorded: dict | None) -> str:
+    """'adapter/adapter_model.safetensors is missing' (or 'changed') for the first file a finished step wrote that
+    is not as it was when it finished; '' when all are, or nothing was recorded."""
+    from hmxnb.datahash import file_sha256
+
+    for name, stamp in (recorded or {}).items():
+        path = step_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size, _, digest = stamp.partition(":")
+        if path.stat().st_size != int(size) or file_sha256(path) != digest:
+            return f"{name} changed since the step finished"
+    return ""
+
+
 def _step_state(step_dir: Path, key: str) -> dict:
     rec = read_step(step_dir) or {}
     return {"step": step_dir.name, "status": step_status(rec or None), "key": rec.get("key"),
-            "current": rec.get("key") == key, "seconds": rec.get("seconds"),
+            "current": rec.get("key") == key, "seconds": rec.get("seconds"), "code": rec.get("code"),
             "error": rec.get("error") or rec.get("stale", "")}
 
 
@@ -117,11 +167,34 @@ def write_run_record(out_root: Path, params: dict, phash: str, keys: dict[str, s
     """Rewrite `run.json` from the step records of every step (`keys`: step name -> the key it has with these
     params)."""
     states = [_step_state(out_root / name, key) for name, key in keys.items()]
+    status = overall_status(states)
     return save_json({
-        "profile": params["profile"], "status": overall_status(states), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "params_hash": phash, "git_commit": git_commit(), "versions": package_versions(), "steps": states,
-        "params": params,
+        "profile": params["profile"], "status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "pid": os.getpid() if status == "running" else None, "params_hash": phash, "versions": package_versions(),
+        "runner_git_commit": git_commit(), "steps": states, "params": params,
     }, out_root / "run.json")
+
+
+def read_run(out_root: Path) -> dict | None:
+    """`run.json` as it is now: 'running' left by a process that is gone (killed before it could rewrite the record)
+    reads 'interrupted', as its running steps do. None when missing or unreadable."""
+    rec = read_record(Path(out_root) / "run.json")
+    if rec and rec.get("status") == "running" and not _alive(rec.get("pid")):
+        rec = {**rec, "status": "interrupted", "steps": [{**s, "status": "interrupted"} if s.get("status") == "running"
+                                                         else s for s in rec.get("steps", [])]}
+    return rec
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def append_history(out_root: Path, phash: str, status: str, steps: list[dict], started: float,
@@ -189,8 +262,11 @@ def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dic
 def why_different(prev: dict, params: dict, data: dict) -> str:
     """What makes a recorded step another run: the params that differ, else the data files, else the notebook."""
     from hmxnb.datahash import changed_data
+    from hmxnb.steps import LOCATION_KEYS
 
-    changed = changed_keys(prev.get("params"), params)
+    located = set(LOCATION_KEYS)  # where the data lives is not what makes another run: its content is
+    changed = changed_keys({k: v for k, v in (prev.get("params") or {}).items() if k not in located},
+                           {k: v for k, v in params.items() if k not in located})
     if changed:
         return changed
     if data and "data" not in prev:

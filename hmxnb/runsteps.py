@@ -19,7 +19,8 @@ from hmxnb import freshness, unsloth_env
 from hmxnb.execute import error_line as _error_line
 from hmxnb.execute import execute as _execute
 from hmxnb.params import load_params, params_hash
-from hmxnb.runstate import RunError, append_history, plan_step, settle_running, write_run_record, write_step
+from hmxnb.runstate import (RunError, read_step, append_history, artefact_files, code_changed, code_state, plan_step,
+                            settle_running, write_run_record, write_step)
 from hmxnb.steps import step_data, step_keys
 from hmxnb.stop import held
 
@@ -92,10 +93,12 @@ def run_steps(run: Run, steps: list[Path]) -> RunReport:
     """Run the selected `steps` of `run` in order, stopping at the first failure; the records say how it ended."""
     log, out_root, keys = run.ctx.log, run.out_root, run.keys
     report, t_run, outcome = RunReport(out_root), time.time(), ["interrupted", ""]
+    t_step = t_run
     log(f"hmxnb: profile '{run.params['profile']}' (params {run.phash}) -> {out_root}")
     freshness.warn_upstream(steps, run.all_steps, keys, out_root, log)
     try:
         for i, nb in enumerate(steps, 1):
+            t_step = time.time()
             report.steps.append(_run_step(run, nb, f"[{i}/{len(steps)}] {nb.stem}"))
             if report.steps[-1].status == "failed":
                 break
@@ -103,7 +106,7 @@ def run_steps(run: Run, steps: list[Path]) -> RunReport:
     except KeyboardInterrupt:  # Ctrl-C, or a stop signal (hmxnb.stop)
         if len(report.steps) < len(steps):  # the step that was running
             name = steps[len(report.steps)].stem
-            report.steps.append(StepResult(name, "interrupted", keys[name]))
+            report.steps.append(StepResult(name, "interrupted", keys[name], time.time() - t_step))
         raise
     except Exception as err:  # refused (RunError: one line) or broken: history says which, and why
         outcome[:] = ["refused" if isinstance(err, RunError) else "error", _error_line(err)]
@@ -134,12 +137,15 @@ def _run_step(run: Run, nb: Path, tag: str) -> StepResult:
     if problem:
         raise RunError(f"{nb.stem} reads {problem[0]}, which is {problem[1]} in {run.out_root}: run that step first "
                        f"(--from {problem[0][:2]}); see its step.json")
-    data = step_data(nb.stem, run.params)
+    data, code = step_data(nb.stem, run.params), code_state(nb)
     if plan_step(step_dir, key, run.ctx.force, run.out_root, run.params, data) == "skip":
-        log(f"{tag}: up to date, skipped (use --force to re-run)")
+        changed = code_changed((read_step(step_dir) or {}).get("code"), code)
+        log(f"{tag}: up to date, skipped (use --force to re-run)" + (
+            f"; code changed since it ran ({changed}): its results are the recorded code's, --force re-runs it with "
+            "the current code" if changed else ""))
         return StepResult(nb.stem, "skipped", key)
     log(f"{tag}: running ...")
-    record = {"run_id": uuid.uuid4().hex[:12], "data": data,
+    record = {"run_id": uuid.uuid4().hex[:12], "data": data, "code": code,
               "inputs": freshness.input_runs(run.out_root, nb.stem, run.keys)}
     write_step(step_dir, key, run.params, run.phash, "running", **record)
     freshness.mark_reports(run.out_root, nb.stem, f"{nb.stem} is running: this report is from an earlier run")
@@ -163,6 +169,6 @@ def _execute_step(run: Run, nb: Path, tag: str, record: dict) -> StepResult:
         run.ctx.log(f"    executed notebook kept for inspection: {out_nb}")
         return StepResult(nb.stem, "failed", key, secs, msg)
     secs = time.time() - t0
-    write_step(step_dir, key, run.params, run.phash, "ok", seconds=secs, **record)
+    write_step(step_dir, key, run.params, run.phash, "ok", seconds=secs, files=artefact_files(step_dir), **record)
     run.ctx.log(f"{tag}: done in {secs:.1f}s")
     return StepResult(nb.stem, "ok", key, secs)

@@ -4,7 +4,9 @@ numbered notebooks found in a folder, and each step's key.
 The runner takes the aggregate steps and the keys from here, hmxnb.artifacts the step folders runs are read from,
 and the tests check that the notebooks, their output folders and the README's step table agree with this table.
 A step's key says which run its outputs are: it covers the params, the notebook file, the content of the data files
-the step reads (hmxnb.datahash) and the key of the step before it, so re-running a step re-runs what follows.
+the step reads (hmxnb.datahash) and the key of the step before it, so re-running a step re-runs what follows. Where
+the data lives (`LOCATION_KEYS`) is not part of it: a byte-identical mirror at another path is the same run (the
+location is still recorded in the step's params and provenance).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ STEPS = (
 AGGREGATE_STEPS = tuple(s.name for s in STEPS if s.aggregate)
 TRAINING = {"human": "02_train_human", "reverse": "03_train_reverse"}  # direction -> its training step
 BENCHMARKS = "04_benchmarks"
+# params that say where data lives, not what it is: each step's key holds the content hashes of the files it reads
+LOCATION_KEYS = ("data_dir", "prompts_file")
 
 
 def declared(name: str) -> Step:
@@ -88,10 +92,16 @@ def step_key(phash: str, notebook: Path, previous_key: str, data: str = "") -> s
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def key_params_hash(params: dict) -> str:
+    """The params hash a step key holds: every key but the data locations (their files' content is hashed instead)."""
+    return params_hash({k: v for k, v in params.items() if k not in LOCATION_KEYS})
+
+
 def step_keys(params: dict, steps: list[Path], start: str = "start") -> dict[str, str]:
-    """Step name -> key, chained: each step's key covers the params, its notebook, the content of the data files it
-    reads and the step before it (`start` before the first: the aggregate step's finished sweep members)."""
-    phash, keys, prev = params_hash(params), {}, start
+    """Step name -> key, chained: each step's key covers the params (not the data locations), its notebook, the
+    content of the data files it reads and the step before it (`start` before the first: the aggregate step's
+    finished sweep members)."""
+    phash, keys, prev = key_params_hash(params), {}, start
     for nb in steps:
         prev = keys[nb.stem] = step_key(phash, nb, prev, data_digest(step_data(nb.stem, params)))
     return keys

@@ -26,7 +26,7 @@ from typing import Callable
 from hmxnb.artifacts import _jsonable, append_jsonl
 from hmxnb.job import RunnerJob
 from hmxnb.members import member_status, sweep
-from hmxnb.params import load_params
+from hmxnb.params import _check, load_params
 from hmxnb.paths import NOTEBOOKS, OUTPUTS, ROOT
 from hmxnb.runstate import RunError
 
@@ -66,10 +66,11 @@ def _yaml_text(value) -> str:
 
 
 def slurm_resources(params: dict, flags: dict) -> dict:
-    """submitit SlurmExecutor parameters from the params' slurm_* keys, each overridden by a flag that is not None."""
+    """submitit SlurmExecutor parameters from the params' slurm_* keys, each overridden by a flag that is not None
+    (validated as the key is: a value with a newline would break the sbatch script)."""
     res = {}
     for key, name in RESOURCE_KEYS.items():
-        value = flags.get(key) if flags.get(key) is not None else params[key]
+        value = params[key] if flags.get(key) is None else _check(key, flags[key], "the submit flags")
         if value is None or (name == "mem" and value == 0):
             continue  # the cluster's default
         res[name] = f"{value}G" if name == "mem" else value

@@ -1,7 +1,7 @@
 """Self-rewarded GRPO with LoRA: Unsloth QLoRA on CUDA, plain TRL + PEFT on CPU. Same code for both directions.
 
 `train(params, out_dir)` = `make_trainer` (the model, the GRPOConfig and reward functions from params, GRPOTrainer)
-+ `run_trainer` (train, resuming from the last checkpoint in out_dir/checkpoints when one exists, and write):
++ `run_trainer` (train, resuming from the last complete checkpoint in out_dir/checkpoints when one exists, and write):
 adapter/ (PEFT format), train_log.csv, samples.jsonl, metrics.json (the notebook draws the figures). The direction
 (human / reverse) is params `direction`.
 """
@@ -21,7 +21,7 @@ from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.generation import clear_max_length, quiet_unsloth_generate_notice
 from hmxnb.grpo_args import read_record, record_and_check
 from hmxnb.judge import JudgeConfig
-from hmxnb.models import LoadedModel, load_model, local_rank
+from hmxnb.models import LoadedModel, check_target_modules, load_model, local_rank
 from hmxnb.prefix_reuse import check_prefix_reuse
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
 from hmxnb.rubric import Rubric
@@ -71,12 +71,54 @@ def build_lora_config(params: dict):
     return LoraConfig(task_type="CAUSAL_LM", **kwargs_feeding("lora", params))
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest checkpoint-N folder in output_dir, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+WEIGHTS = ("adapter_model.safetensors", "model.safetensors")  # what a checkpoint's model is saved as (LoRA / full)
 
+
+def checkpoint_problem(folder: Path) -> str:
+    """Why a checkpoint-N folder cannot be resumed from ('trainer_state.json is missing', 'optimizer.pt is cut
+    short', …); '' when the files the trainer reads are there and open. A kill during the save leaves such a folder."""
+    import json
+    import zipfile
+
+    from safetensors import safe_open
+
+    state = folder / "trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except OSError:
+        return "trainer_state.json is missing"
+    except ValueError:
+        return "trainer_state.json is cut short"
+    weights = [folder / w for w in WEIGHTS if (folder / w).is_file()]
+    if not weights:
+        return f"no model weights ({' or '.join(WEIGHTS)})"
+    try:
+        with safe_open(str(weights[0]), framework="pt"):
+            pass
+    except Exception:  # safetensors raises its own error types for a truncated header or body
+        return f"{weights[0].name} is cut short"
+    if not (folder / "optimizer.pt").is_file():
+        return "optimizer.pt is missing"
+    for saved in sorted([*folder.glob("*.pt"), *folder.glob("*.pth")]):  # torch.save writes zip archives
+        if not zipfile.is_zipfile(saved):
+            return f"{saved.name} is cut short"
+    return ""
+
+
+def last_checkpoint(output_dir: str | Path, log=print) -> str | None:
+    """The newest complete checkpoint-N folder in output_dir (see `checkpoint_problem`), or None. A newer incomplete
+    one is moved aside to `incomplete-checkpoint-N` (kept, out of the trainer's way), saying why."""
     d = Path(output_dir)
-    return get_last_checkpoint(str(d)) if d.is_dir() else None
+    found = sorted((p for p in d.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True) if d.is_dir() else []
+    for folder in found:
+        problem = checkpoint_problem(folder)
+        if not problem:
+            return str(folder)
+        aside = folder.with_name(f"incomplete-{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        folder.rename(aside)
+        log(f"hmxnb: not resuming from {folder.name}: {problem} (an interrupted save); moved to {aside.name}")
+    return None
 
 
 def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None = None, callbacks=()):
@@ -89,6 +131,7 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
 
     out_dir = Path(out_dir)
     kwargs = grpo_kwargs(params, out_dir / "checkpoints", loaded.backend == "transformers-cpu", loaded.precision)
+    check_target_modules(loaded.model, params["target_modules"])  # a `loaded` given: its LoRA names, before TRL's
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
     state = self_judge_state(params, loaded, out_dir)
     # GRPOTrainer wraps the model with LoRA before Trainer seeds the RNG: without this the adapters' random init

@@ -85,3 +85,45 @@ def test_a_full_disk_names_the_file(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(run, "main_run", lambda args: save_json({}, tmp_path / "smoke" / "run.json") and 0)
     assert main(["run"]) == 2
     assert _one_line(capsys) == f"hmxnb: error: No space left on device: {tmp_path / 'smoke' / 'run.json'}"
+
+
+def _jupyterlab(monkeypatch, tmp_path, importable: bool) -> list:
+    """An activated venv: its bin/ first on PATH, holding a `jupyter` command (jupyter_core's, which papermill and
+    nbconvert bring) whether or not JupyterLab is installed; `importable`: whether this interpreter has jupyterlab.
+    Returns the commands `lab` would have started (none is started)."""
+    import importlib.machinery
+    import subprocess
+    import sys
+    import types
+
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "jupyter").write_text("#!/bin/sh\nexit 1\n")
+    (venv_bin / "jupyter").chmod(0o755)
+    monkeypatch.setenv("VIRTUAL_ENV", str(venv_bin.parent))
+    monkeypatch.setenv("PATH", f"{venv_bin}:{__import__('os').environ['PATH']}")
+    lab = types.ModuleType("jupyterlab")
+    lab.__spec__ = importlib.machinery.ModuleSpec("jupyterlab", None)
+    monkeypatch.setitem(sys.modules, "jupyterlab", lab if importable else None)  # None: find_spec finds none
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, *a, **kw: started.append(cmd) or 0)
+    return started
+
+
+def test_lab_without_jupyterlab_prints_the_install_hint_in_an_activated_venv(capsys, monkeypatch, tmp_path):
+    """The venv's own `jupyter` command on PATH hid the hint: `lab` started `python -m jupyterlab`, which failed
+    with 'No module named jupyterlab'."""
+    started = _jupyterlab(monkeypatch, tmp_path, importable=False)
+    assert main(["lab"]) == 2
+    line = _one_line(capsys)
+    assert line.startswith("hmxnb: error: JupyterLab is not installed") and "[notebook]" in line
+    assert started == []
+
+
+def test_lab_with_jupyterlab_starts_it_with_this_interpreter(capsys, monkeypatch, tmp_path):
+    import sys
+
+    started = _jupyterlab(monkeypatch, tmp_path, importable=True)
+    assert main(["lab"]) == 0
+    assert [cmd[:3] for cmd in started] == [[sys.executable, "-m", "jupyterlab"]]
+    assert capsys.readouterr().err == ""

@@ -60,3 +60,20 @@ def test_heldout_split_has_power():
     held = load_prompts(split="heldout")
     assert len(held) >= 48 and len(load_prompts(split="train")) == 64
     assert not {r["prompt"] for r in held} & {r["prompt"] for r in load_prompts(split="train")}
+
+
+@pytest.mark.parametrize("rows, has", [
+    ([{"id": "a", "split": "heldout", "prompt": "How are you?"}, {"id": "b", "split": "eval", "prompt": "Hi?"}],
+     "its splits: eval, heldout"),
+    ([], "it has no rows"),
+])
+def test_a_prompts_file_without_the_split_names_file_and_splits(tmp_path, rows, has):
+    """Issue 32: a prompts file with no training rows gave a bare IndexError in notebook 02."""
+    import json
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError) as err:
+        load_prompts(path, split="train")
+    assert str(err.value) == f"prompts file {path} has no rows in split 'train' ({has})"
+    assert len(load_prompts(path)) == len(rows)  # no split asked: every row, none is fine

@@ -54,7 +54,7 @@ def test_declared_steps_are_the_notebooks_and_their_folders():
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hmxnb"
-MAX_MODULE_LINES, MAX_FUNCTION_LINES = 300, 40
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 800, 80
 
 
 def _functions(tree):
@@ -63,7 +63,8 @@ def _functions(tree):
 
 @pytest.mark.parametrize("module", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_one_concern_per_module(module):
-    """Size limits that keep each module to one concern (issue 12): a module past them holds two."""
+    """Outer limits on a module's and a function's size: modules are whole by topic, and one past these holds more
+    than one topic (issue 30 replaced the 300 / 40 caps, which split topics at a line count)."""
     text = module.read_text()
     assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{module.name}: over {MAX_MODULE_LINES} lines"
     long = [f"{f.name} ({f.end_lineno - f.lineno + 1} lines)" for f in _functions(ast.parse(text))

@@ -24,7 +24,10 @@ def test_all_steps_ran(smoke_run):
     assert report.ok, [s.__dict__ for s in report.steps]
     assert [s.step for s in report.steps] == [p.stem for p in notebook_steps()]
     run = json.loads((root / "run.json").read_text())
-    assert run["status"] == "ok" and run["git_commit"] is not None
+    assert run["status"] == "ok" and run["runner_git_commit"] is not None
+    assert all(s["code"]["package"] and s["code"]["notebook"] for s in run["steps"])  # the code that ran each step
+    adapter = json.loads((root / "02_train_human" / "step.json").read_text())["files"]
+    assert "adapter/adapter_model.safetensors" in adapter and not any(f.startswith("checkpoints/") for f in adapter)
 
 
 def test_01_rubric_outputs(smoke_run):

@@ -92,3 +92,23 @@ def test_every_field_unsloth_fills_in_is_a_params_key():
 def test_changed_by_names_who_made_the_config(module, expected):
     cls = type("GRPOConfig", (), {"__module__": module})
     assert changed_by(cls()).startswith(expected)
+
+
+def test_an_unknown_optimizer_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    """Issue 32: `--set optim=foo` failed inside training, minutes in; the runner now checks it against
+    transformers' OptimizerNames when it validates the profile."""
+    from hmxnb import run
+    from hmxnb.grpo_args import check_optim
+    from hmxnb.params import ParamsError
+    from hmxnb.run import run_profile
+
+    monkeypatch.setattr(run, "_run_sweep", lambda *a: pytest.fail("the runner started the steps"))  # never trains
+
+    with pytest.raises(ParamsError) as err:
+        check_optim("adamw_torc")
+    assert str(err.value).startswith("params key 'optim' is 'adamw_torc', not an optimizer of transformers")
+    assert "adamw_torch" in str(err.value) and "\n" not in str(err.value)
+    check_optim("adamw_8bit")  # the GPU profiles' choice
+    with pytest.raises(ParamsError, match="params key 'optim' is 'foo'"):
+        run_profile("smoke", {"optim": "foo"}, output_root=tmp_path / "out", progress=False, log=lambda line: None)
+    assert not (tmp_path / "out").exists()

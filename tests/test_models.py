@@ -338,3 +338,77 @@ def test_unsloth_and_peft_get_the_same_lora_keys(monkeypatch, tiny_model_dir):
     assert set(lora) == set(keys_feeding("lora")) == {"r", "lora_alpha", "lora_dropout", "target_modules"}
     assert {k: getattr(peft, k) for k in lora} == {**lora, "target_modules": set(lora["target_modules"])}
     assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"]) == (4, 8, 0.05)
+
+
+@pytest.mark.parametrize("name", ["./models/qwen-typo", "/abs/missing/dir", "~/no/such/model", "models/qwen/typo",
+                                  "../qwen-typo"])
+def test_a_missing_local_folder_is_named_not_sent_to_the_hub(monkeypatch, name):
+    """Issue 32: a mistyped local path got the Hub's "Repo id must be in the form..." message."""
+    from transformers import AutoTokenizer
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", lambda *a, **k: pytest.fail("sent to from_pretrained"))
+    with pytest.raises(ModelLoadError) as err:
+        load_model({"model_name_or_path": name})
+    msg = str(err.value)
+    assert "local folder that does not exist" in msg and "model_name_or_path" in msg and name in msg
+    assert "Repo id" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("name", ["Qwen/Qwen3-0.6B", "gpt2", "unsloth/Llama-3.2-1B-Instruct"])
+def test_a_hub_id_still_goes_to_the_hub(monkeypatch, name):
+    from transformers import AutoTokenizer
+
+    seen = []
+
+    def record(path, *a, **k):
+        seen.append(path)
+        raise OSError("couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained", record)
+    with pytest.raises(ModelLoadError, match="Hub is unreachable"):
+        load_model({"model_name_or_path": name})
+    assert seen == [name]
+
+
+def test_a_5000_character_model_name_gives_a_short_error():
+    """Issue 32: the error echoed the name (twice): 10 kB for a "one-line" message."""
+    with pytest.raises(ModelLoadError) as err:
+        load_model({"model_name_or_path": "x" * 5000})
+    assert len(str(err.value)) < 600 and "…" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ModelLoadError) as err:
+        load_model({"model_name_or_path": "/missing/" + "y" * 5000})
+    assert len(str(err.value)) < 600
+
+
+def test_lora_target_modules_the_model_lacks_stop_at_load(tiny_model_dir):
+    """Issue 32: `target_modules: [nonexistent_proj]` failed inside training; PEFT trains the rest silently when only
+    some names match. Checked at load_model(for_training=True), before any sampling."""
+    from hmxnb.params import ParamsError
+
+    with pytest.raises(ParamsError) as err:
+        load_model({"model_name_or_path": tiny_model_dir, "target_modules": ["q_proj", "nonexistent_proj"]},
+                   for_training=True)
+    msg = str(err.value)
+    assert msg.startswith("params key 'target_modules' names modules this model does not have: ['nonexistent_proj']")
+    assert "q_proj" in msg.split(";")[1] and "down_proj" in msg and "\n" not in msg
+    assert load_model({"model_name_or_path": tiny_model_dir, "target_modules": ["q_proj"]}, for_training=True)
+
+
+def test_lora_target_modules_are_checked_before_unsloth_attaches_lora(monkeypatch, tiny_model_dir):
+    import sys
+    import types
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hmxnb.params import ParamsError, load_params
+
+    fake = types.ModuleType("unsloth")
+    fake.FastLanguageModel = types.SimpleNamespace(
+        from_pretrained=lambda model_name, **kw: (AutoModelForCausalLM.from_pretrained(model_name),
+                                                  AutoTokenizer.from_pretrained(model_name)),
+        get_peft_model=lambda *a, **k: pytest.fail("LoRA attached with a module name the model lacks"))
+    monkeypatch.setitem(sys.modules, "unsloth", fake)
+    monkeypatch.setattr(models, "backend_for", lambda *a, **k: "unsloth")
+    p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "target_modules": ["qproj"]})
+    with pytest.raises(ParamsError, match=r"'target_modules' names modules this model does not have: \['qproj'\]"):
+        load_model(p, for_training=True)

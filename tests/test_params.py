@@ -218,3 +218,79 @@ def test_the_automatic_second_judge_is_never_the_training_judge(judge_mode, seco
 
     p = load_params("smoke", {"judge_mode": judge_mode})  # eval_second_judge_mode: auto, the schema's default
     assert p["eval_second_judge_mode"] == "auto" and second_judge_mode(p) == second
+
+
+@pytest.mark.parametrize("overrides", [{"max_steps": "x" * 5000}, {"judge_mode": "y" * 5000}, {"z" * 5000: 1},
+                                       {"prompts_file": "/no/such/" + "p" * 3000}])
+def test_errors_cut_a_long_value(overrides):
+    """Issue 32: a 5,000-character value makes a one-line error of a few hundred characters, not of 5 kB."""
+    with pytest.raises(ParamsError) as err:
+        load_params("smoke", overrides)
+    assert len(str(err.value)) < 400 and "…" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ParamsError) as err:
+        parse_override("q" * 5000)  # no '='
+    assert len(str(err.value)) < 400
+
+
+def test_a_missing_data_dir_from_the_environment_is_named(tmp_path, monkeypatch):
+    """Issue 32: the data_dir error says when the folder came from $HMXNB_DATA_DIR, not from the params."""
+    monkeypatch.setenv("HMXNB_DATA_DIR", str(tmp_path / "no-mirror"))
+    with pytest.raises(ParamsError, match=r"'data_dir' \(from the environment variable HMXNB_DATA_DIR\): file or "
+                                          r"folder not found: .*no-mirror"):
+        load_params("smoke")
+    with pytest.raises(ParamsError) as err:  # set in params: the environment is not blamed
+        load_params("smoke", {"data_dir": str(tmp_path / "elsewhere")})
+    assert "HMXNB_DATA_DIR" not in str(err.value) and "elsewhere" in str(err.value)
+
+
+@pytest.mark.parametrize("step, direction, overrides, profile_text, culprit", [
+    ("02_train_human", "reverse", {}, "", "the notebook parameter 'direction'"),  # papermill -p direction reverse
+    ("02_train_human", "human", {"direction": "reverse"}, "", "params_overrides"),
+    ("03_train_reverse", "reverse", {"direction": "human"}, "", "params_overrides"),
+    ("02_train_human", "human", {}, "direction: reverse\n", "profile"),
+])
+def test_a_training_notebook_refuses_another_direction(tmp_path, step, direction, overrides, profile_text, culprit):
+    """Issue 32: notebook 02 run with `-p direction reverse` wrote a reverse run into 02_train_human/."""
+    from hmxnb.grpo_args import training_direction
+
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("max_steps: 2\n" + profile_text)
+    with pytest.raises(ParamsError, match=f"params key 'direction' .* in {culprit}.* but notebook {step} trains"):
+        training_direction(step, direction, str(profile), overrides)
+    assert training_direction("02_train_human", "human", "smoke", {"direction": "human"}) == "human"
+    assert training_direction("03_train_reverse", "reverse", "smoke", {}) == "reverse"
+
+
+@pytest.mark.parametrize("stem, direction", [("02_train_human", "reverse"), ("03_train_reverse", "human")])
+def test_the_training_notebooks_check_their_direction(stem, direction):
+    """The notebook's own lines, run with the other direction as papermill's `-p direction` sets it: refused."""
+    from pathlib import Path
+
+    import nbformat
+
+    from hmxnb.colab import notebook_profile
+    from hmxnb.grpo_args import training_direction
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb"
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    lines = [x for x in code.splitlines() if x.startswith(("direction = training_direction(", "p = load_params("))]
+    scope = {"load_params": load_params, "notebook_profile": notebook_profile, "training_direction": training_direction,
+             "IN_COLAB": False, "profile": "smoke", "params_overrides": {}, "direction": direction}
+    with pytest.raises(ParamsError, match=f"notebook {stem} trains"):
+        exec("\n".join(lines), scope)
+    assert "p" not in scope
+
+
+@pytest.mark.parametrize("overrides, profile_text", [({"direction": "reverse"}, ""), ({"direction": "human"}, ""),
+                                                     ({}, "direction: human\n")])
+def test_the_runner_refuses_a_direction_before_anything_runs(tmp_path, monkeypatch, overrides, profile_text):
+    """Steps 02 and 03 each train their own direction: a profile or --set direction is refused up front."""
+    from hmxnb import run
+    from hmxnb.run import run_profile
+
+    monkeypatch.setattr(run, "_run_sweep", lambda *a: pytest.fail("the runner started the steps"))  # never trains
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("max_steps: 2\n" + profile_text)
+    with pytest.raises(ParamsError, match="params key 'direction' is set"):
+        run_profile(str(profile), overrides, output_root=tmp_path / "out", progress=False, log=lambda line: None)
+    assert not (tmp_path / "out").exists()

@@ -312,3 +312,27 @@ def test_notebook_05_leaves_the_report_files_to_build_report():
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "publish_to=out.parent" in code
     assert not [w for w in ("shutil", "write_text", ".replace(\"](figures/") if w in code]
+
+
+def test_report_describes_training_from_the_training_steps_record(tmp_path):
+    """`--from 04 --force --set judge_mode=request` on a finished run: the adapters were trained with the persona
+    contrast. The report names the judge that trained them (02's record, not the params given to 05) and says at the
+    top which params differ. Before: "training used judge_mode: request", no warning."""
+    results, _, _ = _load()
+    trained = {"judge_mode": "contrast", "learning_rate": 5e-4, "eval_second_judge_mode": "auto", "bench_limit": 5}
+    now = {**trained, "judge_mode": "request", "bench_limit": 100, "slurm_time": "1:00:00"}
+    for step, params in (("02_train_human", trained), ("03_train_reverse", trained), ("04_benchmarks", now),
+                         ("05_compare_report", now)):
+        (tmp_path / step).mkdir()
+        (tmp_path / step / "provenance.json").write_text(json.dumps({"params": params}))
+    report.build_report(tmp_path / "05_compare_report", results, profile="demo", model_names=["m"], runs=[tmp_path])
+    md = (tmp_path / "05_compare_report" / "report.md").read_text()
+    assert "persona-contrast self-reward (our stand-in)" in md and "request-contrast self-reward" not in md
+    top = md.split("\n\n")[1]  # the first paragraph after the title
+    assert top.startswith("Params differ from training.") and "judge_mode 'contrast' in training, 'request' here" in top
+    assert "bench_limit" not in top and "slurm_time" not in top  # evaluation-only and scheduling keys
+    assert "second evaluation judge here: the persona contrast" in md  # 04's record: auto with judge_mode request
+
+    (tmp_path / "05_compare_report" / "provenance.json").write_text(json.dumps({"params": trained}))
+    report.build_report(tmp_path / "05_compare_report", results, profile="demo", model_names=["m"], runs=[tmp_path])
+    assert "Params differ from training" not in (tmp_path / "05_compare_report" / "report.md").read_text()

@@ -446,6 +446,41 @@ def test_changed_prompts_make_their_steps_not_up_to_date(tmp_path, monkeypatch):
     assert rec["data"] == {"prompts": hashlib.sha256(prompts.read_bytes()).hexdigest()}
 
 
+def test_moved_data_is_the_same_run_changed_data_is_not(tmp_path, monkeypatch):
+    """Where the data lives is not part of a step's key, its content is: a byte-identical prompts file and benchmark
+    mirror at other paths (or no mirror, for the steps that read no benchmark) skip; the location is still recorded."""
+    import shutil
+
+    from hmxnb import runsteps as runner
+    from hmxnb.data import PACKAGE_DATA
+
+    monkeypatch.setattr(runner, "_execute", lambda *a: None)
+    monkeypatch.delenv("HMXNB_DATA_DIR", raising=False)  # data_dir None: the Hub
+    d, out = tmp_path / "nb", tmp_path / "outputs"
+    d.mkdir()
+    for name in ("01_design_rubric", "02_train_human", "03_train_reverse", "04_benchmarks"):
+        _notebook(d / f"{name}.ipynb", "")
+    for where in ("a", "b"):
+        (tmp_path / where / "mirror" / "truthfulqa").mkdir(parents=True)
+        (tmp_path / where / "mirror" / "truthfulqa" / "mc_task.json").write_text("[]")
+        shutil.copy(PACKAGE_DATA / "prompts.jsonl", tmp_path / where / "prompts.jsonl")
+
+    def over(where):
+        return {"data_dir": str(tmp_path / where / "mirror"), "prompts_file": str(tmp_path / where / "prompts.jsonl")}
+
+    _run(d, out, overrides=over("a"))
+    moved, _ = _run(d, out, overrides=over("b"))
+    assert [s.status for s in moved.steps] == ["skipped"] * 4  # was: "a different run (data_dir ... -> ...)"
+    rec = json.loads((out / "smoke" / "04_benchmarks" / "step.json").read_text())
+    assert rec["params"]["data_dir"] == str(tmp_path / "a" / "mirror")  # the run that made it, as it ran
+    with pytest.raises(RunError, match="04_benchmarks holds outputs of a different run .*data changed: .*benchmarks"):
+        _run(d, out, overrides={**over("b"), "data_dir": None}, only=["04"])  # the Hub is other data: 04 only
+    (tmp_path / "b" / "mirror" / "truthfulqa" / "mc_task.json").write_text("[1]")
+    with pytest.raises(RunError, match="04_benchmarks holds outputs of a different run .*data changed: "
+                                       "truthfulqa/mc_task.json"):
+        _run(d, out, overrides=over("b"))
+
+
 def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkeypatch):
     """hmxnb.datahash names notebook 04's data files without importing the loaders (torch): the same files that
     evaluate.load_items opens, with the mirror as it is and with the optional sycophancy folder."""
@@ -508,3 +543,80 @@ def test_a_read_only_step_folder_is_refused_before_anything_is_archived(nbdir, t
     assert history[-1]["status"] == "refused" and str(step) in history[-1]["error"]
     with pytest.raises(RunError, match="read-only"):  # a retry in place is refused the same way
         runstate.check_writable(step)
+
+
+# ---------------------------------------------------------------- records that match what is on disk (issue 32)
+
+ADAPTER = ("import pathlib\nd = pathlib.Path(out_dir, 'adapter')\nd.mkdir(exist_ok=True)\n"
+           "(d / 'adapter_model.safetensors').write_bytes(b'weights')")
+
+
+def test_a_deleted_artefact_makes_its_step_stale_and_its_readers_wait(tmp_path):
+    """A finished step records the size and sha256 of every file it wrote; a file deleted or changed since makes it
+    stale (it re-runs afresh) and a step that reads it is refused, naming the file. Before: 'up to date' everywhere,
+    then notebook 04 failed on the missing adapter with a Hub error."""
+    d, out = tmp_path / "nb", tmp_path / "outputs"
+    d.mkdir()
+    for name in ("02_train_human", "03_train_reverse"):
+        _notebook(d / f"{name}.ipynb", ADAPTER)
+    _notebook(d / "04_benchmarks.ipynb", WRITE)
+    _run(d, out)
+    rec = json.loads((out / "smoke" / "02_train_human" / "step.json").read_text())
+    assert set(rec["files"]) == {"adapter/adapter_model.safetensors"}  # not the notebook, step.json or kernel.log
+    (out / "smoke" / "02_train_human" / "adapter" / "adapter_model.safetensors").unlink()
+
+    with pytest.raises(RunError, match="04_benchmarks reads 02_train_human, which is damaged "
+                                       r"\(adapter/adapter_model.safetensors is missing\)"):
+        _run(d, out, only=["04"])
+    rec = json.loads((out / "smoke" / "02_train_human" / "step.json").read_text())
+    assert rec["status"] == "stale" and rec["stale"] == "adapter/adapter_model.safetensors is missing"
+    r, logs = _run(d, out)
+    assert [s.status for s in r.steps] == ["ok", "skipped", "ok"]  # 02 re-run afresh, 04 after it
+    assert list((out / "smoke" / "_archive").glob("02_train_human-*"))  # the damaged run is kept, not overwritten
+
+    (out / "smoke" / "04_benchmarks" / "out.json").write_text("{}")
+    r, logs = _run(d, out)
+    assert [s.status for s in r.steps] == ["skipped", "skipped", "ok"]
+    assert any("04_benchmarks is stale (out.json changed since the step finished)" in line for line in logs)
+
+
+def test_a_step_records_its_code_and_a_skip_says_when_the_code_changed(nbdir, tmp_path, monkeypatch):
+    """Editing hmxnb/ does not re-run finished steps (a full retrain for a comment would be too strict), but each
+    step records the code that ran it and a skip says the code changed since; run.json keeps each step's code."""
+    from hmxnb import runsteps
+    from hmxnb.artifacts import package_code_hash
+
+    out = tmp_path / "outputs"
+    _run(nbdir, out, only=["01"])
+    rec = json.loads((out / "smoke" / "01_first" / "step.json").read_text())
+    assert rec["code"]["package"] == package_code_hash() and len(rec["code"]["notebook"]) == 12
+    assert json.loads((out / "smoke" / "run.json").read_text())["steps"][0]["code"] == rec["code"]
+
+    _, logs = _run(nbdir, out, only=["01"])
+    assert not any("code changed" in line for line in logs)
+    real = runsteps.code_state
+    monkeypatch.setattr(runsteps, "code_state", lambda nb: {**real(nb), "package": "edited00000"})
+    r, logs = _run(nbdir, out, only=["01"])
+    assert r.steps[0].status == "skipped"
+    assert any(f"code changed since it ran (hmxnb/ source {rec['code']['package']} -> edited00000)" in line
+               for line in logs)
+    assert json.loads((out / "smoke" / "01_first" / "step.json").read_text())["code"] == rec["code"]  # as it ran
+
+
+def test_a_run_json_left_running_by_a_killed_runner_reads_interrupted(tmp_path):
+    """kill -9 leaves run.json 'running' (nothing can rewrite it); read_run tells it from a live run by its pid."""
+    import os
+    import subprocess
+    import sys
+
+    from hmxnb.artifacts import save_json
+    from hmxnb.runstate import read_run
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    steps = [{"step": "01_first", "status": "ok"}, {"step": "02_second", "status": "running"}]
+    save_json({"status": "running", "pid": gone.pid, "steps": steps}, tmp_path / "run.json")
+    rec = read_run(tmp_path)
+    assert rec["status"] == "interrupted" and [s["status"] for s in rec["steps"]] == ["ok", "interrupted"]
+    save_json({"status": "running", "pid": os.getpid(), "steps": steps}, tmp_path / "run.json")
+    assert read_run(tmp_path)["status"] == "running"  # this process lives

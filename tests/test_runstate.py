@@ -141,6 +141,9 @@ CLI = textwrap.dedent("""
     sys.exit(main(["run", "--notebooks", sys.argv[1], "--outputs", sys.argv[2], *sys.argv[3:]]))
 """)
 
+RESUMABLE = ("import os, pathlib, time\npid = pathlib.Path(out_dir, 'kernel.pid')\n"
+             "if pid.is_file():\n    pathlib.Path(out_dir, 'resumed').write_text('yes')\n"
+             "else:\n    pid.write_text(str(os.getpid()))\n    time.sleep(120)")
 SLOW = ("import os, pathlib, time\npathlib.Path(out_dir, 'kernel.pid').write_text(str(os.getpid()))\n"
         "time.sleep(120)")
 
@@ -173,17 +176,20 @@ def test_sigterm_ends_the_runner_with_true_records(tmp_path):
     nbdir, out = tmp_path / "notebooks", tmp_path / "outputs"
     nbdir.mkdir()
     _notebook(nbdir / "01_first.ipynb", WRITE)
-    _notebook(nbdir / "02_slow.ipynb", SLOW)
+    _notebook(nbdir / "02_slow.ipynb", RESUMABLE)
     (tmp_path / "cli.py").write_text(CLI)
-    runner_proc = subprocess.Popen([sys.executable, str(tmp_path / "cli.py"), str(nbdir), str(out)], env=_cli_env(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = [sys.executable, str(tmp_path / "cli.py"), str(nbdir), str(out)]
+    runner_proc = subprocess.Popen([*cli, "--force"], env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
     _wait_for(out / "smoke" / "02_slow" / "kernel.pid")
     kernel = int((out / "smoke" / "02_slow" / "kernel.pid").read_text())
     runner_proc.send_signal(signal.SIGTERM)
     _, err = runner_proc.communicate(timeout=30)
     assert runner_proc.returncode == 143, err
-    assert err.strip().splitlines() == ["hmxnb: stopped by SIGTERM; finished steps are kept and the step that ran is "
-                                        "marked 'interrupted' in run.json; re-run the same command to continue"]
+    assert err.strip().splitlines() == [  # the command that continues: without --force, which would start afresh
+        "hmxnb: stopped by SIGTERM; finished steps are kept and the step that ran is marked 'interrupted' in run.json; "
+        "to continue it (training resumes from its last complete checkpoint): python -m hmxnb run --notebooks "
+        f"{nbdir} --outputs {out}"]
     step = json.loads((out / "smoke" / "02_slow" / "step.json").read_text())
     assert step["status"] == "interrupted" and step["pid"] == runner_proc.pid
     assert [(s["step"], s["status"]) for s in _record(out)["steps"]] == [("01_first", "ok"), ("02_slow", "interrupted")]
@@ -194,6 +200,12 @@ def test_sigterm_ends_the_runner_with_true_records(tmp_path):
     while _alive(kernel) and time.time() < deadline:
         time.sleep(0.1)
     assert not _alive(kernel), "the kernel outlived the runner"
+    assert last["steps"][-1]["seconds"] > 0.5  # the interrupted step's time until the signal (was 0.0 s)
+
+    again = subprocess.run(cli, env=_cli_env(), capture_output=True, text=True, timeout=120)  # what the message said
+    assert again.returncode == 0, again.stderr
+    assert (out / "smoke" / "02_slow" / "resumed").is_file()  # continued in place: the kernel saw its earlier files
+    assert not (out / "smoke" / "_archive").exists()  # nothing archived (with --force it would have been)
 
 
 def test_a_stop_signal_in_process_is_an_interrupt_and_the_handlers_come_back(nbdir, tmp_path, monkeypatch):

@@ -230,3 +230,24 @@ def test_a_job_the_cluster_stops_ends_with_true_records(tmp_path):
     history = [json.loads(line) for line in (out / "smoke" / "history.jsonl").read_text().splitlines()]
     assert history[-1]["status"] == "interrupted"
     assert "stopped by SIGUSR2" in job.stderr() or "stopped by SIGTERM" in job.stderr()
+
+
+@pytest.mark.parametrize("text", ["slurm_partition: |\n  gpu\n  a100\n", "slurm_partition: \"gpu\\r\"\n",
+                                  "slurm_partition: \"gpu\\tx\"\n"])
+def test_a_slurm_value_with_a_control_character_is_refused(tmp_path, text):
+    """Issue 32: a newline in slurm_partition (a YAML `|` block) would break the sbatch script; one line names it."""
+    from hmxnb.params import ParamsError
+
+    (tmp_path / "mine.yaml").write_text(text)
+    with pytest.raises(ParamsError, match="params key 'slurm_partition' .* without control characters") as err:
+        load_params(str(tmp_path / "mine.yaml"))
+    assert "\n" not in str(err.value)
+
+
+def test_a_submit_flag_is_validated_as_its_key():
+    from hmxnb.params import ParamsError
+
+    with pytest.raises(ParamsError, match="'slurm_partition' in the submit flags"):
+        slurm_resources(load_params("paper"), {"slurm_partition": "gpu\n#SBATCH --exclusive"})
+    with pytest.raises(ParamsError, match="'slurm_time_min' in the submit flags must be in"):
+        slurm_resources(load_params("paper"), {"slurm_time_min": 0})

@@ -1,6 +1,7 @@
 """hmxnb.train: GRPOConfig from params, a 2-step GRPO run on a tiny model, resume after a kill."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import pandas as pd
@@ -105,8 +106,14 @@ def test_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path):
     assert last_checkpoint(tmp_path / "resumed" / "checkpoints").endswith("checkpoint-2")
     killed = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "samples.jsonl").read_text().splitlines()]
     assert sorted(set(killed)) == [0, 1]  # what was judged before the kill is already on disk
-    resumed = train(p, tmp_path / "resumed")
+    ckpts = tmp_path / "resumed" / "checkpoints"
+    shutil.copytree(ckpts / "checkpoint-2", ckpts / "checkpoint-3")  # a later save cut short by a kill:
+    (ckpts / "checkpoint-3" / "trainer_state.json").unlink()  # no trainer state, optimizer.pt truncated
+    optimizer = (ckpts / "checkpoint-3" / "optimizer.pt").read_bytes()
+    (ckpts / "checkpoint-3" / "optimizer.pt").write_bytes(optimizer[: len(optimizer) // 2])
+    resumed = train(p, tmp_path / "resumed")  # was: FileNotFoundError .../checkpoint-3/trainer_state.json, forever
     assert resumed["resumed_from"].endswith("checkpoint-2")
+    assert [q.name.rsplit("-", 2)[0] for q in ckpts.glob("incomplete-*")] == ["incomplete-checkpoint-3"]  # kept
     a = pd.read_csv(tmp_path / "full" / "train_log.csv")
     b = pd.read_csv(tmp_path / "resumed" / "train_log.csv")
     assert list(b["step"]) == [1, 2, 3, 4]  # the log history before the kill is kept
@@ -177,3 +184,46 @@ def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir
     assert cpu == {"engine": True, "decided_by": "prefix_cache_reuse: auto"}  # load_model's decision stands
     off = train_mod.judge_scoring_path({**p, "prefix_cache_reuse": "off"}, replace(unsloth, prefix_reuse=False), rows)
     assert off == {"engine": False, "decided_by": "prefix_cache_reuse: off"}
+
+
+def test_a_lora_module_the_model_lacks_stops_before_the_trainer(tiny_model_dir, tmp_path):
+    """Issue 32: make_trainer on a model loaded elsewhere checks target_modules before TRL attaches LoRA (PEFT would
+    train q_proj alone, silently, with `nonexistent_proj` beside it)."""
+    from hmxnb.models import load_model
+    from hmxnb.params import ParamsError
+
+    p = _params(tiny_model_dir, target_modules=["q_proj", "nonexistent_proj"])
+    with pytest.raises(ParamsError, match=r"'target_modules' names modules this model does not have: "
+                                          r"\['nonexistent_proj'\]"):
+        make_trainer(p, tmp_path, load_model(p))
+    assert not (tmp_path / "grpo_args.json").exists()
+
+
+def test_checkpoint_problem_names_what_an_interrupted_save_left_out(tmp_path):
+    """A checkpoint is complete when the trainer's state, the weights and the optimizer are there and open."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hmxnb.train import checkpoint_problem
+
+    ck = tmp_path / "checkpoint-5"
+    ck.mkdir()
+    assert checkpoint_problem(ck) == "trainer_state.json is missing"
+    (ck / "trainer_state.json").write_text('{"global_step": 5')
+    assert checkpoint_problem(ck) == "trainer_state.json is cut short"
+    (ck / "trainer_state.json").write_text('{"global_step": 5}')
+    assert checkpoint_problem(ck).startswith("no model weights")
+    save_file({"w": torch.zeros(64)}, ck / "adapter_model.safetensors")
+    weights = (ck / "adapter_model.safetensors").read_bytes()
+    (ck / "adapter_model.safetensors").write_bytes(weights[:20])
+    assert checkpoint_problem(ck) == "adapter_model.safetensors is cut short"
+    (ck / "adapter_model.safetensors").write_bytes(weights)
+    assert checkpoint_problem(ck) == "optimizer.pt is missing"
+    torch.save({"state": {}}, ck / "optimizer.pt")
+    torch.save({"rng": 1}, ck / "rng_state.pth")
+    assert checkpoint_problem(ck) == ""
+    (ck / "rng_state.pth").write_bytes((ck / "rng_state.pth").read_bytes()[:-30])
+    assert checkpoint_problem(ck) == "rng_state.pth is cut short"
+    logs = []
+    assert last_checkpoint(tmp_path, log=logs.append) is None and not ck.exists()
+    assert logs and "not resuming from checkpoint-5: rng_state.pth is cut short" in logs[0]
