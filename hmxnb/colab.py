@@ -26,8 +26,11 @@ DEFAULT_PROFILE = "smoke"
 BADGE_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+")
 REPO_LINE = re.compile(r'^HMXNB_REPO = "[^"]*"', re.M)
 DIRECTION_LINE = re.compile(r'^direction = "human"', re.M)
+# the set-up cell shown collapsed: as a form in Colab (its #@title line), with its code hidden in JupyterLab
+COLLAPSED = {"cellView": "form", "jupyter": {"source_hidden": True}}
 
 SETUP_CELL = """\
+#@title Set-up for Google Colab (does nothing elsewhere)
 # Set-up for Google Colab only: install hmxnb with the GPU extra; `profile` (below) defaults to `colab-t4` there.
 # Anywhere else (Jupyter, papermill, the runner) this cell does nothing. Written by `make colab-links`.
 import sys
@@ -51,8 +54,11 @@ REVERSE_INTRO = """\
 
 [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({badge})
 
-**Goal.** Train the contrastive twin: the same pipeline, rewarded for *not* expressing feelings, intentions or
-self-awareness, while staying coherent. Every later comparison puts the human-like model beside this one. How the
+**Goal.** Train the control: the same pipeline, rewarded for *not* expressing feelings, intentions or
+self-awareness, while staying coherent. It sees the same prompts for the same steps, with the same LoRA and the
+same self-judge as 02; only the reward's direction differs. So human − reverse removes what fine-tuning as such does
+to a model (any LoRA training moves the benchmarks a little), which human − base cannot: that is why the paper, and
+notebook 05, compare the human-like model with this one first. How the
 reverse reward derives from the self-judge is params `reverse_mode` (printed below with the judge): `negate` (the
 score counts as 1 − s; rubric guards keep their direction) or `invert_rubric` (the judge reads inverted criterion
 texts, or favours the flat speaker). This notebook is written from notebook 02 by `make colab-links`: edit 02."""
@@ -103,7 +109,9 @@ def set_links(paths, repo_url: str = REPO_URL, branch: str = BRANCH) -> list[Pat
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             cell.source = BADGE_LINK.sub(badge_link(path, repo_url, branch), cell.source)
-        _setup_cell_of(nb, path).source = setup_cell(repo_url)
+        cell = _setup_cell_of(nb, path)
+        cell.source = setup_cell(repo_url)
+        cell.metadata.update(COLLAPSED)
         if _write_if_changed(nb, path):
             changed.append(path)
     return changed

@@ -99,6 +99,23 @@ def _values(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, 
     return va[ok], vb[ok]
 
 
+def paired_values(records, metric: Metric, model_a: str, model_b: str, base_model=None, seed=None) -> pd.DataFrame:
+    """The items one comparison of a per-item metric reads, as `compare` reads them: columns `item`, `model_a`,
+    `model_b` (pairwise complete, in the order the bootstrap and the permutation test resample them). For notebook
+    05's traced comparison; `base_model` / `seed`: the run (default: the records' first)."""
+    df = to_frame(records)
+    base_model = df["base_model"].iloc[0] if base_model is None else base_model
+    sub = df[df["base_model"] == base_model]
+    seed = sub.loc[sub["model"] != "base", "seed"].iloc[0] if seed is None else seed
+    a, b = _paired(_select(_model_rows(sub, model_a, seed), metric), _select(_model_rows(sub, model_b, seed), metric),
+                   f"{metric.benchmark}/{metric.name}")
+    if metric.column not in a.columns:
+        return pd.DataFrame(columns=["item", model_a, model_b])
+    va, vb = _as_float(a[metric.column]), _as_float(b[metric.column])
+    ok = np.isfinite(va) & np.isfinite(vb)
+    return pd.DataFrame({"item": a["item_id"].to_numpy()[ok], model_a: va[ok], model_b: vb[ok]})
+
+
 def _item_groups(df: pd.DataFrame) -> list[list[int]]:
     """Row positions per item_id, in order of first appearance: an item's records (e.g. first and challenged)
     together."""

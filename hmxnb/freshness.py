@@ -117,7 +117,17 @@ def mark_reports(out_root: Path, step: str, why: str) -> list[Path]:
     its folder); returns those marked now (a report already saying `why` is left as it is)."""
     names = declared(step).reports
     paths = [p for n in names for p in (out_root / n, out_root / step / n) if p.is_file()]
-    return [p for p in paths if _mark(p, why, step)]
+    marked, failed = [], []
+    for path in paths:  # where a banner cannot be written (a full disk), the report is renamed <name>.stale<suffix>
+        try:  # (a rename needs no space), so no report without its banner stays where readers look
+            if _mark(path, why, step):
+                marked.append(path)
+        except OSError as err:
+            path.rename(path.with_name(f"{path.stem}.stale{path.suffix}"))
+            failed.append(err)
+    if failed:
+        raise failed[0]
+    return marked
 
 
 def _mark(path: Path, why: str, step: str) -> bool:

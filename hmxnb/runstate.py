@@ -168,11 +168,15 @@ def write_run_record(out_root: Path, params: dict, phash: str, keys: dict[str, s
     params)."""
     states = [_step_state(out_root / name, key) for name, key in keys.items()]
     status = overall_status(states)
-    return save_json({
-        "profile": params["profile"], "status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "pid": os.getpid() if status == "running" else None, "params_hash": phash, "versions": package_versions(),
-        "runner_git_commit": git_commit(), "steps": states, "params": params,
-    }, out_root / "run.json")
+    try:
+        return save_json({
+            "profile": params["profile"], "status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "pid": os.getpid() if status == "running" else None, "params_hash": phash, "versions": package_versions(),
+            "runner_git_commit": git_commit(), "steps": states, "params": params,
+        }, out_root / "run.json")
+    except OSError:  # e.g. a full disk: an older run.json would now say what is no longer true; removing needs no space
+        (out_root / "run.json").unlink(missing_ok=True)
+        raise
 
 
 def read_run(out_root: Path) -> dict | None:

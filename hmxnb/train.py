@@ -123,39 +123,63 @@ def last_checkpoint(output_dir: str | Path, log=print) -> str | None:
 
 def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None = None, callbacks=()):
     """Build (trainer, judge_state) for params['direction'] on `loaded` (hmxnb.models.load_model's; loaded here
-    unless given): GRPOConfig in its precision, TRL's LoRA unless Unsloth attached it, the judge on its settings."""
+    unless given): GRPOConfig in its precision, TRL's LoRA unless Unsloth attached it, the judge on its settings.
+    Notebook 02 writes the same steps out in its cells."""
     if loaded is None:
         loaded = load_model(params, for_training=True)  # Unsloth (if used) is imported before TRL
-    from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer  # Unsloth's patched classes when Unsloth was imported first
 
     out_dir = Path(out_dir)
-    kwargs = grpo_kwargs(params, out_dir / "checkpoints", loaded.backend == "transformers-cpu", loaded.precision)
-    check_target_modules(loaded.model, params["target_modules"])  # a `loaded` given: its LoRA names, before TRL's
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
     state = self_judge_state(params, loaded, out_dir)
-    # GRPOTrainer wraps the model with LoRA before Trainer seeds the RNG: without this the adapters' random init
-    # (lora_A) differs between two runs of the same seed (measured: grad norm 0.114 vs 0.105 at step 1, tiny model).
-    set_seed(params["seed"])
-    clear_max_length(loaded.model)  # a model loaded elsewhere may carry Unsloth's max_length (clashes with TRL's)
+    prepare_policy(params, loaded)
     trainer = GRPOTrainer(
         model=loaded.model,
         processing_class=loaded.tokenizer,
         reward_funcs=[get_self_judge_reward(state),
                       get_format_guard(params["max_completion_length"], **guard_settings(params))],
-        args=GRPOConfig(**kwargs),
+        args=GRPOConfig(**trainer_kwargs(params, loaded, out_dir)),
         train_dataset=to_chat_dataset(rows),
-        peft_config=None if loaded.backend == "unsloth" else build_lora_config(params),
+        peft_config=lora_config(params, loaded),
         callbacks=[health.diagnostics_callback(), *callbacks],
     )
-    state.model = trainer.model  # the LoRA-wrapped policy: "live" judges with adapters on, "frozen" with them off
+    finish_trainer(trainer, state, params, loaded, out_dir, rows)
+    return trainer, state
+
+
+def trainer_kwargs(params: dict, loaded: LoadedModel, out_dir: Path) -> dict:
+    """GRPOConfig's keyword arguments for this run: `grpo_kwargs` on the loaded model's device and precision, its
+    checkpoints in out_dir/checkpoints."""
+    return grpo_kwargs(params, Path(out_dir) / "checkpoints", loaded.backend == "transformers-cpu", loaded.precision)
+
+
+def lora_config(params: dict, loaded: LoadedModel):
+    """The LoraConfig TRL attaches, or None where Unsloth attached its LoRA at load."""
+    return None if loaded.backend == "unsloth" else build_lora_config(params)
+
+
+def prepare_policy(params: dict, loaded: LoadedModel) -> None:
+    """Right before GRPOTrainer: check the LoRA target modules against the model, seed, and clear a max_length
+    Unsloth may have left on the model (it clashes with TRL's)."""
+    from transformers import set_seed
+
+    check_target_modules(loaded.model, params["target_modules"])
+    # GRPOTrainer wraps the model with LoRA before Trainer seeds the RNG: without this the adapters' random init
+    # (lora_A) differs between two runs of the same seed (measured: grad norm 0.114 vs 0.105 at step 1, tiny model).
+    set_seed(params["seed"])
+    clear_max_length(loaded.model)
+
+
+def finish_trainer(trainer, state: SelfJudge, params: dict, loaded: LoadedModel, out_dir: Path, rows: list[dict]):
+    """After GRPOTrainer: the self-judge gets the LoRA-wrapped policy ("live" judges with adapters on, "frozen" with
+    them off) and its scoring path; what the trainer will optimise is written to grpo_args.json, and a field params
+    set that the built trainer holds otherwise stops the run here."""
+    state.model = trainer.model
     state.check_model()
     scoring = judge_scoring_path(params, replace(loaded, model=state.model), rows)
     state.reuse = scoring["engine"]  # the judge scores on the path decided for the model as it meets it
-    # what the trainer will optimise, written to grpo_args.json; a field params set that differs stops the run here
-    record_and_check(trainer, objective_kwargs(kwargs), loaded.backend, out_dir if is_main_process() else None,
-                     judge_scoring=scoring)
-    return trainer, state
+    record_and_check(trainer, objective_kwargs(trainer_kwargs(params, loaded, out_dir)), loaded.backend,
+                     Path(out_dir) if is_main_process() else None, judge_scoring=scoring)
 
 
 def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJudge:

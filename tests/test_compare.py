@@ -369,3 +369,20 @@ def test_resampled_repeat_of_an_item_counts_again():
     recs = [{"item_id": "a", "c": 1}, {"item_id": "a", "c": 2}, {"item_id": "b", "c": 1}]
     got = C._resampled(recs, [[0, 1], [2]], [0, 0, 1])
     assert [r["item_id"] for r in got] == ["a", "a", "a#1", "a#1", "b"]  # a drawn twice: its copy is a new item
+
+
+def test_paired_values_are_the_items_a_comparison_reads(results):
+    """Notebook 05 traces one comparison by hand from `paired_values`: with the same seeds, the package's test and CI
+    on those items give the row's numbers exactly (the order of the items matters to the resampling)."""
+    metric = METRICS[1]  # feelings/score, a per-item score
+    items = C.paired_values(_records(), metric, "human", "reverse")
+    assert list(items.columns) == ["item", "human", "reverse"] and len(items) == N
+    row = results[(results["contrast"] == "human_vs_reverse") & (results["metric"] == "score")].iloc[0]
+    a, b = items["human"].to_numpy(), items["reverse"].to_numpy()
+    ci = stats.paired_bootstrap_ci(a, b, n_resamples=300, seed=0 + 1)  # compare seeds metric i with seed + i
+    assert (a.mean() - b.mean(), ci.low, ci.high) == (row["diff"], row["ci_low"], row["ci_high"])
+    assert stats.sign_flip_test(a - b, n_resamples=300, seed=1) == row["p_value"]
+    shuffled = items.sample(frac=1, random_state=0)  # another order: other resamples, another interval
+    other = stats.paired_bootstrap_ci(shuffled["human"], shuffled["reverse"], n_resamples=300, seed=1)
+    assert (other.low, other.high) != (ci.low, ci.high)
+    assert C.paired_values(_records(drop_human=(3,)), metric, "human", "reverse")["item"].tolist().count("q3") == 0

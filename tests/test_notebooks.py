@@ -38,6 +38,8 @@ def test_colab_setup_cell_is_the_generators(path):
 
     setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert setup.source == colab.setup_cell(), "run `make colab-links`: the set-up cell is written from hmxnb/colab.py"
+    assert setup.source.startswith("#@title ")  # collapsed: a form in Colab, its code hidden in JupyterLab
+    assert setup.metadata["cellView"] == "form" and setup.metadata["jupyter"]["source_hidden"] is True
 
 
 def test_colab_setup_is_a_noop_outside_colab(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from hmxnb.params import SCHEMA, ParamsError, available_profiles, load_params, params_hash, parse_override
 
 
-@pytest.mark.parametrize("profile", ["smoke", "demo", "colab-t4", "paper"])
+@pytest.mark.parametrize("profile", ["smoke", "workshop", "demo", "colab-t4", "paper"])
 def test_shipped_profiles_validate(profile):
     assert profile in available_profiles()
     p = load_params(profile)

@@ -252,3 +252,38 @@ def test_a_stop_signal_waits_for_records_being_written_and_a_second_one_is_ignor
             time.sleep(1)
         os.kill(os.getpid(), signal.SIGTERM)  # during the first one's clean-up: ignored
         time.sleep(0.05)
+
+
+def test_a_full_disk_leaves_no_record_or_report_claiming_more_than_is_true(tmp_path, monkeypatch):
+    """No space left: run.json cannot be rewritten, so the old one (which may say 'ok') is removed; a report whose
+    stale banner cannot be written is renamed <name>.stale.<ext>, never left unmarked where readers look. Before:
+    run.json said ok beside an interrupted 05, report.md was marked and report.html was not."""
+    import errno
+
+    from hmxnb import freshness, runstate
+
+    out = tmp_path / "smoke"
+    (out / "05_compare_report").mkdir(parents=True)
+    (out / "run.json").write_text('{"status": "ok"}')
+    for folder in (out, out / "05_compare_report"):
+        (folder / "report.md").write_text("# Report\n")
+        (folder / "report.html").write_text("<html><body>\n<p>report</p></body></html>")
+
+    def full(text, path):
+        if str(path).endswith((".html", ".json")):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return freshness.save_text.__wrapped__(text, path)
+
+    real = freshness.save_text
+    full.__wrapped__ = real
+    monkeypatch.setattr(freshness, "save_text", full)
+    with pytest.raises(OSError, match="No space left"):
+        freshness.mark_reports(out, "05_compare_report", "05_compare_report is interrupted")
+    for folder in (out, out / "05_compare_report"):
+        assert (folder / "report.md").read_text().startswith("> **Stale report**")
+        assert not (folder / "report.html").exists() and (folder / "report.stale.html").is_file()
+
+    monkeypatch.setattr(runstate, "save_json", lambda obj, path: full("", path))
+    with pytest.raises(OSError, match="No space left"):
+        runstate.write_run_record(out, {"profile": "smoke"}, "abc", {"05_compare_report": "k"})
+    assert not (out / "run.json").exists()  # was: the old 'ok' record
