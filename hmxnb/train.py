@@ -130,6 +130,7 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
     from trl import GRPOConfig, GRPOTrainer  # Unsloth's patched classes when Unsloth was imported first
 
     out_dir = Path(out_dir)
+    kwargs = trainer_kwargs(params, loaded, out_dir)
     rows = load_prompts(params["prompts_file"], split="train", limit=params["n_train_prompts"])
     state = self_judge_state(params, loaded, out_dir)
     prepare_policy(params, loaded)
@@ -138,7 +139,7 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
         processing_class=loaded.tokenizer,
         reward_funcs=[get_self_judge_reward(state),
                       get_format_guard(params["max_completion_length"], **guard_settings(params))],
-        args=GRPOConfig(**trainer_kwargs(params, loaded, out_dir)),
+        args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
         peft_config=lora_config(params, loaded),
         callbacks=[health.diagnostics_callback(), *callbacks],
