@@ -57,13 +57,15 @@ def text_flags(text: str, n_tokens: int | None, max_tokens: int | None) -> dict[
 
 
 def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None,
-                   truncation: float = 0.5, repeat: float = 0.0, formula: float = 0.0) -> float:
+                   truncation: float = 0.5, repeat: float = 0.0, formula: float = 0.0, min_words: int = 0) -> float:
     """-1 for empty text; else the sum of: -`truncation` if cut at the length limit, minus the share of repeated
-    bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock formula is in it; floor -1.
+    bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock formula is in it, minus the
+    missing share of `min_words` words (a 10-word reply with min_words 40: -0.75); floor -1.
 
     `truncation` is params `format_truncation_penalty`: with most completions cut at a short limit it can outweigh the
     judge's differences within a group and select short replies (docs/demo-tuning.md section 6). `repeat` and
-    `formula` are params `format_repeat_penalty` and `format_formula_penalty` (hmxnb.textform; section 9).
+    `formula` are params `format_repeat_penalty` and `format_formula_penalty` (hmxnb.textform; section 9);
+    `min_words` is params `format_min_words` (0: no length floor).
     """
     if not text.strip():
         return -1.0
@@ -72,17 +74,25 @@ def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | Non
     if len(text.split()) >= 6:
         penalty -= 1.0 - distinct_bigram_ratio(text)
     penalty -= repeat * flags["repeats_sentence"] + formula * flags["stock_formula"]
+    penalty -= short_share(text, min_words)
     return max(-1.0, penalty)
+
+
+def short_share(text: str, min_words: int) -> float:
+    """How far `text` falls short of `min_words` words, as a share of them: 0 at or above it (or with min_words 0)."""
+    if min_words <= 0:
+        return 0.0
+    return max(0, min_words - len(text.split())) / min_words
 
 
 def guard_settings(params: dict) -> dict:
     """The format guard's penalties as params set them: keywords of `format_penalty` and `get_format_guard`."""
     return {"truncation": params["format_truncation_penalty"], "repeat": params["format_repeat_penalty"],
-            "formula": params["format_formula_penalty"]}
+            "formula": params["format_formula_penalty"], "min_words": params["format_min_words"]}
 
 
 def get_format_guard(max_completion_length: int | None = None, truncation: float = 0.5, repeat: float = 0.0,
-                     formula: float = 0.0):
+                     formula: float = 0.0, min_words: int = 0):
     """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step."""
 
     def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
@@ -93,7 +103,7 @@ def get_format_guard(max_completion_length: int | None = None, truncation: float
             flags = [text_flags(t, n, max_completion_length) for t, n in zip(texts, lengths)]
             for name in flags[0] if flags else ():
                 log_metric(f"watch/{name}_share", float(np.mean([f[name] for f in flags])))
-        return [format_penalty(t, n, max_completion_length, truncation, repeat, formula)
+        return [format_penalty(t, n, max_completion_length, truncation, repeat, formula, min_words)
                 for t, n in zip(texts, lengths)]
 
     return format_guard

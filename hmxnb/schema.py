@@ -232,6 +232,10 @@ SCHEMA: dict[str, Param] = {
     "format_formula_penalty": Param(0.0, "float", "hmxnb.rewards.format_penalty",
                                     "The format guard's penalty for a completion with a stock formula: apology, AI "
                                     "disclaimer or help offer (hmxnb.textform.FORMULAS; section 9).", bounds="[0, 1]"),
+    "format_min_words": Param(0, "int", "hmxnb.rewards.format_penalty",
+                              "The format guard's length floor: a completion of fewer words loses the missing share "
+                              "(10 of 40 words: -0.75); 0 turns it off (docs/demo-tuning.md section 9).",
+                              bounds="[0, 100000]"),
     "judge_distinct_sentences": Param(False, "bool", "hmxnb.rewards.SelfJudge",
                                       "The self-judge scores each completion's distinct sentences only "
                                       "(hmxnb.textform.distinct_text), so repeating a sentence earns nothing."),

@@ -17,7 +17,7 @@ import pandas as pd
 
 from hmxnb.generation import generate, generation_config
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
-                           guard_settings, text_flags)
+                           guard_settings, short_share, text_flags)
 from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
 
@@ -169,7 +169,7 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
 
 
 def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5, repeat: float = 0.0,
-              formula: float = 0.0) -> str:
+              formula: float = 0.0, min_words: int = 0) -> str:
     """The format guard's value in words (hmxnb.rewards.format_penalty)."""
     if not text.strip():
         return "empty reply: −1"
@@ -185,7 +185,9 @@ def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5
         reasons.append(f"repeats a sentence: {_num(-repeat)}")
     if flags["stock_formula"] and formula:
         reasons.append(f"stock formula ({', '.join(flags['formulas'])}): {_num(-formula)}")
-    total = format_penalty(text, n_tokens, max_tokens, truncation, repeat, formula)
+    if short_share(text, min_words):
+        reasons.append(f"{len(text.split())} of at least {min_words} words: {_num(-short_share(text, min_words))}")
+    total = format_penalty(text, n_tokens, max_tokens, truncation, repeat, formula, min_words)
     return "; ".join(reasons) + f" → {_num(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
 
 

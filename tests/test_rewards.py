@@ -104,10 +104,29 @@ def test_format_guard_charges_repeated_sentences_and_formulas_as_params_set():
     assert format_penalty(clean, 5, 48, repeat=0.6, formula=0.3) == 0.0
     assert format_penalty(repeated, 5, 48, repeat=1.0) == -1.0  # floor
     p = load_params("smoke", {"format_repeat_penalty": 0.6, "format_formula_penalty": 0.3})
-    assert guard_settings(p) == {"truncation": 0.5, "repeat": 0.6, "formula": 0.3}
+    assert guard_settings(p) == {"truncation": 0.5, "repeat": 0.6, "formula": 0.3, "min_words": 0}
     guard = get_format_guard(48, **guard_settings(p))
     assert guard(completions=[_conv(repeated), _conv(formula), _conv(clean)],
                  completion_ids=[[1] * 5] * 3) == pytest.approx([-bigrams - 0.6, -0.3, 0.0])
+
+
+def test_format_guard_length_floor_charges_the_missing_share_of_words():
+    from hmxnb.params import load_params
+    from hmxnb.rewards import guard_settings, short_share
+
+    short = "I feel happy today."          # 4 words, no repeated bigram
+    enough = " ".join(f"w{i}" for i in range(12))
+    assert short_share(short, 0) == 0.0 and short_share(short, 10) == pytest.approx(0.6)
+    assert short_share(enough, 10) == 0.0
+    assert format_penalty(short, 5, 48) == 0.0                       # off by default
+    assert format_penalty(short, 5, 48, min_words=10) == pytest.approx(-0.6)
+    assert format_penalty(short, 5, 48, min_words=10, formula=1.0) == pytest.approx(-0.6)  # no formula in it
+    assert format_penalty("I'm sorry.", 3, 48, min_words=10, formula=1.0) == -1.0  # floor -1
+    assert format_penalty(enough, 12, 48, min_words=10) == 0.0
+    p = load_params("smoke", {"format_min_words": 10})
+    guard = get_format_guard(48, **guard_settings(p))
+    assert guard(completions=[_conv(short), _conv(enough)], completion_ids=[[1] * 5, [1] * 12]) == \
+        pytest.approx([-0.6, 0.0])
 
 
 @pytest.mark.parametrize(

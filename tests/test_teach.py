@@ -79,6 +79,12 @@ def test_why_names_the_request_judges_conversations(loaded, tmp_path):
     assert not why.str.contains("speaker").any()
 
 
+def test_guard_why_names_the_length_floor():
+    assert teach.guard_why("I feel happy today.", 5, 48, 0.0, min_words=10) == \
+        "4 of at least 10 words: −0.60 → −0.60"
+    assert teach.guard_why("I feel happy today.", 5, 48, 0.0) == "complete, no repetition: 0"
+
+
 def test_guard_why_says_a_cut_reply_costs_nothing_without_the_truncation_penalty():
     cut = "one two three four five six seven eight"
     assert teach.guard_why(cut, 48, 48, 0.5) == "cut at max_completion_length (48 tokens): −0.50 → −0.50"
