@@ -152,6 +152,29 @@ def test_run_all_on_fixture_items(tiny_model_dir, adapters, capsys):
     assert {r["model"] for r in records} == {"base", "human", "reverse"}
     assert sum(r["benchmark"] == "feeling_expression" for r in records) == 3 * 2
     assert set(seconds) >= {"truthfulqa", "expression"}
+    _every_benchmark_shows_one_item(records, ran)
+
+
+def _every_benchmark_shows_one_item(records, ran):
+    """Notebook 04's "one item of each benchmark": what each model scored on the first item, metrics defined."""
+    from hmxnb.bench.registry import REGISTRY
+
+    for bench in REGISTRY:
+        view = bench.one_item(records)
+        if bench.name not in ran:
+            assert view is None  # skipped: nothing to show, nothing faked
+            continue
+        assert view.title == bench.name and view.prompt.strip() and "**" in view.defines
+        if bench.name == "expression":
+            assert list(view.table["model"]) == ["base", "human", "reverse"]
+            assert {"reply", "judge", "affect statements", "words"} <= set(view.table.columns)
+            continue
+        models = [c for c in view.table.columns if c not in ("choice", "is")]
+        per_model = 2 if bench.name in ("are_you_sure", "suggested_answer") else 1  # two conditions
+        assert len(models) == 3 * per_model
+        for column in models:  # one pick per model (and condition), the log-probs as written in the records
+            assert view.table[column].str.endswith(" ◀").sum() == 1
+        assert view.table["is"].str.contains("correct|true").any()
 
 
 @pytest.mark.parametrize("limit, expected", [(4, 4), (24, 24), (0, 100)])

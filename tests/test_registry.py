@@ -158,3 +158,19 @@ def test_the_readme_example_is_a_working_benchmark(tmp_path):
     assert [r["benchmark"] for r in records] == ["arc_easy"] * 4 and all(r["correct"] for r in records)
     assert bench.metrics(records) == {"acc": 1.0, "n": 4}
     assert [(m.benchmark, m.name, m.kind) for m in bench.compared] == [("arc_easy", "acc", "binary")]
+
+
+def test_choice_roles_and_a_new_benchmark_shows_one_item_for_free():
+    from hmxnb.bench.benchmark import choice_roles
+
+    rec = {"choices": ["a", "b", "c"], "label": 1, "biased_choice": 2, "unknown_choice": 0}
+    assert choice_roles(rec) == {1: "correct", 2: "stereotyped", 0: "unknown"}
+    assert choice_roles({"labels": [1, 0, 1], "suggested": 1}) == {0: "true", 2: "true", 1: "user's suggestion"}
+    assert choice_roles({"label": None, "biased_choice": None}) == {}
+    records = [record(TOY, it, label, it["question"], ["right", "wrong"], [-0.5, -1.5 if label == "base" else 0.0],
+                      0 if label == "base" else 1, label == "base") for label in ("base", "human")
+               for it in TOY_ITEMS[:2]]
+    view = TOY_BENCHMARK.one_item(records)
+    assert view.title == TOY and view.prompt == "0 + 1 ="
+    assert view.table.to_dict("list") == {"choice": ["right", "wrong"], "is": ["", ""],
+                                          "base": ["-0.50 ◀", "-1.50"], "human": ["-0.50", "0.00 ◀"]}

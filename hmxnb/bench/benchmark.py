@@ -9,10 +9,13 @@ hmxnb.claims, hmxnb.report) read. Adding a benchmark is one module and one line 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+import pandas as pd
+
 from hmxnb.chat import ChatSettings
+from hmxnb.params import clip
 from hmxnb.metrics import Metric
 
 
@@ -55,6 +58,9 @@ class Benchmark:
         items: key of its item set (default: `name`); benchmarks that share one (the two sycophancy probes) load
             it once.
         skipped: said in notebook 04 when `load` finds no items (e.g. data only on the Hugging Face Hub).
+        defines: markdown that defines its metrics, shown with its one item in notebook 04.
+        view: `view(records) -> ItemView`, one item as the models saw it and what they scored; default
+            `choice_view` on the records of its first compared metric (choices with each model's log-probs).
     """
 
     name: str
@@ -65,11 +71,68 @@ class Benchmark:
     compared: tuple[Metric, ...] = ()
     items: str = ""
     skipped: str = ""
+    defines: str = ""
+    view: Callable[[list], "ItemView"] | None = None
 
     @property
     def item_set(self) -> str:
         """Key of the items this benchmark runs on."""
         return self.items or self.name
+
+    def one_item(self, records: list[dict]) -> "ItemView | None":
+        """Its first item as the models saw it and what each scored, with its metrics defined; None without
+        records of it (a skipped benchmark)."""
+        if self.view is not None:
+            shown = self.view(records)
+        elif self.compared:
+            shown = choice_view(records, self.compared[0].benchmark)
+        else:
+            return None
+        return None if shown is None else replace(shown, title=self.name, defines=self.defines)
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """One benchmark item for notebook 04: the prompt as the first model read it (chat template included), a table
+    of what each model scored on it, and the metric definitions (`defines`, markdown)."""
+
+    title: str
+    prompt: str
+    table: pd.DataFrame
+    defines: str = ""
+
+
+def choice_roles(rec: dict) -> dict[int, str]:
+    """What each choice of a multiple-choice record is, from the fields the benchmarks write: correct (`labels`,
+    `label`, `answer`), the stereotyped and the unknown answer (BBQ), the one the user suggested (sycophancy)."""
+    roles: dict[int, list[str]] = {}
+    if "labels" in rec:
+        for i, flag in enumerate(rec["labels"]):
+            if flag:
+                roles.setdefault(i, []).append("true")
+    for key, name in (("label", "correct"), ("answer", "correct"), ("biased_choice", "stereotyped"),
+                      ("unknown_choice", "unknown"), ("suggested", "user's suggestion")):
+        if isinstance(rec.get(key), int) and not isinstance(rec.get(key), bool) and rec[key] >= 0:
+            roles.setdefault(rec[key], []).append(name)
+    return {i: ", ".join(names) for i, names in roles.items()}
+
+
+def choice_view(records: list[dict], record_name: str) -> ItemView | None:
+    """The first item of `record_name`'s records: one row per choice, what it is, and each model's log-probability
+    of it (per condition where the benchmark has two, e.g. before and after "Are you sure?"), ◀ on each pick."""
+    rows = [r for r in records if r["benchmark"] == record_name]
+    if not rows:
+        return None
+    item = [r for r in rows if r["item_id"] == rows[0]["item_id"]]
+    first = item[0]
+    table = pd.DataFrame({"choice": [clip(c, 90) for c in first["choices"]]})
+    roles = choice_roles(first)
+    table["is"] = [roles.get(i, "") for i in range(len(first["choices"]))]
+    for r in item:
+        column = r["model"] + (f" ({r['condition']})" if r.get("condition") else "")
+        table[column] = [f"{lp:.2f}" + (" ◀" if i == r["prediction"] else "") for i, lp in enumerate(r["logprobs"])]
+    prompts = list(dict.fromkeys(r["prompt"] for r in item if r["model"] == first["model"]))
+    return ItemView(record_name, "\n\n— then —\n\n".join(prompts), table)
 
 
 def loglik(evaluate_fn: Callable, chat: bool = False) -> Callable:

@@ -106,4 +106,8 @@ BENCHMARK = Benchmark(
     NAME, from_data_dir(load_emobench), loglik(evaluate_emobench), metrics_emobench,
     headline=(("acc/EU", True), ("acc/EA", True)),
     compared=(accuracy(RECORDS["EU"], "acc"), accuracy(RECORDS["EA"], "acc")),
+    defines="EmoBench: a scenario and a question about the emotion someone feels (**EU**, emotional understanding) or "
+            "the best action (**EA**, emotional application); the choice with the highest log-likelihood is the "
+            "model's answer. **acc** = share correct per task (acc_norm divides each log-likelihood by the choice's "
+            "length first).",
 )

@@ -36,7 +36,7 @@ from hmxnb.generation import generate, generation_config
 from hmxnb.loglik import pad_token_id
 from hmxnb.metrics import form_score, form_share, score
 
-from .benchmark import Benchmark, EvalContext
+from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample
 
 NAME = "expression"
@@ -238,6 +238,17 @@ def replies_frame(records) -> pd.DataFrame:
     second = second[[*keys, "score"]].rename(columns={"score": "second_judge"})
     return frame.merge(second, on=keys, how="left", validate="one_to_one")
 
+def reply_view(records: list[dict]) -> ItemView | None:
+    """The first held-out prompt with each model's reply, its judge score(s), affect count and length."""
+    frame = replies_frame(records)
+    if frame.empty:
+        return None
+    item = frame[frame["item_id"] == frame["item_id"].iloc[0]]
+    columns = [c for c in ("model", "completion", "score", "second_judge", "affect", "reply_words") if c in item]
+    table = item[columns].rename(columns={"completion": "reply", "score": "judge", "second_judge": "second judge",
+                                          "affect": "affect statements", "reply_words": "words"})
+    return ItemView(JUDGED, str(item["prompt"].iloc[0]), table.reset_index(drop=True))
+
 
 FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share", "repeats_sentence_share",
         "stock_formula_share", "pooled_distinct_2")
@@ -252,4 +263,11 @@ BENCHMARK = Benchmark(
     compared=(score(JUDGED, "expression_score", claim=paper.TRAINING_TARGET, training_target=True),
               score(AFFECT, AFFECT, claim=paper.TRAINING_TARGET, training_target=True),
               score(SECOND, "second_judge_score", claim=paper.TRAINING_TARGET, training_target=True), *FORM_ROWS),
+    defines="A held-out prompt (never trained on); each model writes a greedy reply. **expression_score** = the fixed "
+            "evaluation judge's reward (0–1) on the reply's distinct sentences, the judge running with the adapters "
+            "off; **affect_statements** = how many distinct sentences state a feeling in the first person once stock "
+            "formulas are cut out (a lexicon count, no model); **second_judge_score** = the second evaluation judge. "
+            "Averaged over prompts; the form rows (repeats, formulas, distinct-2, words) watch for reward hacking.",
+    view=reply_view,
 )
+
