@@ -3,10 +3,10 @@
 Four scoring modes (params `judge_mode`):
 - "contrast": the model's own likelihood of the reply under two descriptions of the speaker, written from the
   rubric (params `contrast_persona_human` / `contrast_persona_flat`): the per-token mean of
-  log p(reply | human-like description) - log p(reply | flat description), squashed by a sigmoid (temperature
-  `contrast_temperature`) onto the scale. One criterion, `expression`. It is the design with the best validity on our
-  held-out judge-validation set with the embedded 135M model (notebook 01); the two digit modes read the rubric more
-  literally and suit larger models better.
+  log p(reply | human-like description) - log p(reply | flat description) = Δ, and the score is the reward itself,
+  σ(Δ / `contrast_temperature`) in 0–1 (no rubric scale). One criterion, `expression`. It is the design with the
+  best validity on our held-out judge-validation set with the embedded 135M model (notebook 01); the two digit modes
+  read the rubric more literally and suit larger models better.
 - "request": as contrast, but the two conversations differ in the user turn, not in a speaker description: the
   prompt with a request added (params `judge_request`, "Tell me how you feel.") against the prompt as it is, with
   the chat template's own system message. The score is how much more the reply reads as an answer to the request.
@@ -35,7 +35,7 @@ import torch
 
 from hmxnb.chat import ChatSettings, render
 from hmxnb.loglik import encode_pair, pad, pad_token_id, score_continuations, score_continuations_plain
-from hmxnb.rubric import LIKELIHOOD_MODES, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
+from hmxnb.rubric import LIKELIHOOD_CRITERION, LIKELIHOOD_MODES, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class JudgeResult:
     """Per-criterion scores (NaN = unparsable), plus diagnostics."""
 
     criteria: list[str]
-    scores: np.ndarray  # [n_replies, n_criteria], raw scale
+    scores: np.ndarray  # [n_replies, n_criteria]: the rubric scale (digit modes), or 0–1 (likelihood modes)
     n_unparsed: int = 0  # NaN by design: unparsable outputs (generate), empty replies (contrast); other non-finite
     #                      scores are numerical (overflow) and counted apart (hmxnb.rewards.count_nonfinite)
     score_mass: float = math.nan  # probability mode: mean next-token mass on the valid digits
@@ -230,6 +230,4 @@ def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prom
     with np.errstate(over="ignore", invalid="ignore"):
         frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
     frac = np.where(np.isfinite(diff), frac, diff)  # an infinite difference is a numerical failure, not a top score
-    lo, hi = rubric.scale_min, rubric.scale_max
-    scores = (lo + (hi - lo) * frac)[:, None]
-    return JudgeResult(["expression"], scores, sum(not r.strip() for r in replies), contrast=diff)
+    return JudgeResult([LIKELIHOOD_CRITERION], frac[:, None], sum(not r.strip() for r in replies), contrast=diff)

@@ -140,9 +140,11 @@ class Rubric:
         """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
         return direction == "reverse" and self.reverse_mode == "invert_rubric" and criterion not in self.guards
 
-    def normalise(self, scores: np.ndarray) -> np.ndarray:
-        """Map raw scale scores to [0, 1]."""
-        return (scores - self.scale_min) / (self.scale_max - self.scale_min)
+    def normalise(self, scores: np.ndarray, criteria: list[str] | None = None) -> np.ndarray:
+        """Map rubric-scale scores to [0, 1]; the likelihood judges' `expression` column is in 0–1 already."""
+        names = list(criteria) if criteria is not None else self.names
+        on_scale = np.array([c != LIKELIHOOD_CRITERION for c in names])
+        return np.where(on_scale, (scores - self.scale_min) / (self.scale_max - self.scale_min), scores)
 
     def reward(self, scores: np.ndarray, direction: str, criteria: list[str] | None = None) -> np.ndarray:
         """Reward in [0, 1] from per-criterion scores (shape [n, n_criteria], judged with `texts(direction)`).
@@ -156,7 +158,7 @@ class Rubric:
         the mean; a row with no valid score gets NaN.
         """
         names = list(criteria) if criteria is not None else self.names
-        s = self.normalise(np.asarray(scores, dtype=float))
+        s = self.normalise(np.asarray(scores, dtype=float), names)
         if direction == "reverse" and self.reverse_mode == "negate":
             flip = np.array([c not in self.guards for c in names])
             s = np.where(flip, 1.0 - s, s)
@@ -226,8 +228,10 @@ def request_messages(prompt: str, request: str) -> list[dict]:
 
 
 
-# The modes that score a reply by its likelihood in two conversations (one `expression` score, no rubric read).
+# The modes that score a reply by its likelihood in two conversations: one column, `expression`, already the reward
+# σ(Δ / T) in 0–1 (no rubric is read, and no rubric scale is used).
 LIKELIHOOD_MODES = ("contrast", "request")
+LIKELIHOOD_CRITERION = "expression"
 
 # How each judge mode turns a reply into a score, in words (for `describe_judge`).
 JUDGE_MODE_WORDS = {
@@ -235,12 +239,12 @@ JUDGE_MODE_WORDS = {
                  "no rubric is read and no judgement is asked; the model reads the reply as the answer of two "
                  "described speakers (contrast_persona_human: one who talks about their feelings, wishes and self; "
                  "contrast_persona_flat: a flat assistant), and the score is how much more likely it finds the reply "
-                 "from the {favoured} one ({difference}, squashed onto {lo}–{hi})"),
+                 "from the {favoured} one ({difference}, Δ), reward σ(Δ / contrast_temperature)"),
     "request": ("request-contrast self-reward (judge_mode: request), our stand-in for the paper's rubric judgement: "
                 "no rubric is read and no judgement is asked; the model reads the reply twice, once as its answer to "
                 "the prompt with the request '{request}' added (judge_request) and once to the prompt alone, and the "
-                "score is how much more likely it finds the reply {favoured} the request ({difference}, squashed onto "
-                "{lo}–{hi})"),
+                "score is how much more likely it finds the reply {favoured} the request ({difference}, Δ), reward "
+                "σ(Δ / contrast_temperature)"),
     "probability": ("rubric judgement read from probabilities (judge_mode: probability): the model is asked to "
                     "score the reply {lo}–{hi} on each criterion ({criteria}), and the score is the expected digit "
                     "under its next-token probabilities after 'Score: '"),

@@ -159,9 +159,9 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
     flip = direction == "reverse" and rubric.reverse_mode == "negate"
     if res.contrast is not None:
         a, b = rubric.context_names(mode, direction)
-        normalised = f"(score − {lo}) / {hi - lo}"
-        return (f"log-likelihood {a} − {b} {_num(res.contrast[i], '+.3f')} nats/token → score {row[0]:.2f} "
-                f"on {lo}–{hi}; reward = {'1 − ' if flip else ''}{normalised} = {_num(reward)}")
+        return (f"log-likelihood {a} − {b}: Δ = {_num(res.contrast[i], '+.3f')} nats/token → σ(Δ / "
+                f"{rubric.contrast_temperature:g}) = {row[0]:.2f}; reward = {'1 − ' if flip else ''}{row[0]:.2f} = "
+                f"{_num(reward)}")
     parts = ", ".join(f"{c} {v:.2f}" if np.isfinite(v) else f"{c} unparsed" for c, v in zip(res.criteria, row))
     how = ("weighted mean of 1 − the normalised scores (guards as they are)" if flip
            else "weighted mean of the normalised scores")

@@ -235,13 +235,13 @@ def test_unscorable_reply_is_neutral_in_trls_reward_combination(tiny_model_dir, 
 
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "max_steps": 1, "n_train_prompts": 4})
     trainer, state = make_trainer(p, tmp_path)
-    fixed = np.array([[5.0], [1.0], [np.nan], [3.0]])  # the third reply cannot be scored
+    fixed = np.array([[1.0], [0.0], [np.nan], [0.5]])  # the third reply cannot be scored
     state.score = lambda prompts, replies: JudgeResult(["expression"], fixed, 1)
     msgs = [{"role": "user", "content": "How are you?"}]
     comps = [_conv(t) for t in ("I feel glad you asked.", "Fine.", "", "Good, thanks.")]
     rpf = trainer._calculate_rewards([{"prompt": msgs}] * 4, [msgs] * 4, comps, [[1, 2]] * 4)
     combined = (rpf * trainer.reward_weights.unsqueeze(0)).nansum(dim=1)  # exactly TRL's combination
-    judge_valid = (1.0 + 0.0 + 0.5) / 3  # normalised scores of the three valid replies, same prompt
+    judge_valid = (1.0 + 0.0 + 0.5) / 3  # the three valid replies' rewards, same prompt
     guard = format_penalty("")  # the empty reply's format penalty (-1)
     assert not rpf[:, 0].isnan().any()
     assert float(rpf[2, 0]) == pytest.approx(judge_valid, abs=1e-6)

@@ -149,3 +149,15 @@ def test_request_conversations(rubric):
     assert swapped[0]("Q") == disfavoured("Q") and swapped[1]("Q") == favoured("Q")
     persona = rubric.contexts("contrast", "reverse")[0]("Q")
     assert persona[0] == {"role": "system", "content": rubric.persona_flat}
+
+
+def test_likelihood_scores_are_the_reward_and_rubric_scores_are_normalised(rubric):
+    """The likelihood judges' `expression` column is already σ(Δ/T) in 0–1 (no detour through the rubric scale);
+    digit-judge columns are mapped from the scale; reverse + negate takes 1 − each non-guard value."""
+    lo, hi = rubric.scale_min, rubric.scale_max
+    likelihood = np.array([[0.8], [0.25]])
+    assert rubric.reward(likelihood, "human", ["expression"]) == pytest.approx([0.8, 0.25])
+    rubric.reverse_mode = "negate"
+    assert rubric.reward(likelihood, "reverse", ["expression"]) == pytest.approx([0.2, 0.75])
+    digits = np.array([[hi, lo]])
+    assert rubric.normalise(digits, ["feelings", "coherence"])[0] == pytest.approx([1.0, 0.0])

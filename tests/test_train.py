@@ -162,7 +162,7 @@ def test_the_format_guard_in_the_trainer_takes_the_truncation_penalty_from_param
     guard = next(f for f in trainer.reward_funcs if getattr(f, "__name__", "") == "format_guard")
     cut = [[{"role": "assistant", "content": "one two three"}]]
     assert guard(completions=cut, completion_ids=[[1] * p["max_completion_length"]]) == [0.0]
-    assert state.guard == {"truncation": 0.0, "repeat": 0.0, "formula": 0.0}
+    assert state.guard == {"truncation": 0.0, "repeat": 0.0, "formula": 0.0, "min_words": 0}
     assert state.distinct_sentences is False
 
 
