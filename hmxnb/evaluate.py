@@ -25,7 +25,7 @@ from hmxnb.bench.benchmark import EvalContext
 from hmxnb.compare import MODELS
 from hmxnb.judge import JudgeConfig
 from hmxnb.loglik import score_continuations
-from hmxnb.models import LoadedModel, load_model, prepare_for_scoring
+from hmxnb.models import LoadedModel, adapters_off, load_model, prepare_for_scoring
 from hmxnb.params import second_judge_mode
 
 
@@ -53,7 +53,7 @@ def load_with_adapters(params: dict, adapters: dict[str, str | Path]) -> LoadedM
 def use(model, label: str):
     """Context in which `model` behaves as `label`: "base" disables adapters, any other label activates that adapter."""
     if label == "base":
-        return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+        return adapters_off(model)
     model.set_adapter(label)
     return nullcontext()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,17 @@ class LoadedModel:
 
     def __iter__(self):
         return iter((self.model, self.tokenizer))
+
+
+def has_adapters(model) -> bool:
+    """True when `model` holds LoRA adapters it can switch off (a PEFT model)."""
+    return hasattr(model, "disable_adapter")
+
+
+def adapters_off(model):
+    """Context in which `model` runs as the starting model, its LoRA adapters off; a model without adapters runs as
+    it is. The frozen self-judge, notebook 04's base model and the drift measure all switch adapters off here."""
+    return model.disable_adapter() if has_adapters(model) else nullcontext()
 
 
 def resolve_model_path(name: str) -> str:

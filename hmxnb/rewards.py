@@ -22,6 +22,7 @@ from hmxnb.logits import forward_logprobs
 from hmxnb.loglik import pad, pad_token_id
 from hmxnb.chat import render, strip_thinking
 from hmxnb.judge import judge
+from hmxnb.models import adapters_off, has_adapters
 from hmxnb.reward_batch import count_nonfinite, fill_unscorable, group_spread, warn_nonfinite
 from hmxnb.rubric import Rubric
 from hmxnb.textform import distinct_bigram_ratio, distinct_text, formula_families, repeats_sentence
@@ -146,13 +147,13 @@ class SelfJudge:
 
     def check_model(self) -> None:
         """A frozen judge needs adapters it can switch off; without them it would silently judge as the live policy."""
-        if self.judge_model == "frozen" and not hasattr(self.model, "disable_adapter"):
+        if self.judge_model == "frozen" and not has_adapters(self.model):
             raise ValueError(f"judge_model 'frozen' needs a model with LoRA adapters it can switch off, but "
                              f"{type(self.model).__name__} has none; attach adapters or set judge_model: live")
 
     def _context(self):
         self.check_model()
-        return self.model.disable_adapter() if self.judge_model == "frozen" else nullcontext()
+        return adapters_off(self.model) if self.judge_model == "frozen" else nullcontext()
 
     def score(self, prompts: list[str], replies: list[str]):
         if self.distinct_sentences:  # params judge_distinct_sentences: a repeated sentence earns nothing twice
@@ -172,7 +173,7 @@ class SelfJudge:
         How far the policy has moved from the starting model where it matters: on what it now writes. NaN when the
         model has no switchable adapters.
         """
-        if not hasattr(self.model, "disable_adapter") or not completion_ids:
+        if not has_adapters(self.model) or not completion_ids:
             return float("nan")
         tok = self.tokenizer
         seqs, starts = [], []
@@ -191,7 +192,7 @@ class SelfJudge:
                                          attention_mask=mask.to(device))
                 return lp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0].cpu()
             live = logp()
-            with self.model.disable_adapter():
+            with adapters_off(self.model):
                 start = logp()
         finally:
             self.model.train(was_training)
@@ -202,7 +203,7 @@ class SelfJudge:
 
     def model_is_frozen(self) -> bool:
         """True when the judge runs the starting weights: frozen mode on a model with switchable adapters."""
-        return self.judge_model == "frozen" and hasattr(self.model, "disable_adapter")
+        return self.judge_model == "frozen" and has_adapters(self.model)
 
 
 def get_self_judge_reward(state: SelfJudge):

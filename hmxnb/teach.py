@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.generation import generate, generation_config
+from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
                            guard_settings, short_share, text_flags)
 from hmxnb.textform import form_flags
@@ -123,7 +124,7 @@ def demo_judge(params: dict, loaded, out_dir):
     judges as the frozen judge will: it is the same weights."""
     state = self_judge_state(params, loaded, out_dir)
     state.samples_path, state.sample_every, state.model = None, 0, loaded.model
-    if not hasattr(loaded.model, "disable_adapter"):
+    if not has_adapters(loaded.model):
         state.judge_model, state.prefix_cache = "live", None
     return state
 
