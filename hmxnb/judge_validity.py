@@ -24,7 +24,7 @@ def score_examples(loaded, config: JudgeConfig, examples: list[dict]):
 
     rubric, prompts, replies = config.rubric, [e["prompt"] for e in examples], [e["reply"] for e in examples]
     human = config.score(loaded, prompts, replies, "human")
-    reverse = human if rubric.reverse_mode == "negate" else config.score(loaded, prompts, replies, "reverse")
+    reverse = human if rubric.negated("reverse") else config.score(loaded, prompts, replies, "reverse")
     df = pd.DataFrame(examples)
     for j, c in enumerate(human.criteria):
         df[f"score_{c}"] = human.scores[:, j]

@@ -92,7 +92,7 @@ class Rubric:
 
     def texts(self, direction: str) -> dict[str, str]:
         """Criterion texts the judge sees for a direction: inverted texts only for reverse + invert_rubric."""
-        if direction == "reverse" and self.reverse_mode == "invert_rubric":
+        if self.swapped(direction):
             return self._inverted_texts()
         return dict(self.criteria)
 
@@ -112,8 +112,14 @@ class Rubric:
                              "guard": [c in self.guards for c in self.names]})
 
     def swapped(self, direction: str) -> bool:
-        """True when the likelihood judges favour the flat side: reverse + invert_rubric."""
+        """True when the judge itself reads the reverse side (reverse + invert_rubric): inverted criterion texts, or
+        the likelihood judges' two conversations swapped. With `negated`, the one place the reverse run's judge is
+        decided."""
         return direction == "reverse" and self.reverse_mode == "invert_rubric"
+
+    def negated(self, direction: str) -> bool:
+        """True when the reward is 1 − the human-like judge's normalised score (reverse + negate; guards excepted)."""
+        return direction == "reverse" and self.reverse_mode == "negate"
 
     def personas(self, direction: str) -> tuple[str, str]:
         """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped for reverse + invert_rubric."""
@@ -138,7 +144,7 @@ class Rubric:
 
     def inverted(self, criterion: str, direction: str) -> bool:
         """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
-        return direction == "reverse" and self.reverse_mode == "invert_rubric" and criterion not in self.guards
+        return self.swapped(direction) and criterion not in self.guards
 
     def normalise(self, scores: np.ndarray, criteria: list[str] | None = None) -> np.ndarray:
         """Map rubric-scale scores to [0, 1]; the likelihood judges' `expression` column is in 0–1 already."""
@@ -159,7 +165,7 @@ class Rubric:
         """
         names = list(criteria) if criteria is not None else self.names
         s = self.normalise(np.asarray(scores, dtype=float), names)
-        if direction == "reverse" and self.reverse_mode == "negate":
+        if self.negated(direction):
             flip = np.array([c not in self.guards for c in names])
             s = np.where(flip, 1.0 - s, s)
         w = np.array([self.weights.get(c, 1.0) for c in names], dtype=float)
@@ -277,16 +283,18 @@ def describe_judge(params: dict) -> str:
 def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
     """How the run's direction turns the judge's score into its reward, in one sentence."""
     rubric_mode = mode not in LIKELIHOOD_MODES
+    score = "the normalised score" if rubric_mode else "the score σ(Δ/T)"
     if direction == "human":
-        return ("The human-like run's reward is the score normalised to 0–1"
+        return (f"The human-like run's reward is {score}"
                 + (" (weighted mean over the criteria)." if rubric_mode else "."))
-    if rubric.reverse_mode == "negate":
+    if rubric.negated(direction):
         guards = f"; {', '.join(rubric.guards)} keeps its direction" if rubric_mode and rubric.guards else ""
-        return f"The reverse run's reward is 1 − the normalised score (reverse_mode: negate{guards})."
+        return f"The reverse run's reward is 1 − {score} (reverse_mode: negate{guards})."
     if rubric_mode:
         return ("The reverse run's judge reads the inverted criterion texts (reverse_mode: invert_rubric; guards keep "
                 "theirs), and its reward is the normalised score.")
     if mode == "request":
         return ("The reverse run favours the reply as an answer to the prompt alone (reverse_mode: invert_rubric); its "
-                "reward is the normalised score.")
-    return "The reverse run favours the flat speaker (reverse_mode: invert_rubric); its reward is the normalised score."
+                "reward is the score σ(Δ/T) of that swapped contrast.")
+    return ("The reverse run favours the flat speaker (reverse_mode: invert_rubric); its reward is the score σ(Δ/T) "
+            "of that swapped contrast.")

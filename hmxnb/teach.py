@@ -157,7 +157,7 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
     row = res.scores[i]
     if not np.isfinite(row).any():
         return f"unscorable (empty or unparsable): takes its group's mean, {_num(reward)}"
-    flip = direction == "reverse" and rubric.reverse_mode == "negate"
+    flip = rubric.negated(direction)
     if res.contrast is not None:
         a, b = rubric.context_names(mode, direction)
         return (f"log-likelihood {a} − {b}: Δ = {_num(res.contrast[i], '+.3f')} nats/token → σ(Δ / "

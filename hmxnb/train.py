@@ -309,7 +309,7 @@ def expression_score(samples_file: Path, rubric: Rubric, direction: str) -> dict
     """
     from hmxnb.data import read_jsonl
 
-    if not samples_file.is_file() or (direction == "reverse" and rubric.reverse_mode != "negate"):
+    if not samples_file.is_file() or rubric.swapped(direction):
         return {}
     rows = read_jsonl(samples_file)
     if not rows:

@@ -128,7 +128,8 @@ def test_describe_judge_names_the_mode(mode, says, never):
     text = describe_judge(load_params("smoke", {"judge_mode": mode}))
     assert all(s in text for s in says) and not any(n in text for n in never)
     reverse = describe_judge(load_params("smoke", {"judge_mode": mode, "direction": "reverse"}))
-    assert "1 − the normalised score (reverse_mode: negate" in reverse
+    score = "the normalised score" if mode in ("probability", "generate") else "the score σ(Δ/T)"
+    assert f"1 − {score} (reverse_mode: negate" in reverse
     live = describe_judge(load_params("smoke", {"judge_mode": mode, "judge_model": "live"}))
     assert "judge_model: live" in live and "judge_model: frozen" in text
 
