@@ -49,11 +49,12 @@ class JudgeConfig:
     batch_size: int = 8  # judge_batch_size
     max_new_tokens: int = 16  # judge_max_new_tokens (generate mode)
     judge_model: str = "frozen"  # training only: the live policy or the frozen start model judges
+    distinct_sentences: bool = False  # judge_distinct_sentences; training only: the self-judge reads distinct text
 
     @classmethod
     def from_params(cls, p: dict) -> "JudgeConfig":
         return cls(Rubric.from_params(p), p["judge_mode"], p["judge_few_shot"], p["judge_batch_size"],
-                   p["judge_max_new_tokens"], p["judge_model"])
+                   p["judge_max_new_tokens"], p["judge_model"], p["judge_distinct_sentences"])
 
     def options(self) -> dict:
         """`judge`'s keyword arguments for these settings."""

@@ -21,7 +21,7 @@ from hmxnb.artifacts import append_jsonl
 from hmxnb.logits import forward_logprobs
 from hmxnb.loglik import pad, pad_token_id
 from hmxnb.chat import render, strip_thinking
-from hmxnb.judge import judge
+from hmxnb.judge import JudgeConfig, judge
 from hmxnb.models import adapters_off, has_adapters
 from hmxnb.reward_batch import count_nonfinite, fill_unscorable, group_spread, warn_nonfinite
 from hmxnb.rubric import Rubric
@@ -111,30 +111,24 @@ def get_format_guard(max_completion_length: int | None = None, truncation: float
 
 
 class SelfJudge:
-    """Holds what the self-judge reward needs; `model` is set once the trainer has wrapped it (LoRA attached).
+    """Holds what the self-judge reward needs: its settings (`config`, a hmxnb.judge.JudgeConfig), the run's
+    direction, and the model, set once the trainer has wrapped it (LoRA attached).
 
-    judge_model="live": the policy as it is now (adapters on) scores itself.
-    judge_model="frozen": the same weights with the adapters disabled, i.e. the starting model; no extra memory.
+    config.judge_model="live": the policy as it is now (adapters on) scores itself.
+    config.judge_model="frozen": the same weights with the adapters disabled, i.e. the starting model; no extra memory.
     """
 
-    def __init__(self, tokenizer, rubric: Rubric, direction: str, mode: str = "probability",
-                 judge_model: str = "frozen", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
-                 sample_every: int = 0, max_completion_length: int | None = None, samples_path=None, chat=None,
-                 reuse: bool = False, guard: dict | None = None, distinct_sentences: bool = False):
+    def __init__(self, tokenizer, config: JudgeConfig, direction: str, sample_every: int = 0,
+                 max_completion_length: int | None = None, samples_path=None, chat=None, reuse: bool = False,
+                 guard: dict | None = None):
         self.model = None
         self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
-        self.rubric = rubric
+        self.config = config
         self.direction = direction
-        self.mode = mode
-        self.judge_model = judge_model
-        self.few_shot = few_shot
-        self.batch_size = batch_size
-        self.max_new_tokens = max_new_tokens
         self.sample_every = sample_every
         self.max_completion_length = max_completion_length
         self.guard = dict(guard or {})  # the format guard's penalties (guard_settings), for the samples' column
-        self.distinct_sentences = distinct_sentences  # judge each reply's distinct sentences (hmxnb.textform)
         self.chat, self.reuse = chat, reuse  # the model's ChatSettings and prefix-reuse decision (LoadedModel)
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
         self.n_unparsed = 0
@@ -143,7 +137,19 @@ class SelfJudge:
         self.warned_nonfinite = False
         self.seconds = 0.0
         # the frozen judge's weights never change, so its few-shot prefixes' KV caches can be kept across steps
-        self.prefix_cache: dict | None = {} if judge_model == "frozen" else None
+        self.prefix_cache: dict | None = {} if config.judge_model == "frozen" else None
+
+    @property
+    def rubric(self) -> Rubric:
+        return self.config.rubric
+
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def judge_model(self) -> str:
+        return self.config.judge_model
 
     def check_model(self) -> None:
         """A frozen judge needs adapters it can switch off; without them it would silently judge as the live policy."""
@@ -156,14 +162,13 @@ class SelfJudge:
         return adapters_off(self.model) if self.judge_model == "frozen" else nullcontext()
 
     def score(self, prompts: list[str], replies: list[str]):
-        if self.distinct_sentences:  # params judge_distinct_sentences: a repeated sentence earns nothing twice
+        if self.config.distinct_sentences:  # params judge_distinct_sentences: a repeated sentence earns nothing twice
             replies = [distinct_text(r) for r in replies]
         if self.model is None:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
             return judge(self.model, self.tokenizer, self.rubric, prompts, replies, direction=self.direction,
-                         mode=self.mode, few_shot=self.few_shot, batch_size=self.batch_size,
-                         max_new_tokens=self.max_new_tokens, chat=self.chat, reuse=self.reuse,
+                         chat=self.chat, reuse=self.reuse, **self.config.options(),
                          prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
 
     @torch.inference_mode()

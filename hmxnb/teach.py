@@ -10,7 +10,7 @@ artefacts are those of `hmxnb.train.train`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -125,7 +125,7 @@ def demo_judge(params: dict, loaded, out_dir):
     state = self_judge_state(params, loaded, out_dir)
     state.samples_path, state.sample_every, state.model = None, 0, loaded.model
     if not has_adapters(loaded.model):
-        state.judge_model, state.prefix_cache = "live", None
+        state.config, state.prefix_cache = replace(state.config, judge_model="live"), None
     return state
 
 

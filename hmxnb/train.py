@@ -186,13 +186,11 @@ def finish_trainer(trainer, state: SelfJudge, params: dict, loaded: LoadedModel,
 def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJudge:
     """The self-judge the reward function calls, as params configure it (JudgeConfig), rendering with the loaded
     model's chat settings (samples written by the main process only)."""
-    cfg = JudgeConfig.from_params(params)
     return SelfJudge(
-        loaded.tokenizer, cfg.rubric, params["direction"], judge_model=cfg.judge_model, **cfg.options(),
+        loaded.tokenizer, JudgeConfig.from_params(params), params["direction"],
         sample_every=params["sample_every"], max_completion_length=params["max_completion_length"],
         samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
         chat=loaded.chat, reuse=loaded.prefix_reuse, guard=guard_settings(params),
-        distinct_sentences=params["judge_distinct_sentences"],
     )
 
 

@@ -201,9 +201,9 @@ def test_training_judge_is_configured_by_judge_config(tiny_model_dir, tmp_path):
                               "judge_batch_size": 5, "judge_few_shot": False, "prefix_cache_reuse": "off"})
     loaded, cfg = load_model(p), JudgeConfig.from_params(p)
     state = self_judge_state(p, loaded, tmp_path)
-    assert (state.mode, state.few_shot, state.batch_size, state.max_new_tokens, state.judge_model) == (
-        cfg.mode, cfg.few_shot, cfg.batch_size, cfg.max_new_tokens, cfg.judge_model)
-    assert state.rubric == cfg.rubric and state.chat == loaded.chat and state.reuse is False
+    assert state.config == cfg and (state.mode, state.judge_model, state.rubric) == (cfg.mode, cfg.judge_model,
+                                                                                     cfg.rubric)
+    assert state.chat == loaded.chat and state.reuse is False
 
 
 def test_score_examples_and_validity_on_a_loaded_model(tiny_model_dir):

@@ -17,6 +17,7 @@ from hmxnb.rewards import (
     prompt_text,
     text_flags,
 )
+from hmxnb.judge import JudgeConfig
 from hmxnb.rubric import Rubric
 
 
@@ -151,7 +152,7 @@ class FakeJudgeState(SelfJudge):
     def __init__(self, scores, direction, mode="negate", **kw):
         rubric = Rubric.from_params(load_params("smoke"))
         rubric.reverse_mode = mode
-        super().__init__(None, rubric, direction, **kw)
+        super().__init__(None, JudgeConfig(rubric), direction, **kw)
         self.fixed = np.array(scores, dtype=float)
 
     def score(self, prompts, replies):
@@ -196,14 +197,14 @@ def test_self_judge_logs_and_samples():
 
 
 def test_self_judge_needs_a_model():
-    state = SelfJudge(None, Rubric.from_params(load_params("smoke")), "human")
+    state = SelfJudge(None, JudgeConfig(Rubric.from_params(load_params("smoke"))), "human")
     with pytest.raises(RuntimeError, match="model is not set"):
         get_self_judge_reward(state)(prompts=["a"], completions=["b"])
 
 
 def test_real_judge_on_tiny_model_returns_floats(tiny_model):
     model, tok = tiny_model
-    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human", judge_model="live")
+    state = SelfJudge(tok, JudgeConfig(Rubric.from_params(load_params("smoke")), judge_model="live"), "human")
     state.model = model
     out = get_self_judge_reward(state)(prompts=["How are you?", "Hi"], completions=[_conv("I feel good"), _conv("ok")])
     assert len(out) == 2 and all(isinstance(v, float) and 0 <= v <= 1 and not math.isnan(v) for v in out)
@@ -251,7 +252,7 @@ def test_unscorable_reply_is_neutral_in_trls_reward_combination(tiny_model_dir, 
 def test_frozen_judge_without_adapters_is_an_error(tiny_model):
     """A frozen judge on a model without switchable adapters would silently judge as the live policy."""
     model, tok = tiny_model
-    state = SelfJudge(tok, Rubric.from_params(load_params("smoke")), "human", judge_model="frozen")
+    state = SelfJudge(tok, JudgeConfig(Rubric.from_params(load_params("smoke")), judge_model="frozen"), "human")
     state.model = model
     with pytest.raises(ValueError, match="judge_model 'frozen'.*judge_model: live"):
         get_self_judge_reward(state)(prompts=["How are you?"], completions=[_conv("I feel good")])

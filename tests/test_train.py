@@ -163,7 +163,7 @@ def test_the_format_guard_in_the_trainer_takes_the_truncation_penalty_from_param
     cut = [[{"role": "assistant", "content": "one two three"}]]
     assert guard(completions=cut, completion_ids=[[1] * p["max_completion_length"]]) == [0.0]
     assert state.guard == {"truncation": 0.0, "repeat": 0.0, "formula": 0.0, "min_words": 0}
-    assert state.distinct_sentences is False
+    assert state.config.distinct_sentences is False
 
 
 def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir, monkeypatch):
