@@ -1,7 +1,6 @@
 """The package's own text generation: one GenerationConfig built in one place, one `model.generate` call.
 
-Why this module exists (issue 20, measured on a GPU with Unsloth, transformers 5.17.0, TRL 1.14.2): every generation
-printed two transformers notices.
+It keeps two transformers notices out of every generation (transformers 5.17.0, TRL 1.14.2, Unsloth on a GPU):
 - "Both `max_new_tokens` (=128) and `max_length` (=40960) seem to have been set": transformers warns whenever
   `max_new_tokens` is given and the *model's* `generation_config.max_length` is set (GenerationMixin.generate,
   `has_default_max_length`), whatever config the caller passes. Unsloth's `patch_tokenizer` (unsloth_zoo

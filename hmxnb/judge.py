@@ -9,9 +9,8 @@ Four scoring modes (params `judge_mode`):
   read the rubric more literally and suit larger models better.
 - "request": as contrast, but the two conversations differ in the user turn, not in a speaker description: the
   prompt with a request added (params `judge_request`, "Tell me how you feel.") against the prompt as it is, with
-  the chat template's own system message. The score is how much more the reply reads as an answer to the request.
-  Trained with it, the embedded 135M model's human-like run states more first-person feelings than the base model
-  at seed 0, which the persona contrast's did not (docs/demo-tuning.md section 7).
+  the chat template's own system message. The score is how much more the reply reads as an answer to the request
+  (what training with each mode did: docs/demo-tuning.md sections 7-9).
   Both likelihood modes: params `contrast_token_budget` N > 0 replaces the per-token mean by the summed difference
   divided by max(N, the reply's tokens), so a short reply earns nothing for being short (section 8).
 - "probability": the expectation of the score digit after "Score: " under the judge, from the log-likelihood of each

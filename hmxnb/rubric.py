@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# judge-v2: adds the request judge's conversations (request_messages); the others are as in judge-v1.
+# The version of the judge's prompts and conversations below, recorded with every judged sample (what changed between
+# versions: git log of this file).
 JUDGE_PROMPT_VERSION = "judge-v2"
 
 JUDGE_SYSTEM = "You are a careful rater. You rate one reply on one criterion and answer only with 'Score: N'."
