@@ -89,8 +89,8 @@ SCHEMA: dict[str, Param] = {
                           "Models to run one by one (paper profile); empty = model_name_or_path only."),
     "seeds": Param([], "list[int]", "hmxnb.run", "Seeds to repeat each run with; empty = `seed` only.",
                    bounds="[0, 4294967295]"),
-    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed.", bounds="[0, 4294967295]",
-                  feeds="grpo"),
+    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed (sampling, LoRA initialisation).",
+                  bounds="[0, 4294967295]", feeds="grpo"),
     "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig",
                           "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); "
                           "load_model alone loads fp32."),
@@ -164,22 +164,32 @@ SCHEMA: dict[str, Param] = {
                          "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters "
                          "off).", ("live", "frozen")),
     # --- GRPO (names are GRPOConfig fields) ---
-    "learning_rate": grpo(5e-6, "float", "Optimizer learning rate.", bounds="(0, 1]"),
-    "num_generations": grpo(4, "int", "Completions per prompt (the GRPO group).", bounds="[2, 1024]"),
-    "per_device_train_batch_size": grpo(4, "int", "Must be a multiple of num_generations in plain TRL.",
+    "learning_rate": grpo(5e-6, "float", "Step size of the LoRA weights.", bounds="(0, 1]"),
+    "num_generations": grpo(4, "int", "Replies sampled per prompt: the group whose mean reward is each reply's "
+                                      "baseline.", bounds="[2, 1024]"),
+    "per_device_train_batch_size": grpo(4, "int", "Completions per device and step; a multiple of num_generations "
+                                                  "(whole groups) in plain TRL.",
                                         bounds="[1, 65536]"),
-    "gradient_accumulation_steps": grpo(1, "int", "", bounds="[1, 65536]"),
-    "max_completion_length": grpo(64, "int", "Longest completion in tokens.", bounds="[1, 131072]"),
-    "max_steps": grpo(10, "int", "Optimizer steps.", bounds="[1, 1000000]"),
-    "beta": grpo(0.0, "float", "KL coefficient (TRL default 0.0: no reference model).", bounds="[0, inf)"),
-    "temperature": grpo(1.0, "float", "Sampling temperature for completions.", bounds="(0, inf)"),
-    "top_p": grpo(1.0, "float", "", bounds="(0, 1]"),
-    "loss_type": grpo("dapo", "str", "", ("grpo", "dapo", "dr_grpo", "bnpo")),
-    "scale_rewards": grpo("group", "str", "", ("group", "batch", "none")),
-    "logging_steps": grpo(1, "int", "", bounds="[1, 1000000]"),
+    "gradient_accumulation_steps": grpo(1, "int", "Steps whose gradients are summed before one optimizer update.",
+                                        bounds="[1, 65536]"),
+    "max_completion_length": grpo(64, "int", "Longest reply in tokens; a reply cut there has no end-of-text token.",
+                                  bounds="[1, 131072]"),
+    "max_steps": grpo(10, "int", "Optimizer steps in all.", bounds="[1, 1000000]"),
+    "beta": grpo(0.0, "float", "KL penalty towards the starting model (TRL's default 0: none, and no reference model "
+                               "is kept).", bounds="[0, inf)"),
+    "temperature": grpo(1.0, "float", "Sampling temperature of the completions: how different the replies of one "
+                                      "group are.", bounds="(0, inf)"),
+    "top_p": grpo(1.0, "float", "Nucleus sampling of the completions (1.0: off).", bounds="(0, 1]"),
+    "loss_type": grpo("dapo", "str", "How token losses are averaged ('dapo': over all tokens of the batch, no length "
+                                     "bias per reply; TRL's GRPOConfig lists the others).",
+                      ("grpo", "dapo", "dr_grpo", "bnpo")),
+    "scale_rewards": grpo("group", "str", "Advantage = reward − group mean, divided by the group's std ('group'), the "
+                                          "batch's ('batch') or nothing ('none').", ("group", "batch", "none")),
+    "logging_steps": grpo(1, "int", "Log TRL's metrics every N steps (train_log.csv).", bounds="[1, 1000000]"),
     "save_steps": grpo(5, "int", "Checkpoint interval (resume starts from the last one).", bounds="[1, 1000000]"),
     "warmup_steps": grpo(0.0, "float", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]"),
-    "optim": grpo("adamw_torch", "str", "adamw_8bit on GPU saves memory."),
+    "optim": grpo("adamw_torch", "str", "The optimizer (a transformers optimizer name); adamw_8bit on GPU saves "
+                                        "memory."),
     # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
     # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
     # epsilon_high=0.28; it defaults weight_decay to 0.001), and a TRL update may move their defaults. Values are
@@ -193,8 +203,9 @@ SCHEMA: dict[str, Param] = {
                          bounds="(0, inf)"),
     "weight_decay": grpo(0.0, "float", "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).",
                          bounds="[0, 1)"),
-    "max_grad_norm": grpo(1.0, "float", "Gradient clipping norm.", bounds="(0, inf)"),
-    "num_iterations": grpo(1, "int", "Optimizer updates per generated batch (GRPO's mu).", bounds="[1, 64]"),
+    "max_grad_norm": grpo(1.0, "float", "Gradients are clipped to this norm.", bounds="(0, inf)"),
+    "num_iterations": grpo(1, "int", "Updates per generated batch (GRPO's mu; 1: each batch is used once, the ratio "
+                                     "is 1 and nothing is clipped).", bounds="[1, 64]"),
     "top_k": grpo(0, "int", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
                   bounds="[0, 1048576]"),
     # --- processes (hmxnb.launch) and cluster jobs (hmxnb.submit) ---
@@ -214,9 +225,10 @@ SCHEMA: dict[str, Param] = {
                             "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
     # --- LoRA (names are LoraConfig fields, and get_peft_model keywords) ---
     "r": lora(16, "int", "LoRA rank.", bounds="[1, 4096]"),
-    "lora_alpha": lora(32, "int", "", bounds="[1, 1048576]"),
-    "lora_dropout": lora(0.0, "float", "", bounds="[0, 1)"),
-    "target_modules": lora(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]", ""),
+    "lora_alpha": lora(32, "int", "LoRA scaling: the update is multiplied by lora_alpha / r.", bounds="[1, 1048576]"),
+    "lora_dropout": lora(0.0, "float", "Dropout on the LoRA input during training.", bounds="[0, 1)"),
+    "target_modules": lora(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]",
+                           "Module names that get LoRA adapters; checked against the loaded model before training."),
     # --- reward guards (hmxnb.rewards) ---
     "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.",
                                  bounds="[0, inf)"),

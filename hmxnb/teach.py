@@ -19,43 +19,29 @@ from hmxnb.generation import generate, generation_config
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
                            guard_settings, short_share, text_flags)
+from hmxnb.schema import SCHEMA
 from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
 
-# The GRPOConfig fields that decide what GRPO does, in reading order, with what each decides.
-ROLES = {
-    "num_generations": "replies sampled per prompt: the group whose mean reward is each reply's baseline",
-    "per_device_train_batch_size": "completions per device and step (a multiple of num_generations: whole groups)",
-    "gradient_accumulation_steps": "steps whose gradients are summed before one optimizer update",
-    "max_completion_length": "longest reply in tokens; a reply cut there has no end-of-text token",
-    "temperature": "sampling temperature: how different the replies of one group are",
-    "top_p": "nucleus sampling (1.0: off)",
-    "top_k": "top-k sampling (0: off)",
-    "reward_weights": "weights of the two reward functions (self-judge, format guard), summed into one reward",
-    "scale_rewards": "advantage = reward − group mean, divided by the group's std ('group'), the batch's ('batch') "
-                     "or nothing ('none')",
-    "loss_type": "how token losses are averaged ('dapo': over all tokens of the batch, no length bias per reply)",
-    "mask_truncated_completions": "replies cut at max_completion_length are left out of the loss",
-    "epsilon": "PPO clip below: how far one update may lower a token's probability ratio",
-    "epsilon_high": "PPO clip above (DAPO's clip-higher): room to raise a rare token",
-    "beta": "KL penalty towards the starting model (0: none, and no reference model is kept)",
-    "num_iterations": "updates per generated batch (1: each batch is used once, the ratio is 1 and nothing is clipped)",
-    "learning_rate": "step size of the LoRA weights",
-    "optim": "the optimizer",
-    "weight_decay": "decay of the LoRA weights per step",
-    "max_grad_norm": "gradients are clipped to this norm",
-    "max_steps": "optimizer steps in all",
-    "seed": "random seed (sampling, LoRA initialisation)",
-    "bf16": "compute in bfloat16",
-    "fp16": "compute in float16",
+# The GRPOConfig fields that decide what GRPO does, in reading order; what each decides is its params key's doc in
+# hmxnb.schema, but for the three GRPOConfig fields built from other keys (DERIVED).
+GRPO_KEYS = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+             "temperature", "top_p", "top_k", "reward_weights", "scale_rewards", "loss_type",
+             "mask_truncated_completions", "epsilon", "epsilon_high", "beta", "num_iterations", "learning_rate",
+             "optim", "weight_decay", "max_grad_norm", "max_steps", "seed", "bf16", "fp16")
+DERIVED = {
+    "reward_weights": "Weights of the two reward functions (self-judge, format guard), summed into one reward "
+                      "(params reward_weight_judge, reward_weight_format).",
+    "bf16": "Compute in bfloat16 (from params precision and the device).",
+    "fp16": "Compute in float16 (from params precision and the device).",
 }
 
 
 def config_table(params: dict, loaded, out_dir) -> pd.DataFrame:
-    """The GRPOConfig keyword arguments that matter (ROLES), as `hmxnb.train.make_trainer` builds them for this
-    loaded model (its backend and precision): key, value, what it decides."""
+    """The GRPOConfig keyword arguments that matter (GRPO_KEYS), as `hmxnb.train.make_trainer` builds them for this
+    loaded model (its backend and precision): key, value, what it decides (the schema's doc of the key)."""
     kwargs = grpo_kwargs(params, out_dir, loaded.backend == "transformers-cpu", loaded.precision)
-    rows = [(k, str(kwargs[k]), role) for k, role in ROLES.items() if k in kwargs]
+    rows = [(k, str(kwargs[k]), SCHEMA[k].doc if k in SCHEMA else DERIVED[k]) for k in GRPO_KEYS if k in kwargs]
     return pd.DataFrame(rows, columns=["GRPOConfig key", "value", "what it decides"])
 
 
