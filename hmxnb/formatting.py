@@ -31,6 +31,11 @@ def num(x: float, sign: str = "") -> str:
     return format(x, f"{sign}.{3 if abs(x) < 100 else 1}f")
 
 
+def minus(x: float, spec: str = ".2f") -> str:
+    """`x` formatted by `spec` with a true minus sign (−), as the notebooks' prose writes numbers: '−0.50'."""
+    return format(x, spec).replace("-", "−")
+
+
 def fmt(x, spec: str) -> str:
     """Number as text; 'n/a' for NaN / None."""
     return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from hmxnb.formatting import minus
 from hmxnb.generation import generate, generation_config
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
@@ -142,17 +143,17 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
     lo, hi = rubric.scale_min, rubric.scale_max
     row = res.scores[i]
     if not np.isfinite(row).any():
-        return f"unscorable (empty or unparsable): takes its group's mean, {_num(reward)}"
+        return f"unscorable (empty or unparsable): takes its group's mean, {minus(reward)}"
     flip = rubric.negated(direction)
     if res.contrast is not None:
         a, b = rubric.context_names(mode, direction)
-        return (f"log-likelihood {a} − {b}: Δ = {_num(res.contrast[i], '+.3f')} nats/token → σ(Δ / "
+        return (f"log-likelihood {a} − {b}: Δ = {minus(res.contrast[i], '+.3f')} nats/token → σ(Δ / "
                 f"{rubric.contrast_temperature:g}) = {row[0]:.2f}; reward = {'1 − ' if flip else ''}{row[0]:.2f} = "
-                f"{_num(reward)}")
+                f"{minus(reward)}")
     parts = ", ".join(f"{c} {v:.2f}" if np.isfinite(v) else f"{c} unparsed" for c, v in zip(res.criteria, row))
     how = ("weighted mean of 1 − the normalised scores (guards as they are)" if flip
            else "weighted mean of the normalised scores")
-    return f"{parts} (on {lo}–{hi}); reward = {how} = {_num(reward)}"
+    return f"{parts} (on {lo}–{hi}); reward = {how} = {minus(reward)}"
 
 
 def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5, repeat: float = 0.0,
@@ -162,25 +163,20 @@ def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5
         return "empty reply: −1"
     reasons = []
     if text_flags(text, n_tokens, max_tokens)["truncated"]:  # the guard's own rule, not a copy of it
-        cost = _num(-truncation) if truncation else "no penalty (format_truncation_penalty 0)"
+        cost = minus(-truncation) if truncation else "no penalty (format_truncation_penalty 0)"
         reasons.append(f"cut at max_completion_length ({max_tokens} tokens): {cost}")
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
-        reasons.append(f"{repeated:.0%} of word pairs repeated: {_num(-repeated)}")
+        reasons.append(f"{repeated:.0%} of word pairs repeated: {minus(-repeated)}")
     flags = form_flags(text)
     if flags["repeats_sentence"] and repeat:
-        reasons.append(f"repeats a sentence: {_num(-repeat)}")
+        reasons.append(f"repeats a sentence: {minus(-repeat)}")
     if flags["stock_formula"] and formula:
-        reasons.append(f"stock formula ({', '.join(flags['formulas'])}): {_num(-formula)}")
+        reasons.append(f"stock formula ({', '.join(flags['formulas'])}): {minus(-formula)}")
     if short_share(text, min_words):
-        reasons.append(f"{len(text.split())} of at least {min_words} words: {_num(-short_share(text, min_words))}")
+        reasons.append(f"{len(text.split())} of at least {min_words} words: {minus(-short_share(text, min_words))}")
     total = format_penalty(text, n_tokens, max_tokens, truncation, repeat, formula, min_words)
-    return "; ".join(reasons) + f" → {_num(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
-
-
-def _num(x: float, spec: str = ".2f") -> str:
-    """A number with a true minus sign, as the notebook's prose writes it."""
-    return format(x, spec).replace("-", "−")
+    return "; ".join(reasons) + f" → {minus(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
 
 
 def group_advantages(rewards, scale_rewards: str) -> np.ndarray:
