@@ -153,15 +153,10 @@ def describe(state: dict) -> str:
     return f"{state['status']} in {state['error']}" if state["error"] else state["status"]
 
 
-def left_out(profile_root: Path) -> dict[str, str]:
-    """Sweep members the aggregate step does not compare, with their state line (members.json); {} for none."""
-    status = read_record(Path(profile_root) / "members.json") or {}
-    return {m: s for m, s in status.items() if s != "finished"}
-
-
 def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebooks_dir: Path,
-                     log) -> tuple[list[str], str]:
-    """(finished members, their joined keys) for the aggregate step; logs the others. RunError when none finished.
+                     log) -> tuple[list[str], str, dict[str, str]]:
+    """(finished members, their joined keys, {member: why not} of the others) for the aggregate step; logs the
+    others. RunError when none finished.
 
     members.json holds one line per member: `finished`, or why not (`failed in 02_train_human: <error line>`)."""
     status = member_status(profile, overrides, profile_root, notebooks_dir)
@@ -173,4 +168,4 @@ def aggregate_inputs(profile: str, overrides: dict, profile_root: Path, notebook
     if not finished:
         raise RunError(f"no sweep member of '{profile}' has finished in {profile_root}: run the members first")
     save_json({m: describe(s) for m, s in status.items()}, Path(profile_root) / "members.json")
-    return finished, "|".join(status[m]["key"] for m in finished)
+    return finished, "|".join(status[m]["key"] for m in finished), others

@@ -124,9 +124,10 @@ def _run_sweep(ctx: RunContext, steps: list[Path]) -> list[RunReport]:
             return reports
     aggregate = [s for s in all_steps if s.stem in AGGREGATE_STEPS]
     if any(s in aggregate for s in steps):
-        finished, run_keys = aggregate_inputs(ctx.profile, ctx.overrides, ctx.profile_root, ctx.notebooks_dir, ctx.log)
+        finished, run_keys, others = aggregate_inputs(ctx.profile, ctx.overrides, ctx.profile_root,
+                                                      ctx.notebooks_dir, ctx.log)
         run = Run.make(ctx, ctx.overrides, ctx.profile_root, aggregate, params=ctx.params, start_key=run_keys,
-                       extra={"members": finished})
+                       extra={"members": finished, "left_out": others})
         reports.append(run_steps(run, [s for s in steps if s in aggregate]))
     return reports
 

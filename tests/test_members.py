@@ -142,20 +142,23 @@ def test_a_model_or_seed_listed_twice_is_refused(over, message):
 def test_a_member_that_failed_early_is_failed_with_its_error(tmp_path):
     """With --keep-going, a member whose first step failed has no step.json in its last step: it was listed as
     '(missing)'; it is 'failed', with the step and error line, in the log, members.json and the report's list."""
-    from hmxnb.members import left_out
-
     d = tmp_path / "notebooks"
     d.mkdir()
     _notebook(d / "01_first.ipynb", WRITE + "\nassert p['seed'] != 0, 'seed 0 fails on purpose'")
     _notebook(d / "02_second.ipynb", WRITE)
-    _notebook(d / "05_compare_report.ipynb", "print('aggregate')")
+    # the aggregate notebook declares `left_out` (as notebook 05 does) and writes what the runner passed it
+    _notebook(d / "05_compare_report.ipynb", "import json, pathlib\n"
+              "pathlib.Path(out_dir, 'left_out_seen.json').write_text(json.dumps(left_out))")
+    nb = nbformat.read(d / "05_compare_report.ipynb", as_version=4)
+    nb.cells[0].source += "\nleft_out = {}"
+    nbformat.write(nb, d / "05_compare_report.ipynb")
     out, logs = tmp_path / "outputs", []
     run_profile("smoke", overrides=SEEDS, notebooks_dir=d, output_root=out, progress=False, log=logs.append,
                 keep_going=True)
     failed = "failed in 01_first: AssertionError in cell [3]: seed 0 fails on purpose"
     assert any(f"not included: seed0 ({failed})" in line for line in logs), "\n".join(logs)
     assert json.loads((out / "smoke" / "members.json").read_text()) == {"seed0": failed, "seed1": "finished"}
-    assert left_out(out / "smoke") == {"seed0": failed}
+    assert json.loads((out / "smoke" / "05_compare_report" / "left_out_seen.json").read_text()) == {"seed0": failed}
     status = member_status("smoke", SEEDS, out / "smoke", d)["seed0"]
     assert status["status"] == "failed" and status["key"] is None
 
