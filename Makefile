@@ -42,6 +42,6 @@ lab: install
 	$(BIN)/pip install -q -e ".[dev,notebook]"
 	$(BIN)/python -m hmxnb lab
 
-# Colab badges and clone URL of every notebook, written from the one setting hmxnb/colab.py: REPO_URL
+# Colab badges and clone URL of every notebook, written from the one setting hmxnb/runner/colab.py: REPO_URL
 colab-links: install
 	$(BIN)/python -m hmxnb colab-links

@@ -1,6 +1,27 @@
 """hmxnb: reproduce 'When AI Says It Feels' (HMX-feel) with self-rewarded GRPO, notebook by notebook."""
 
+import sys
+
 __version__ = "0.1.0"
+
+# Modules that moved into the runner package (hmxnb/runner/): importing them by their old name fails with one line
+# naming the new place, instead of a bare "No module named".
+MOVED = {f"hmxnb.{name}": f"hmxnb.runner.{name}" for name in (
+    "run", "runsteps", "runstate", "members", "submit", "job", "stop", "freshness", "execute", "browser", "colab")}
+
+
+class _MovedModules:
+    """A last-resort import finder: only names in MOVED, which no other finder finds any more."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        if fullname in MOVED:  # ImportError, not ModuleNotFoundError: `from hmxnb import run` shows this line too
+            raise ImportError(f"{fullname} moved to {MOVED[fullname]}: import it from there", name=fullname)
+        return None
+
+
+if not any(isinstance(f, _MovedModules) for f in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
 
 
 def _import_unsloth_first() -> str | None:

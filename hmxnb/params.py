@@ -37,6 +37,19 @@ def params_dir() -> Path:
     return Path(env) if env else PARAMS
 
 
+COLAB_PROFILE = "colab-t4"  # what a notebook opened in Colab loads when its `profile` parameter is None
+DEFAULT_PROFILE = "smoke"  # and anywhere else
+
+
+def notebook_profile(profile: str | None, in_colab: bool) -> str:
+    """The profile a notebook loads: its `profile` parameter when set, else colab-t4 in Colab and smoke elsewhere.
+
+    >>> notebook_profile(None, True), notebook_profile("demo", True), notebook_profile(None, False)
+    ('colab-t4', 'demo', 'smoke')
+    """
+    return profile or (COLAB_PROFILE if in_colab else DEFAULT_PROFILE)
+
+
 def available_profiles() -> list[str]:
     return sorted(p.stem for p in params_dir().glob("*.yaml"))
 

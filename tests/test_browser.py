@@ -1,10 +1,10 @@
-"""hmxnb/browser.py: what a reader would notice, from layout measurements; real Chromium on tiny pages; the
+"""hmxnb/runner/browser.py: what a reader would notice, from layout measurements; real Chromium on tiny pages; the
 `check-pages` command."""
 
 import pytest
 
-from hmxnb import browser
-from hmxnb.runstate import write_run_record, write_step
+from hmxnb.runner import browser
+from hmxnb.runner.runstate import write_run_record, write_step
 from hmxnb.steps import STEPS
 
 
@@ -108,7 +108,7 @@ def _lines(capsys):
 
 
 def test_check_pages_without_chromium_is_one_line(tmp_path, monkeypatch, capsys):
-    from hmxnb.__main__ import main
+    from hmxnb.runner.cli import main
 
     _finished_run(tmp_path / "smoke")
     monkeypatch.setattr(browser, "find_chromium", lambda: None)
@@ -118,7 +118,7 @@ def test_check_pages_without_chromium_is_one_line(tmp_path, monkeypatch, capsys)
 
 
 def test_check_pages_without_a_run_is_one_line(tmp_path, capsys):
-    from hmxnb.__main__ import main
+    from hmxnb.runner.cli import main
 
     assert main(["check-pages", "smoke", "--outputs", str(tmp_path)]) == 2
     _, err = _lines(capsys)
@@ -138,7 +138,7 @@ def test_pages_of_a_sweep_include_the_members_and_not_the_archive(tmp_path):
 
 @pytest.mark.skipif(browser.find_chromium() is None, reason=browser.NO_CHROMIUM)
 def test_check_pages_prints_each_page_and_fails_on_a_problem(tmp_path, capsys):
-    from hmxnb.__main__ import main
+    from hmxnb.runner.cli import main
 
     root = _finished_run(tmp_path / "smoke")
     assert main(["check-pages", "smoke", "--outputs", str(tmp_path)]) == 1
@@ -162,7 +162,7 @@ ZERO = ("ZeroDivisionError", "division by zero")
 def _broken_run(root):
     """A run whose step 04 failed (a traceback in its executed notebook) after 05 had finished: 05 and its reports
     are then stale, as the runner leaves them."""
-    from hmxnb import freshness
+    from hmxnb.runner import freshness
 
     failed = "ZeroDivisionError in cell [2]: division by zero"
     _records(root, {**DONE, "04_benchmarks": "failed"}, extra={"04_benchmarks": {"error": failed}})
@@ -202,7 +202,7 @@ def test_a_step_finished_before_an_earlier_one_was_rerun_is_a_problem(tmp_path):
 
 
 def test_a_running_step_is_running_only_while_its_runner_holds_the_lock(tmp_path):
-    from hmxnb.runstate import profile_lock
+    from hmxnb.runner.runstate import profile_lock
 
     root = _records(tmp_path / "smoke", {**DONE, "05_compare_report": "running"},
                     extra={"05_compare_report": {"pid": 999999}})
@@ -246,7 +246,7 @@ def test_a_cell_meant_to_raise_is_not_an_error(tmp_path):
 
 def test_check_pages_fails_on_a_broken_run_whose_pages_read_well(tmp_path, monkeypatch, capsys):
     """Issue 32: exit 0 and "6 pages read well" for a run whose step 04 failed and whose report was stale."""
-    from hmxnb.__main__ import main
+    from hmxnb.runner.cli import main
 
     monkeypatch.setattr(browser, "find_chromium", lambda: "chromium")  # the pages read well, without a browser
     monkeypatch.setattr(browser, "checked", lambda root: ((n, png, []) for n, _, png, _ in browser.pages(root)))

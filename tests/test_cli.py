@@ -1,4 +1,4 @@
-"""hmxnb.__main__: flag combinations refused in one line, `validate` says what this machine cannot run, a full disk
+"""hmxnb.runner.cli: flag combinations refused in one line, `validate` says what this machine cannot run, a full disk
 names the file."""
 
 import errno
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hmxnb.__main__ import main
+from hmxnb.runner.cli import main
 
 
 @pytest.fixture(autouse=True)
 def no_real_run(monkeypatch):
     """Whatever a test gets wrong, no notebook runs and no job is submitted: those would take minutes."""
-    from hmxnb import run, submit
+    from hmxnb.runner import run, submit
 
     def started(*a, **kw):
         raise AssertionError("the command was not refused: it started a run")
@@ -75,7 +75,7 @@ def test_validate_shows_the_sweep_member_names(capsys):
 
 def test_a_full_disk_names_the_file(capsys, monkeypatch, tmp_path):
     """write() on a full disk raises 'No space left on device' with no file name; the error line names it."""
-    from hmxnb import run
+    from hmxnb.runner import run
     from hmxnb.artifacts import save_json
 
     def full(self, *a, **kw):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hmxnb.run import notebook_steps, run_profile
+from hmxnb.runner.run import notebook_steps, run_profile
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +188,7 @@ def test_05_report(smoke_run):
 def test_pages_in_a_real_browser(smoke_run):
     """Each executed notebook and report.html, rendered by headless Chromium: images load, no table or page runs off
     the right edge, no 'nan' shown, headings in order; a screenshot of each page is kept in its step's figures/."""
-    from hmxnb import browser
+    from hmxnb.runner import browser
 
     if browser.find_chromium() is None:
         pytest.skip(browser.NO_CHROMIUM)

@@ -97,10 +97,10 @@ def test_changed_by_names_who_made_the_config(module, expected):
 def test_an_unknown_optimizer_is_refused_before_anything_runs(tmp_path, monkeypatch):
     """Issue 32: `--set optim=foo` failed inside training, minutes in; the runner now checks it against
     transformers' OptimizerNames when it validates the profile."""
-    from hmxnb import run
+    from hmxnb.runner import run
     from hmxnb.grpo_args import check_optim
     from hmxnb.params import ParamsError
-    from hmxnb.run import run_profile
+    from hmxnb.runner.run import run_profile
 
     monkeypatch.setattr(run, "_run_sweep", lambda *a: pytest.fail("the runner started the steps"))  # never trains
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hmxnb"
-RUNNER = ("run.py", "members.py", "submit.py")
+RUNNER = ("runner/run.py", "runner/members.py", "runner/submit.py")
 MAX_POSITIONAL = 6
 
 
@@ -110,9 +110,57 @@ def test_the_checker_accepts_a_tree(tmp_path):
 
 def test_hmxnb_has_no_import_cycle():
     graph = import_graph()
-    assert {"hmxnb.run", "hmxnb.members", "hmxnb.paths", "hmxnb.bench.bbq"} <= set(graph)  # it read the package
+    assert {"hmxnb.runner.run", "hmxnb.runner.members", "hmxnb.paths", "hmxnb.bench.bbq"} <= set(graph)  # all read
     found = cycles(graph)
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_method_package_imports_nothing_of_the_runner():
+    """Two layers: the method package (hmxnb, outside hmxnb/runner/) never imports the runner; the runner (and
+    `python -m hmxnb`) imports the method package."""
+    graph = import_graph()
+    runner = {m for m in graph if m == "hmxnb.runner" or m.startswith("hmxnb.runner.")}
+    method = set(graph) - runner - {"hmxnb.__main__"}
+    assert len(runner) > 10 and "hmxnb.train" in method
+    crossing = {m: sorted(graph[m] & runner) for m in method if graph[m] & runner}
+    assert crossing == {}, f"method modules importing the runner: {crossing}"
+
+
+NOTEBOOKS = PACKAGE.parent / "notebooks"
+
+
+def notebook_imports(path: Path, modules: set[str]) -> set[str]:
+    """The package modules a notebook's code cells import."""
+    import nbformat
+
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hmxnb"):
+            names = [f"{node.module}.{a.name}" for a in node.names]
+            found |= {_target(n, modules) if n in modules else _target(node.module, modules) for n in names}
+        elif isinstance(node, ast.Import):
+            found |= {_target(a.name, modules) for a in node.names if a.name.startswith("hmxnb")}
+    return {m for m in found if m}
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_import_the_method_package_only(path):
+    graph = import_graph()
+    found = notebook_imports(path, set(graph))
+    assert found and all(m.startswith("hmxnb") for m in found)
+    runner = sorted(m for m in found if m.startswith("hmxnb.runner"))
+    assert runner == [], f"{path.name} imports the runner: {runner}"
+
+
+def test_the_notebook_import_reader_sees_a_runner_import(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("from hmxnb.runner.members import sweep\n"
+                                                                     "from hmxnb.params import load_params")])
+    nbformat.write(nb, tmp_path / "x.ipynb")
+    modules = set(import_graph())
+    assert notebook_imports(tmp_path / "x.ipynb", modules) == {"hmxnb.runner.members", "hmxnb.params"}
 
 
 def positional_parameters(tree: ast.AST) -> dict[str, int]:
@@ -136,3 +184,10 @@ def test_runner_functions_take_at_most_six_positional_parameters(name):
     assert counts, f"no functions read in {name}"
     over = {f: n for f, n in counts.items() if n > MAX_POSITIONAL}
     assert over == {}, f"{name}: more than {MAX_POSITIONAL} positional parameters (pass a context object): {over}"
+
+
+@pytest.mark.parametrize("statement", ["import hmxnb.run", "from hmxnb import members",
+                                       "from hmxnb.submit import submit"])
+def test_an_old_runner_path_names_the_new_place(statement):
+    with pytest.raises(ImportError, match=r"^hmxnb\.\w+ moved to hmxnb\.runner\.\w+: import it from there$"):
+        exec(statement, {})

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hmxnb.browser import find_chromium
+from hmxnb.runner.browser import find_chromium
 from hmxnb.paths import NOTEBOOKS
 
 pytestmark = pytest.mark.slow

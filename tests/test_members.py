@@ -1,4 +1,4 @@
-"""hmxnb.members: one sweep member run alone, the members that finished, a lock per member folder."""
+"""hmxnb.runner.members: one sweep member run alone, the members that finished, a lock per member folder."""
 
 import json
 import multiprocessing
@@ -6,8 +6,8 @@ import multiprocessing
 import nbformat
 import pytest
 
-from hmxnb.members import MemberBusy, is_locked, member_lock, member_status
-from hmxnb.run import RunError, run_profile
+from hmxnb.runner.members import MemberBusy, is_locked, member_lock, member_status
+from hmxnb.runner.run import RunError, run_profile
 from test_run import WRITE, _notebook
 
 SEEDS = {"seeds": [0, 1]}
@@ -111,7 +111,7 @@ def test_lock_is_per_member(nbdir, tmp_path):
 def test_sweep_names_are_unique_and_keep_the_plain_ones():
     """Two models with the same last id part were one folder (and one job); now both are named with their
     organisation, and a model with no namesake keeps the folder name it always had."""
-    from hmxnb.members import model_names, sweep
+    from hmxnb.runner.members import model_names, sweep
     from hmxnb.params import load_params
 
     p = load_params("smoke", {"sweep_models": ["Qwen/Qwen3-0.6B", "unsloth/Qwen3-0.6B", "Qwen/Qwen3-4B"],
@@ -132,7 +132,7 @@ def test_sweep_names_are_unique_and_keep_the_plain_ones():
     ({"seeds": [0, 1, 0]}, "seeds lists 0 more than once"),
 ])
 def test_a_model_or_seed_listed_twice_is_refused(over, message):
-    from hmxnb.members import sweep
+    from hmxnb.runner.members import sweep
     from hmxnb.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match=message):
@@ -165,7 +165,7 @@ def test_a_member_that_failed_early_is_failed_with_its_error(tmp_path):
 
 def test_a_member_whose_runner_was_killed_is_interrupted(nbdir, tmp_path):
     """A step.json left 'running' (the runner killed, no lock held) or 'interrupted' is said so, not 'missing'."""
-    from hmxnb.members import describe, expected_keys, per_member_steps
+    from hmxnb.runner.members import describe, expected_keys, per_member_steps
     from hmxnb.params import load_params
 
     key = expected_keys(load_params("smoke", {**SEEDS, "seed": 0}), per_member_steps(nbdir))["01_first"]

@@ -33,11 +33,11 @@ def test_structure(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_colab_setup_cell_is_the_generators(path):
-    """Every notebook opens with the one set-up cell `make colab-links` writes (hmxnb.colab.SETUP_CELL)."""
-    from hmxnb import colab
+    """Every notebook opens with the one set-up cell `make colab-links` writes (hmxnb.runner.colab.SETUP_CELL)."""
+    from hmxnb.runner import colab
 
     setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-    assert setup.source == colab.setup_cell(), "run `make colab-links`: the set-up cell is written from hmxnb/colab.py"
+    assert setup.source == colab.setup_cell(), "run `make colab-links`: the set-up cell is from hmxnb/runner/colab.py"
     assert setup.source.startswith("#@title ")  # collapsed: a form in Colab, its code hidden in JupyterLab
     assert setup.metadata["cellView"] == "form" and setup.metadata["jupyter"]["source_hidden"] is True
 
@@ -46,7 +46,7 @@ def test_colab_setup_is_a_noop_outside_colab(tmp_path):
     """The set-up cell (the same in every notebook, test above), run by papermill outside Colab: it changes nothing."""
     import papermill as pm
 
-    from hmxnb import colab
+    from hmxnb.runner import colab
 
     probe = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("import os, subprocess\nbefore = (os.getcwd(), len(__import__('sys').path))"),
@@ -70,7 +70,7 @@ def _by_name(stem: str) -> Path:
 
 def test_03_is_generated_from_02():
     """03 is 02 but for its direction cells; a hand edit to either without `make colab-links` fails here."""
-    from hmxnb import colab
+    from hmxnb.runner import colab
 
     human = nbformat.read(_by_name("02_train_human"), as_version=4)
     expected = nbformat.writes(colab.reverse_notebook(human))
@@ -89,7 +89,7 @@ def test_02_and_03_differ_only_in_their_direction_cells():
 
 
 def test_a_drifted_03_is_rewritten_by_the_generator(tmp_path):
-    from hmxnb import colab
+    from hmxnb.runner import colab
 
     copies = []
     for path in NOTEBOOKS:
@@ -203,7 +203,7 @@ def test_unsloth_is_imported_before_transformers(path, tmp_path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_profile_parameter_is_used_in_colab(path, profile, in_colab, expected):
     """The notebook's own params line, run as in Colab or not: a profile the user set is never replaced."""
-    from hmxnb.colab import notebook_profile
+    from hmxnb.params import notebook_profile
     from hmxnb.params import load_params
 
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
@@ -216,15 +216,15 @@ def test_profile_parameter_is_used_in_colab(path, profile, in_colab, expected):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_colab_links_come_from_the_one_setting(path):
-    from hmxnb import colab
+    from hmxnb.runner import colab
 
     badges, repos = colab.links_in(path)
-    assert badges == [colab.badge_link(path)], "run `make colab-links` after changing hmxnb/colab.py: REPO_URL"
+    assert badges == [colab.badge_link(path)], "run `make colab-links` after changing hmxnb/runner/colab.py: REPO_URL"
     assert repos == [colab.REPO_URL]
 
 
 def test_colab_links_rewrite_every_place(tmp_path):
-    from hmxnb import colab
+    from hmxnb.runner import colab
 
     copy = tmp_path / NOTEBOOKS[0].name
     copy.write_bytes(NOTEBOOKS[0].read_bytes())

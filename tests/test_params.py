@@ -268,7 +268,7 @@ def test_the_training_notebooks_check_their_direction(stem, direction):
 
     import nbformat
 
-    from hmxnb.colab import notebook_profile
+    from hmxnb.params import notebook_profile
     from hmxnb.grpo_args import training_direction
 
     path = Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb"
@@ -285,8 +285,8 @@ def test_the_training_notebooks_check_their_direction(stem, direction):
                                                      ({}, "direction: human\n")])
 def test_the_runner_refuses_a_direction_before_anything_runs(tmp_path, monkeypatch, overrides, profile_text):
     """Steps 02 and 03 each train their own direction: a profile or --set direction is refused up front."""
-    from hmxnb import run
-    from hmxnb.run import run_profile
+    from hmxnb.runner import run
+    from hmxnb.runner.run import run_profile
 
     monkeypatch.setattr(run, "_run_sweep", lambda *a: pytest.fail("the runner started the steps"))  # never trains
     profile = tmp_path / "mine.yaml"

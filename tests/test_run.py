@@ -1,4 +1,4 @@
-"""hmxnb.run: papermill runner — order, skip / force, never overwriting another run, failures kept."""
+"""hmxnb.runner.run: papermill runner — order, skip / force, never overwriting another run, failures kept."""
 
 import json
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hmxnb.members import sweep
+from hmxnb.runner.members import sweep
 from hmxnb.params import load_params
-from hmxnb.run import RunError, run_profile, select_steps
-from hmxnb.runstate import plan_step
+from hmxnb.runner.run import RunError, run_profile, select_steps
+from hmxnb.runner.runstate import plan_step
 
 
 def _notebook(path, code):
@@ -101,7 +101,7 @@ def test_only_and_from(nbdir, tmp_path):
 def test_rerunning_a_step_reruns_what_follows(nbdir, tmp_path, monkeypatch):
     # a step's key holds the previous step's key: once 01 is re-run from an edited notebook, 02's finished outputs
     # are not "up to date" (they came from the old 01), though 02's notebook and the params did not change
-    from hmxnb import runsteps as runner
+    from hmxnb.runner import runsteps as runner
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)  # the keys are the point here, not the notebooks
     out = tmp_path / "outputs"
@@ -401,7 +401,7 @@ def test_a_report_step_that_fails_leaves_no_unmarked_old_report(tmp_path):
 def test_an_input_rerun_since_makes_a_finished_step_stale(nbdir, tmp_path, monkeypatch):
     """04 forced again (same params, so the same key) gives new outputs: the 05 built on the old ones is stale and
     re-runs, though no key changed."""
-    from hmxnb import runsteps as runner
+    from hmxnb.runner import runsteps as runner
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
     d = tmp_path / "nb"
@@ -423,7 +423,7 @@ def test_changed_prompts_make_their_steps_not_up_to_date(tmp_path, monkeypatch):
     01-03 (and what follows) a different run, named as a data change."""
     import hashlib
 
-    from hmxnb import runsteps as runner
+    from hmxnb.runner import runsteps as runner
     from hmxnb.data import PACKAGE_DATA
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
@@ -451,7 +451,7 @@ def test_moved_data_is_the_same_run_changed_data_is_not(tmp_path, monkeypatch):
     mirror at other paths (or no mirror, for the steps that read no benchmark) skip; the location is still recorded."""
     import shutil
 
-    from hmxnb import runsteps as runner
+    from hmxnb.runner import runsteps as runner
     from hmxnb.data import PACKAGE_DATA
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
@@ -525,8 +525,8 @@ def test_a_read_only_step_folder_is_refused_before_anything_is_archived(nbdir, t
     root, whom permission bits do not stop: os.access is patched to answer as for another user.)"""
     import os
 
-    from hmxnb import runsteps as runner
-    from hmxnb import runstate
+    from hmxnb.runner import runsteps as runner
+    from hmxnb.runner import runstate
 
     monkeypatch.setattr(runner, "_execute", lambda *a: None)
     out = tmp_path / "outputs"
@@ -583,7 +583,7 @@ def test_a_deleted_artefact_makes_its_step_stale_and_its_readers_wait(tmp_path):
 def test_a_step_records_its_code_and_a_skip_says_when_the_code_changed(nbdir, tmp_path, monkeypatch):
     """Editing hmxnb/ does not re-run finished steps (a full retrain for a comment would be too strict), but each
     step records the code that ran it and a skip says the code changed since; run.json keeps each step's code."""
-    from hmxnb import runsteps
+    from hmxnb.runner import runsteps
     from hmxnb.artifacts import package_code_hash
 
     out = tmp_path / "outputs"
@@ -610,7 +610,7 @@ def test_a_run_json_left_running_by_a_killed_runner_reads_interrupted(tmp_path):
     import sys
 
     from hmxnb.artifacts import save_json
-    from hmxnb.runstate import read_run
+    from hmxnb.runner.runstate import read_run
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

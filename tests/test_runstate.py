@@ -1,4 +1,5 @@
-"""hmxnb.runstate: one runner per profile folder (real processes), records true at every moment, history appended."""
+"""hmxnb.runner.runstate: one runner per profile folder (real processes), records true at every moment, history
+appended."""
 
 import json
 import os
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hmxnb import runsteps as runner  # where the step loop calls papermill (`_execute`)
-from hmxnb.run import run_profile
+from hmxnb.runner import runsteps as runner  # where the step loop calls papermill (`_execute`)
+from hmxnb.runner.run import run_profile
 from test_run import WRITE, _notebook, nbdir  # noqa: F401  (nbdir: the same two-notebook fixture)
 
 
@@ -30,8 +31,8 @@ def _history(out):
 RUNNER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from hmxnb.__main__ import main
-    import hmxnb.run as run
+    from hmxnb.runner.cli import main
+    import hmxnb.runner.run as run
 
     def main_run(args):
         reports = run.run_profile("smoke", notebooks_dir=Path(sys.argv[1]), output_root=Path(sys.argv[2]),
@@ -133,8 +134,8 @@ def test_partial_and_failed_runs_keep_the_record_of_the_complete_run(nbdir, tmp_
 CLI = textwrap.dedent("""
     # `python -m hmxnb run --outputs OUT ...` on the stand-in notebooks in NBDIR: the real CLI, main_run included
     import sys
-    import hmxnb.run as run
-    from hmxnb.__main__ import main
+    import hmxnb.runner.run as run
+    from hmxnb.runner.cli import main
 
     real = run.run_profile
     run.run_profile = lambda *a, **kw: real(*a, **{**kw, "progress": False})
@@ -209,11 +210,11 @@ def test_sigterm_ends_the_runner_with_true_records(tmp_path):
 
 
 def test_a_stop_signal_in_process_is_an_interrupt_and_the_handlers_come_back(nbdir, tmp_path, monkeypatch):
-    """The runner as a library: SIGTERM during a step raises hmxnb.stop.Stopped (a KeyboardInterrupt) with the
+    """The runner as a library: SIGTERM during a step raises hmxnb.runner.stop.Stopped (a KeyboardInterrupt) with the
     records written, and the caller's own SIGTERM handler is back afterwards."""
     import signal
 
-    from hmxnb.stop import Stopped
+    from hmxnb.runner.stop import Stopped
 
     def terminated(*a):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -235,7 +236,7 @@ def test_a_stop_signal_in_process_is_an_interrupt_and_the_handlers_come_back(nbd
 def test_a_stop_signal_waits_for_records_being_written_and_a_second_one_is_ignored():
     import signal
 
-    from hmxnb.stop import Stopped, held, stop_on_signals
+    from hmxnb.runner.stop import Stopped, held, stop_on_signals
 
     seen = []
     with pytest.raises(Stopped):
@@ -260,7 +261,7 @@ def test_a_full_disk_leaves_no_record_or_report_claiming_more_than_is_true(tmp_p
     run.json said ok beside an interrupted 05, report.md was marked and report.html was not."""
     import errno
 
-    from hmxnb import freshness, runstate
+    from hmxnb.runner import freshness, runstate
 
     out = tmp_path / "smoke"
     (out / "05_compare_report").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""hmxnb.submit: job commands and resources from params, skipping finished members, and real job runs.
+"""hmxnb.runner.submit: job commands and resources from params, skipping finished members, and real job runs.
 
 The job tests submit a two-seed sweep of stand-in notebooks (tiny notebooks that write the files the next step
 reads, as tests/test_run.py stubs steps): each member job runs `python -m hmxnb run --member`, the aggregate job
@@ -17,12 +17,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from hmxnb.__main__ import _parser
-from hmxnb.members import expected_keys, per_member_steps
+from hmxnb.runner.cli import _parser
+from hmxnb.runner.members import expected_keys, per_member_steps
 from hmxnb.params import load_params
 from hmxnb.paths import NOTEBOOKS
-from hmxnb.runstate import RunError
-from hmxnb.submit import job_name, plan, run_command, slurm_resources
+from hmxnb.runner.runstate import RunError
+from hmxnb.runner.submit import job_name, plan, run_command, slurm_resources
 from test_run import _notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_plan_finds_a_queued_member_of_a_profile_given_as_a_path(tmp_path):
 
 
 def test_dry_run_prints_the_commands(tmp_path, capsys):
-    from hmxnb.__main__ import main
+    from hmxnb.runner.cli import main
 
     _fake_finished(tmp_path / "smoke", {"seeds": [0, 1]}, "seed0")
     assert main(["submit", "--profile", "smoke", "--set", "seeds=[0, 1]", "--executor", "local", "--dry-run",
@@ -179,7 +179,7 @@ def test_two_seeds_as_slurm_jobs(slurm, stubs, tmp_path):
 
 
 def test_local_executor_runs_members_side_by_side(stubs, tmp_path, monkeypatch):
-    from hmxnb.submit import submit
+    from hmxnb.runner.submit import submit
 
     out = tmp_path / "outputs"
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the jobs inherit this process's environment
@@ -206,7 +206,7 @@ def test_a_job_the_cluster_stops_ends_with_true_records(tmp_path):
     from submitit.core.utils import UncompletedJobError
     from test_runstate import CLI, SLOW, _wait_for
 
-    from hmxnb.job import RunnerJob
+    from hmxnb.runner.job import RunnerJob
     from test_run import WRITE, _notebook
 
     nbdir, out = tmp_path / "notebooks", tmp_path / "outputs"

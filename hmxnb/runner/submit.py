@@ -9,7 +9,7 @@ Re-submitting skips members that finished, run, or wait in the queue. Job logs: 
 
 Jobs go through submitit (Meta's SLURM launcher: it writes the sbatch script, submits, tracks job ids and logs, and
 has a local executor with the same interface); each job is the documented command line (`RunnerJob`), so a job does
-exactly what a person would type, and ends with true records when the cluster stops it (hmxnb.job).
+exactly what a person would type, and ends with true records when the cluster stops it (hmxnb.runner.job).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable
 
 from hmxnb.artifacts import _jsonable, append_jsonl
-from hmxnb.job import RunnerJob
-from hmxnb.members import member_status, sweep
+from hmxnb.runner.job import RunnerJob
+from hmxnb.runner.members import member_status, sweep
 from hmxnb.params import _check, load_params
 from hmxnb.paths import NOTEBOOKS, OUTPUTS, ROOT
-from hmxnb.runstate import RunError
+from hmxnb.runner.runstate import RunError
 
 # SLURM resources: params key -> submitit SlurmExecutor parameter
 RESOURCE_KEYS = {"slurm_partition": "partition", "slurm_gpus_per_node": "gpus_per_node",

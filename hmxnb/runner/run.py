@@ -7,11 +7,11 @@ follows; hmxnb.steps). Outputs of a different run are never overwritten: the run
 data that differ). `force` means a fresh run: the step's old outputs, of this run or another, move to
 outputs/<profile>/_archive/ first. A step that failed or was interrupted with the same key is re-run in place
 (training resumes from its last checkpoint); one whose inputs are not finished is refused, and a finished one whose
-inputs changed since is stale and re-runs afresh (hmxnb.freshness). One runner at a time per profile folder, and
-every record it keeps is true at every moment, whatever ends the runner (hmxnb.runstate, hmxnb.stop).
+inputs changed since is stale and re-runs afresh (hmxnb.runner.freshness). One runner at a time per profile folder, and
+every record it keeps is true at every moment, whatever ends the runner (hmxnb.runner.runstate, hmxnb.runner.stop).
 
 This module decides which runs an invocation makes (one run, every sweep member then the aggregate step, or one
-member alone: hmxnb.members); hmxnb.runsteps runs one run's steps.
+member alone: hmxnb.runner.members); hmxnb.runner.runsteps runs one run's steps.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-from hmxnb.members import aggregate_inputs, member_lock, member_overrides, per_member_steps, sweep
+from hmxnb.runner.members import aggregate_inputs, member_lock, member_overrides, per_member_steps, sweep
 from hmxnb.params import SCHEMA, load_params, read_profile
 from hmxnb.paths import NOTEBOOKS, OUTPUTS, inside
-from hmxnb.runstate import RunError, profile_lock
-from hmxnb.runsteps import Run, RunContext, RunReport, StepResult, run_steps
+from hmxnb.runner.runstate import RunError, profile_lock
+from hmxnb.runner.runsteps import Run, RunContext, RunReport, StepResult, run_steps
 from hmxnb.steps import AGGREGATE_STEPS, notebook_steps
-from hmxnb.stop import Stopped, stop_on_signals
+from hmxnb.runner.stop import Stopped, stop_on_signals
 
 __all__ = ["RunContext", "RunError", "RunReport", "StepResult", "main_run", "notebook_steps", "resume_hint",
            "run_profile", "select_steps"]
@@ -83,8 +83,8 @@ def run_profile(profile: str, overrides: dict | None = None, only: list[str] | N
     """Validate params, then run the selected steps of every run in the profile's sweep. Returns one report per run.
 
     The whole sweep runs under the profile's lock; `member` runs only that sweep member's steps under the member's
-    own lock (hmxnb.members), so member jobs can run side by side. `keep_going`: a failed sweep member does not stop
-    the others; the aggregate step compares the members that finished and names the rest.
+    own lock (members.py), so member jobs can run side by side. `keep_going`: a failed sweep member does not stop the
+    others; the aggregate step compares the members that finished and names the rest.
     """
     profile = _absolute_profile(profile)
     if os.environ.get("HMXNB_DATA_DIR"):  # notebooks run in notebooks/: a relative path must not change meaning

@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from hmxnb.freshness import STALE_HTML, STALE_MD
-from hmxnb.runstate import LOCK_FILE, RunError, read_record, read_step
+from hmxnb.runner.freshness import STALE_HTML, STALE_MD
+from hmxnb.runner.runstate import LOCK_FILE, RunError, read_record, read_step
 from hmxnb.steps import AGGREGATE_STEPS, STEPS, declared
 
 NO_CHROMIUM = ("Chromium is not installed, so the real-browser check of the notebooks and report.html did NOT run: "
@@ -277,7 +277,7 @@ def lock_holder(folder: Path) -> str:
 
 
 def stale_banner(report: Path) -> str:
-    """The 'Stale report (...): why' banner hmxnb.freshness put at the top of a report, '' when it has none."""
+    """The 'Stale report (...): why' banner hmxnb.runner.freshness put at the top of a report, '' when it has none."""
     text = Path(report).read_text(encoding="utf-8", errors="replace")
     if report.suffix == ".html":
         found = STALE_HTML.search(text)

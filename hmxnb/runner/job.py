@@ -1,5 +1,5 @@
 """What one submitted job runs: the `python -m hmxnb run` command line as a child process, that survives the
-cluster stopping the job (hmxnb.submit decides which jobs to submit; submitit runs this object inside each job)."""
+cluster stopping the job (submit.py decides which jobs to submit; submitit runs this object inside each job)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class RunnerJob:
     it checkpoints and requeues a preempted job, and for a timed-out one raises at once, where CommandFunction then
     kills the runner (SIGKILL), leaving step.json and run.json saying 'running' and no history line. Here both
     signals are passed to the runner as SIGTERM (which it handles as Ctrl-C: kernel stopped, step 'interrupted',
-    records and history written, hmxnb.stop), and submitit's handler runs once the runner has ended. The runner
+    records and history written, hmxnb.runner.stop), and submitit's handler runs once the runner has ended. The runner
     also gets SLURM's signals directly (they go to every process of the job step); a second one is ignored."""
 
     def __init__(self, command: list[str], cwd: str | None = None):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from hmxnb.artifacts import save_json, save_text
-from hmxnb.runstate import artefact_problem, read_step, step_status
+from hmxnb.runner.runstate import artefact_problem, read_step, step_status
 from hmxnb.steps import declared
 
 STALE_MD = "> **Stale report**"

@@ -3,7 +3,7 @@
 - `.lock`: held (fcntl.flock) by the one runner writing under outputs/<profile>/; a second runner is refused with the
   holder's pid. The kernel releases the lock when its process dies, also on kill -9.
 - `<step>/step.json`: that step's state (running | ok | failed | interrupted | stale), its key, params, process id,
-  run id, the data files it read (sha256), the runs of the steps it read (hmxnb.freshness), the code that ran it
+  run id, the data files it read (sha256), the runs of the steps it read (hmxnb.runner.freshness), the code that ran it
   (`code`: git commit, a hash of hmxnb/'s source, the notebook's hash) and, once finished, the size and sha256 of
   every file it wrote (`files`; a file missing or changed since makes the step stale).
 - `run.json`: every step's state and code, rewritten at each change (archive, start, end); a step still 'running'

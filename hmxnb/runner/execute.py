@@ -1,5 +1,5 @@
 """Execute one notebook with papermill: its kernel's own log in kernel.log, settled progress bars, and the error
-of a failing cell as one line. (hmxnb.run decides what runs; this module runs it.)"""
+of a failing cell as one line. (hmxnb.runner.run decides what runs; this module runs it.)"""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _kernel_manager(log_path: Path, env: dict | None = None):
 
 
 def execute(notebook: Path, out_nb: Path, parameters: dict, progress: bool, env: dict | None = None) -> None:
-    """Run `notebook` into `out_nb`. A KeyboardInterrupt (Ctrl-C, or hmxnb.stop.Stopped) shuts the kernel down
+    """Run `notebook` into `out_nb`. A KeyboardInterrupt (Ctrl-C, or hmxnb.runner.stop.Stopped) shuts the kernel down
     on its way out (papermill's kernel context), so no kernel outlives the step."""
     import papermill as pm
 

@@ -21,8 +21,6 @@ from hmxnb.steps import TRAINING
 
 REPO_URL = "https://github.com/hmxnb/hmxnb"  # the public repository (a fork: its own URL), no trailing slash
 BRANCH = "main"
-COLAB_PROFILE = "colab-t4"
-DEFAULT_PROFILE = "smoke"
 BADGE_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+")
 REPO_LINE = re.compile(r'^HMXNB_REPO = "[^"]*"', re.M)
 DIRECTION_LINE = re.compile(r'^direction = "human"', re.M)
@@ -36,7 +34,7 @@ SETUP_CELL = """\
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-HMXNB_REPO = "{repo_url}"  # set in hmxnb/colab.py: REPO_URL, then `make colab-links`
+HMXNB_REPO = "{repo_url}"  # set in hmxnb/runner/colab.py: REPO_URL, then `make colab-links`
 if IN_COLAB:
     import os
     import subprocess
@@ -62,15 +60,6 @@ notebook 05, compare the human-like model with this one first. How the
 reverse reward derives from the self-judge is params `reverse_mode` (printed below with the judge): `negate` (the
 score counts as 1 − s; rubric guards keep their direction) or `invert_rubric` (the judge reads inverted criterion
 texts, or favours the flat speaker). This notebook is written from notebook 02 by `make colab-links`: edit 02."""
-
-
-def notebook_profile(profile: str | None, in_colab: bool) -> str:
-    """The profile a notebook loads: its `profile` parameter when set, else colab-t4 in Colab and smoke elsewhere.
-
-    >>> notebook_profile(None, True), notebook_profile("demo", True), notebook_profile(None, False)
-    ('colab-t4', 'demo', 'smoke')
-    """
-    return profile or (COLAB_PROFILE if in_colab else DEFAULT_PROFILE)
 
 
 def badge_link(notebook: str | Path, repo_url: str = REPO_URL, branch: str = BRANCH) -> str:

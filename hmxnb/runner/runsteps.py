@@ -1,10 +1,10 @@
 """One run's steps, in order: refuse, plan, execute and record each, whatever ends the loop.
 
 A run is a single profile's steps in outputs/<profile>/, one sweep member's in outputs/<profile>/<member>/, or the
-aggregate step at outputs/<profile>/ (hmxnb.run decides which runs an invocation makes). Each step is refused while
-a step it reads is not finished (hmxnb.freshness), skipped when its `step.json` says it finished with the same key,
-else executed with papermill (hmxnb.execute) and recorded: `step.json`, `run.json` and one `history.jsonl` line per
-invocation (hmxnb.runstate), true also when a failure, Ctrl-C or a stop signal (hmxnb.stop) ends the loop.
+aggregate step at outputs/<profile>/ (run.py decides which runs an invocation makes). Each step is refused while a
+step it reads is not finished (freshness.py), skipped when its `step.json` says it finished with the same key, else
+executed with papermill (execute.py) and recorded: `step.json`, `run.json` and one `history.jsonl` line per
+invocation (runstate.py), true also when a failure, Ctrl-C or a stop signal (stop.py) ends the loop.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from hmxnb import freshness, unsloth_env
-from hmxnb.execute import error_line as _error_line
-from hmxnb.execute import execute as _execute
+from hmxnb import unsloth_env
+from hmxnb.runner import freshness
+from hmxnb.runner.execute import error_line as _error_line
+from hmxnb.runner.execute import execute as _execute
 from hmxnb.params import load_params, params_hash
-from hmxnb.runstate import (RunError, read_step, append_history, artefact_files, code_changed, code_state, plan_step,
-                            settle_running, write_run_record, write_step)
+from hmxnb.runner.runstate import (RunError, append_history, artefact_files, code_changed, code_state, plan_step,
+                                   read_step, settle_running, write_run_record, write_step)
 from hmxnb.steps import step_data, step_keys
-from hmxnb.stop import held
+from hmxnb.runner.stop import held
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +104,7 @@ def run_steps(run: Run, steps: list[Path]) -> RunReport:
             if report.steps[-1].status == "failed":
                 break
         outcome[0] = "ok" if report.ok else "failed"
-    except KeyboardInterrupt:  # Ctrl-C, or a stop signal (hmxnb.stop)
+    except KeyboardInterrupt:  # Ctrl-C, or a stop signal (hmxnb.runner.stop)
         if len(report.steps) < len(steps):  # the step that was running
             name = steps[len(report.steps)].stem
             report.steps.append(StepResult(name, "interrupted", keys[name], time.time() - t_step))

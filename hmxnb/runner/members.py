@@ -4,8 +4,8 @@ A member (one model x seed of `sweep`) writes only inside outputs/<profile>/<mem
 `run.json`, its `_archive/` and its `.lock`. So any number of member jobs can run side by side in one profile; only
 the aggregate step (05, run with `--only 05`) writes at outputs/<profile>/ itself, and it reads the members that
 finished (`member_status`), writes `members.json` beside its report and names the others with where they stopped.
-Running a member's steps is the runner's part (hmxnb.run): this module only knows about members, so the runner can
-import it and not the other way round.
+Running a member's steps is run.py's part: this module only knows about members, so run.py can import it and not the
+other way round.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from hmxnb.artifacts import save_json
 from hmxnb.params import ParamsError, load_params
 from hmxnb.paths import safe_name
-from hmxnb.runstate import RunError, profile_lock, read_record, read_step
+from hmxnb.runner.runstate import RunError, profile_lock, read_record, read_step
 from hmxnb.steps import AGGREGATE_STEPS, notebook_steps, step_keys
 
 
