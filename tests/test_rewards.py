@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hmxnb.params import load_params
-from hmxnb.reward_batch import count_nonfinite, fill_unscorable, group_spread
+from hmxnb.rewards import count_nonfinite, fill_unscorable, group_spread
 from hmxnb.rewards import (
     SelfJudge,
     completion_text,
