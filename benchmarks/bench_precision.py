@@ -2,7 +2,7 @@
 
 Three arms: `fp32` (the reference: the model as the CPU profiles load it); `bf16 logits` (the same weights cast to
 bf16, its bf16 logits upcast after rounding: what the engine did on a GPU before); `bf16+fp32 head` (the bf16 model,
-the output head applied in fp32 to the scored positions' hidden states: hmxnb.logits, what the engine does now).
+the output head applied in fp32 to the scored positions' hidden states: hmxnb.loglik, what the engine does now).
 Prints, for each bf16 arm against fp32:
 - the self-judge (`--modes`, default contrast) on the judge-validation set (72 replies = 24 prompts x 3 tiers):
   Spearman of the scores, max / mean |difference| of scores and rewards, the within-prompt reward spread;
@@ -46,7 +46,7 @@ HEADER = ("bf16 logits vs fp32", "fp32 head vs fp32", "logit rounding alone")
 
 
 def arm_model(arm: str, fp32_model, bf16_model):
-    """The model of an arm, its fp32-head switch set (hmxnb.logits reads `hmxnb_fp32_head`)."""
+    """The model of an arm, its fp32-head switch set (hmxnb.loglik reads `hmxnb_fp32_head`)."""
     if arm == "fp32":
         return fp32_model
     bf16_model.hmxnb_fp32_head = arm == "bf16+fp32 head"

@@ -8,7 +8,7 @@ Tokenisation follows lm-eval 0.4.x (`TemplateLM._encode_pair`, `HFLM.tok_encode`
   e.g. Llama; not by SmolLM2 or Qwen), and adds none when the text already starts with the BOS string;
 - an empty context becomes the single prefix token (BOS, else EOS);
 - sequences longer than `max_length + 1` are truncated from the left;
-- the score of a continuation is the sum over its tokens of log_softmax(logits) at the token, in fp32 (hmxnb.logits).
+- the score of a continuation is the sum over its tokens of log_softmax(logits) at the token, in fp32 (below).
 
 Two scorers with the same result: `score_continuations_plain` runs one (context, continuation) sequence at a
 time (the reference); `score_continuations` reuses shared prefixes: the token prefix common to every context in the
@@ -19,15 +19,163 @@ self-judge) can keep that prefix's keys/values between calls (`prefix_cache`, `f
 This is the package's one log-likelihood engine: the benchmarks (hmxnb.bench) and the self-judge (hmxnb.judge:
 score digits and the contrast judge) score through it, with one pad-token rule (`pad_token_id`), one prefix helper
 (`common_prefix_length`) and one way to copy a cache (`_select`). Training imports it, so it lives outside `bench/`.
+
+**fp32 logits** for the positions the engine scores, on a bf16 / fp16 model too. A bf16 model returns bf16 logits:
+rounded to 8 significant bits, a logit of 20 is off by up to 0.06 nats before anyone upcasts it, and that error goes
+straight into every token's log-prob. On the embedded model it is of the order of the digit judge's differences
+between the replies of one prompt (docs/demo-tuning.md, section 5). So when the model's output head is a plain low-
+precision `nn.Linear`, we capture the final hidden states it receives (a forward pre-hook on
+`get_output_embeddings()`: the same module whether the model is PEFT-wrapped, its embeddings tied, or Unsloth's
+forward runs) and apply the head's weight in fp32 at the positions the caller scores, plus Gemma-2's final logit soft-
+capping. The weight is upcast a slice of the vocabulary at a time, so no fp32 copy of the head is ever held; the fp32
+logits take the memory the upcast bf16 logits took before.
+
+An fp32 model, a quantised or adapter-wrapped head, or `model.hmxnb_fp32_head = False` keeps the plain path (the
+model's own logits, upcast), bit for bit. A forward that does not call the head module (Unsloth's one-token path) or
+whose logits disagree with ours beyond bf16 rounding (a logit transform we do not know) falls back to the model's
+logits, the second with one warning.
+
+**Prefix reuse**: whether scoring may reuse a shared prefix's KV cache (params `prefix_cache_reuse`), and the check
+that decides it on a loaded model. The engine scores a judge context or a benchmark question once and its
+continuations from the cached prefix; that is only right where the model's forward returns a usable cache and honours
+the attention mask of padded batches. `prefix_reuse_for` is the rule from params and backend; `check_prefix_reuse`
+measures it on the model as the scorer meets it (hmxnb.train runs it under Unsloth).
 """
 
 from __future__ import annotations
+
+import math
+import time
+import warnings
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from hmxnb.logits import forward_logprobs
+
+# ---------------------------------------------------------------- fp32 logits for the scored positions
+
+VOCAB_CHUNK = 8192  # head rows upcast at a time: 8192 x 4096 x 4 bytes = 134 MB on an 8B model
+CHECK_ROWS = 4  # scored positions compared with the model's own logits per call
+CHECK_ATOL, CHECK_RTOL = 0.05, 2.0 ** -6  # bf16 keeps 8 significant bits: 2^-8 relative, plus GEMM order
+
+
+def low_precision_head(model) -> torch.nn.Linear | None:
+    """The model's output head when fp32 logits should be computed from it ourselves, else None."""
+    if not getattr(model, "hmxnb_fp32_head", True):
+        return None
+    get = getattr(model, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    if type(head) is not torch.nn.Linear:  # PEFT-wrapped or bitsandbytes-quantised heads: keep the model's logits
+        return None
+    return head if head.weight.dtype in (torch.bfloat16, torch.float16) else None
+
+
+def softcap_of(model) -> float | None:
+    """Gemma-2's `final_logit_softcapping` (None for models without it)."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text, "final_logit_softcapping", None) or getattr(config, "final_logit_softcapping", None)
+
+
+def head_fp32(head: torch.nn.Linear, hidden: torch.Tensor, softcap: float | None = None) -> torch.Tensor:
+    """`hidden @ head.weight.T (+ bias)` in fp32, the weight upcast a vocabulary slice at a time; soft-capped."""
+    h = hidden.float()
+    weight = head.weight
+    out = torch.empty((*h.shape[:-1], weight.shape[0]), dtype=torch.float32, device=h.device)
+    for start in range(0, weight.shape[0], VOCAB_CHUNK):
+        out[..., start:start + VOCAB_CHUNK] = h @ weight[start:start + VOCAB_CHUNK].float().T
+    if head.bias is not None:
+        out += head.bias.float()
+    if softcap:
+        out = torch.tanh(out / softcap) * softcap
+    return out
+
+
+def _agrees(ours: torch.Tensor, theirs: torch.Tensor) -> bool:
+    """Whether our fp32 logits match the model's (rounded) ones on a few positions, where the model's are finite."""
+    a = ours.reshape(-1, ours.shape[-1])[:CHECK_ROWS]
+    b = theirs.reshape(-1, theirs.shape[-1])[:CHECK_ROWS].float()
+    finite = torch.isfinite(b)
+    return bool(((a - b).abs() <= CHECK_ATOL + CHECK_RTOL * b.abs())[finite].all())
+
+
+def forward_logits(model, select=None, **inputs):
+    """Run `model(**inputs)`; return (its output, fp32 logits at `select(rows)`) where rows is [batch, positions, .].
+
+    `select` picks the scored positions (default: all); for a low-precision head they are computed from the
+    captured hidden states in fp32 (module docstring), otherwise they are the model's logits, upcast.
+    """
+    select = select or (lambda rows: rows)
+    head = low_precision_head(model)
+    if head is None:
+        out = model(**inputs)
+        return out, select(out.logits).float()
+    captured = []
+    handle = head.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+    try:
+        out = model(**inputs)
+    finally:
+        handle.remove()
+    theirs = select(out.logits)
+    if len(captured) != 1 or captured[0].shape[:-1] != out.logits.shape[:-1]:
+        return out, theirs.float()  # the head ran elsewhere (e.g. a fused one-token path): nothing to recompute
+    ours = head_fp32(head, select(captured[0]), softcap_of(model))
+    if not _agrees(ours, theirs):
+        warnings.warn(f"fp32 logits from {type(model).__name__}'s hidden states disagree with its own logits (an "
+                      "unknown logit transform?): scoring with the model's logits, upcast, from now on", stacklevel=2)
+        model.hmxnb_fp32_head = False
+        return out, theirs.float()
+    return out, ours
+
+
+def forward_logprobs(model, select=None, **inputs):
+    """(model output, fp32 log-softmax over the vocabulary at `select(rows)`): what the engine scores from."""
+    out, logits = forward_logits(model, select, **inputs)
+    return out, torch.log_softmax(logits, dim=-1)
+
+
+# ---------------------------------------------------------------- may scoring reuse a prefix cache
+
+def prefix_reuse_for(setting: str, backend: str) -> bool:
+    """Whether scoring may reuse a shared prefix's KV cache (params `prefix_cache_reuse`).
+
+    'auto' turns it off under Unsloth, whose patched forwards return legacy tuple caches and drop the attention mask
+    of padded batches in training mode, unless `check_prefix_reuse` shows both paths equal on the loaded model (the
+    caller runs it); on the other backends the CPU tests show it. Scorers get it as `reuse` (LoadedModel).
+    """
+    return setting == "on" or (setting == "auto" and backend != "unsloth")
+
+
+def check_prefix_reuse(model, tokenizer, requests, tol: float = 0.1, batch_size: int = 16) -> dict:
+    """Score `requests` on the prefix-reuse engine and on the plain path: the engine may be used where they agree.
+
+    Run it on the model as the scorer will meet it (same train/eval and Unsloth inference/training mode: Unsloth's
+    training-mode forward drops the attention mask of padded batches). `tol` is in nats on a continuation's summed
+    log-prob: bf16 rounding alone moved them by up to 0.077 on a GPU; a wrong cache path moves them by whole nats.
+    Returns {"decision", "max_abs_diff", "n" (continuations compared), "tol", "error" (the engine's exception in one
+    line, else None), "seconds_engine", "seconds_plain"}. An engine that raises or gives a non-finite score decides
+    False. The caller keeps the decision (hmxnb.train: the training judge's `reuse`).
+    """
+    t0 = time.perf_counter()
+    plain = score_continuations_plain(model, tokenizer, requests, progress=False)
+    t1 = time.perf_counter()
+    result = {"decision": False, "max_abs_diff": math.inf, "n": sum(len(row) for row in plain), "tol": tol,
+              "error": None, "seconds_engine": None, "seconds_plain": t1 - t0}
+    try:
+        fast = score_continuations(model, tokenizer, requests, batch_size, progress=False, reuse=True)
+    except Exception as err:  # whatever breaks on the cached path rules the engine out for this model
+        result["error"] = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
+        return result
+    result["seconds_engine"] = time.perf_counter() - t1
+    diffs = [abs(a - b) for row_f, row_p in zip(fast, plain) for a, b in zip(row_f, row_p)]
+    if all(math.isfinite(d) for d in diffs):
+        result["max_abs_diff"] = max(diffs, default=0.0)
+        result["decision"] = result["max_abs_diff"] <= tol
+    return result
+
+
+# ---------------------------------------------------------------- the log-likelihood engine
 
 Request = tuple[str, list[str]]
 

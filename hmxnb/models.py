@@ -24,7 +24,7 @@ from typing import Any
 from hmxnb.chat import ChatSettings, chat_settings
 from hmxnb.embedded import EMBEDDED, ModelLoadError, embedded_model_dir
 from hmxnb.params import ParamsError, clip
-from hmxnb.prefix_reuse import prefix_reuse_for
+from hmxnb.loglik import prefix_reuse_for
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class LoadedModel:
     tokenizer: Any
     backend: str  # see backend_for
     precision: str  # "fp32" | "bf16" | "fp16" (precision_for): the weights' dtype, and GRPOConfig's bf16 / fp16
-    prefix_reuse: bool  # scoring may reuse shared prefixes' KV caches (hmxnb.prefix_reuse)
+    prefix_reuse: bool  # scoring may reuse shared prefixes' KV caches (hmxnb.loglik)
     chat: ChatSettings  # thinking switch, pinned date, system role of the template (hmxnb.chat)
 
     def __iter__(self):

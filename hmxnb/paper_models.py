@@ -8,7 +8,7 @@ Precision is decided per GPU by hmxnb.models.precision_for, shown for the GPUs t
 from __future__ import annotations
 
 from hmxnb.models import KNOWN_GPUS, ModelLoadError, is_gated, precision_for
-from hmxnb.prefix_reuse import prefix_reuse_for
+from hmxnb.loglik import prefix_reuse_for
 
 
 def template_family(name: str) -> dict[str, bool]:

@@ -25,7 +25,7 @@ import torch
 from hmxnb.artifacts import append_jsonl
 from hmxnb.chat import render, strip_thinking
 from hmxnb.judge import JudgeConfig, judge
-from hmxnb.logits import forward_logprobs
+from hmxnb.loglik import forward_logprobs
 from hmxnb.loglik import pad, pad_token_id
 from hmxnb.models import adapters_off, has_adapters
 from hmxnb.rubric import Rubric
@@ -257,7 +257,7 @@ class SelfJudge:
         was_training = self.model.training
         self.model.eval()
         try:
-            def logp():  # fp32 log-probs, from an fp32 head on a bf16 / fp16 model (hmxnb.logits)
+            def logp():  # fp32 log-probs, from an fp32 head on a bf16 / fp16 model (hmxnb.loglik)
                 _, lp = forward_logprobs(self.model, lambda rows: rows[:, :-1], input_ids=ids.to(device),
                                          attention_mask=mask.to(device))
                 return lp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1))[..., 0].cpu()

@@ -106,7 +106,7 @@ SCHEMA: dict[str, Param] = {
                              "off)."),
     "chat_date": Param(DEFAULT_DATE, "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
                        "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
-    "prefix_cache_reuse": Param("auto", "str", "hmxnb.prefix_reuse.prefix_reuse_for (judge, log-likelihood benchmarks)",
+    "prefix_cache_reuse": Param("auto", "str", "hmxnb.loglik.prefix_reuse_for (judge, log-likelihood benchmarks)",
                                 "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth: there "
                                 "the training judge uses it only if a check at start gives the plain path's scores "
                                 "(grpo_args.json: judge_scoring), and evaluation keeps the plain path.",

@@ -22,7 +22,7 @@ from hmxnb.generation import clear_max_length, quiet_unsloth_generate_notice
 from hmxnb.grpo_args import read_record, record_and_check
 from hmxnb.judge import JudgeConfig
 from hmxnb.models import LoadedModel, check_target_modules, load_model, local_rank
-from hmxnb.prefix_reuse import check_prefix_reuse
+from hmxnb.loglik import check_prefix_reuse
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
 from hmxnb.rubric import Rubric
 from hmxnb.schema import keys_feeding, kwargs_feeding
@@ -203,7 +203,7 @@ def judge_scoring_path(params: dict, judged: LoadedModel, rows: list[dict]) -> d
     """Which scorer the judge uses during training (`engine`: the prefix-reuse engine), recorded in grpo_args.json.
 
     `judged` is the model as the judge meets it (TRL's LoRA-wrapped policy). Under Unsloth with `prefix_cache_reuse:
-    auto`, the engine is used only if it gives the plain path's scores on it (hmxnb.prefix_reuse.check_prefix_reuse on
+    auto`, the engine is used only if it gives the plain path's scores on it (hmxnb.loglik.check_prefix_reuse on
     the first three training prompts); elsewhere load_model's decision (`judged.prefix_reuse`) stands."""
     setting = params["prefix_cache_reuse"]
     if judged.backend != "unsloth" or setting != "auto":

@@ -193,7 +193,7 @@ def test_a_scorer_not_told_takes_the_plain_path(tiny_model, monkeypatch):
         score_continuations(model, tok, REQUESTS, progress=False, reuse=True)
 
 
-# --- fp32 log-softmax from the final hidden states on a bf16 / fp16 model (issue 20, item 4; hmxnb.logits) ---
+# --- fp32 log-softmax from the final hidden states on a bf16 / fp16 model (issue 20, item 4; hmxnb.loglik) ---
 
 
 def _bf16_copy(model, scale: float = 1.0):
@@ -244,7 +244,7 @@ def test_fp32_model_scores_are_unchanged(tiny_model, monkeypatch):
     """On an fp32 model the head is not recomputed (no hook): the scores are today's, bit for bit."""
     import torch
 
-    from hmxnb.logits import low_precision_head
+    from hmxnb.loglik import low_precision_head
 
     model, tok = tiny_model
     assert low_precision_head(model) is None
@@ -303,7 +303,7 @@ def test_unknown_logit_transform_falls_back_with_a_warning(tiny_model):
     warning, the model's own logits from then on."""
     model, tok = tiny_model
     bf16 = _bf16_copy(model, scale=200.0)
-    bf16.config.final_logit_softcapping = 5.0  # Qwen2 ignores it; hmxnb.logits would apply it
+    bf16.config.final_logit_softcapping = 5.0  # Qwen2 ignores it; hmxnb.loglik would apply it
     with pytest.warns(UserWarning, match="disagree with its own logits"):
         got = score_continuations_plain(bf16, tok, REQUESTS[:1], progress=False)
     assert bf16.hmxnb_fp32_head is False

@@ -4,7 +4,7 @@ import httpx
 import pytest
 import torch
 
-from hmxnb import models, prefix_reuse
+from hmxnb import loglik, models
 from hmxnb.models import EMBEDDED, LoadedModel, ModelLoadError, backend_for, load_model
 
 
@@ -181,7 +181,7 @@ def load_params_smoke():
     ("off", "transformers", False),
 ])
 def test_prefix_cache_reuse_decision(setting, backend, expected):
-    assert prefix_reuse.prefix_reuse_for(setting, backend) is expected
+    assert loglik.prefix_reuse_for(setting, backend) is expected
 
 
 def test_load_model_records_prefix_reuse(tiny_model_dir):
@@ -290,7 +290,7 @@ class MaskDroppingModel(torch.nn.Module):
 
 def test_check_prefix_reuse_agrees_on_the_tiny_model(tiny_model):
     model, tok = tiny_model
-    result = prefix_reuse.check_prefix_reuse(model, tok, CHECK_REQUESTS, tol=1e-3, batch_size=4)
+    result = loglik.check_prefix_reuse(model, tok, CHECK_REQUESTS, tol=1e-3, batch_size=4)
     assert result["decision"] is True and result["error"] is None
     assert result["max_abs_diff"] < 1e-4 and result["n"] == 7 and result["tol"] == 1e-3
     assert result["seconds_engine"] > 0 and result["seconds_plain"] > 0
@@ -299,9 +299,9 @@ def test_check_prefix_reuse_agrees_on_the_tiny_model(tiny_model):
 def test_check_prefix_reuse_rejects_a_wrong_cached_path(tiny_model):
     model, tok = tiny_model
     wrong = MaskDroppingModel(model)
-    result = prefix_reuse.check_prefix_reuse(wrong, tok, CHECK_REQUESTS, tol=1e-3, batch_size=16)
+    result = loglik.check_prefix_reuse(wrong, tok, CHECK_REQUESTS, tol=1e-3, batch_size=16)
     assert result["decision"] is False and result["error"] is None and result["max_abs_diff"] > 1e-3
-    broken = prefix_reuse.check_prefix_reuse(MaskDroppingModel(model, no_cache=True), tok, CHECK_REQUESTS)
+    broken = loglik.check_prefix_reuse(MaskDroppingModel(model, no_cache=True), tok, CHECK_REQUESTS)
     assert broken["decision"] is False and broken["error"].startswith("TypeError: ") and "NoneType" in broken["error"]
 
 
