@@ -19,7 +19,7 @@ from hmxnb.data import load_judge_validation, load_rubric_examples
 from hmxnb.models import load_model
 from hmxnb.params import SCHEMA, load_params
 from hmxnb.judge import JudgeConfig
-from hmxnb.judge_validity import judge_validity
+from hmxnb.judge import judge_validity
 
 
 def main():

@@ -147,7 +147,7 @@ SCHEMA: dict[str, Param] = {
                                    "0: the log-likelihood difference is a per-token mean (favours short replies); N: "
                                    "the summed difference divided by max(N, the reply's tokens), so a reply is not "
                                    "paid for being short (set N to max_completion_length).", bounds="[0, 131072]"),
-    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge_validity)",
+    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge)",
                                  "Other judge modes measured beside judge_mode on the judge-validation set, for "
                                  "comparison."),
     "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hmxnb.judge import _render, expected_score, judge
-from hmxnb.judge_validity import ordering_metrics
+from hmxnb.judge import ordering_metrics
 from hmxnb.params import load_params
 from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
@@ -208,7 +208,7 @@ def test_training_judge_is_configured_by_judge_config(tiny_model_dir, tmp_path):
 
 def test_score_examples_and_validity_on_a_loaded_model(tiny_model_dir):
     from hmxnb.judge import JudgeConfig
-    from hmxnb.judge_validity import judge_validity, score_examples
+    from hmxnb.judge import judge_validity, score_examples
     from hmxnb.models import load_model
 
     p = load_params("smoke", {"model_name_or_path": tiny_model_dir, "judge_mode": "contrast"})
