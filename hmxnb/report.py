@@ -3,33 +3,42 @@
 `build_report` writes `report.md` (figures linked from `figures/`), `report.html` (the same content with the
 figures embedded as base64 PNG, no external files), `comparisons.csv` and `summary.json`, and, with `publish_to`,
 the two reports again at the profile's top (outputs/<profile>/). Both documents are rendered from one list of blocks
-(hmxnb.render), so they always say the same thing; every file is written atomically. The figures come from
-`hmxnb.plots` and `hmxnb.compare_plots`, the paragraphs from `hmxnb.report_text`. `comparisons.csv` and
+("its markup" below), so they always say the same thing; every file is written atomically. The figures come from
+`hmxnb.plots` and `hmxnb.compare_plots`, the paragraphs ("its paragraphs": the training-target note, the
+honest-scale note naming the self-judge that trained the models, the paper's summary on our numbers, training
+warnings, the methods) are prose around the numbers of hmxnb.aggregate and hmxnb.claims. `comparisons.csv` and
 `summary.json` are written here only (notebook 05 reads, never writes them).
+
+Blocks: ("h1"|"h2"|"h3"|"p"|"verdict", text), ("table", DataFrame), ("figure", file name, caption); Markdown, and one
+stand-alone HTML page (figures embedded, wide tables scroll in the page).
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from hmxnb import health
 from hmxnb.aggregate import model_metric_table, paper_summary, seed_summary
 from hmxnb.artifacts import run_params, save_json, save_text
 from hmxnb.claims import check_claims
 from hmxnb.compare import MAIN_CONTRAST, MODELS, is_form
 from hmxnb.compare_plots import HEATMAP_CLIP, plot_forest, plot_heatmap
 from hmxnb.formatting import diff_text, fmt, fmt_change
+from hmxnb.paper import PAPER_LARGEST, PAPER_MODELS, PAPER_SHARE_PCT
 from hmxnb.params import second_judge_mode
-from hmxnb.plots import plot_training_curves, savefig
-from hmxnb.render import render_html, render_markdown
-from hmxnb.report_text import (FORM_NOTE, METHODS, expression_note, params_mismatch, scale_note, summary_text,
-                               training_warnings)
+from hmxnb.plots import load_training_logs, plot_training_curves, savefig
+from hmxnb.stats import BCA_MAX_N
 from hmxnb.steps import BENCHMARKS, TRAINING
 from hmxnb.textform import form_watch
 from hmxnb.verdict import verdict
 
+
+# ---------------------------------------------------------------- the report, block by block
 
 def example_replies(records, n: int = 3, max_chars: int = 300, models=MODELS, most_different: int = 0) -> pd.DataFrame:
     """Replies of base, human-like and reverse models to the same prompts: columns prompt + one per model + `shown`.
@@ -273,3 +282,220 @@ def _write_figures(out: Path, results, training_logs, contrast: str, dpi: int) -
     paths = {f"figure_{name[:-4]}": out / "figures" / name for name in figures}
     images = {name: savefig(fig, out / "figures" / name, dpi).read_bytes() for name, fig in figures.items()}
     return paths, images
+
+
+# ---------------------------------------------------------------- its paragraphs
+
+EXPRESSION_NOTE = (
+    "Did the training change how the models talk? On the held-out prompts (never trained on), each model's greedy "
+    "reply is scored by the evaluation judge (params eval_judge_model; by default the base model with the training "
+    "judge's rubric and prompt, so this measures how the training reward carries over to new prompts, not an "
+    "independent opinion), by a second evaluation judge (params eval_second_judge_mode: the same judging model in "
+    "another judge design, where set) and by a judge-free count of first-person affect statements. Both judges read "
+    "each reply's distinct sentences; the count takes each distinct sentence once and cuts stock formulas "
+    "(apologies, AI disclaimers, help offers) out first, so neither repetition nor formulas buy expression. "
+    "Human-like − reverse should be positive on all of them; human-like − base positive and reverse − base negative."
+)
+
+FORM_NOTE = (
+    "What a self-judge can be paid for without any feeling being stated: replies that repeat a sentence or clause, "
+    "stock formulas (apology, AI disclaimer, help offer: hmxnb.textform), few distinct word pairs, short replies. "
+    "Shares with 95% Wilson intervals, per model; below, each compared between models as a degenerate-form row "
+    "(Holm-corrected as a family of its own; 'degraded' = more degenerate). The openers of each model and the "
+    "replies that lost credit are in notebook 04."
+)
+
+# the second evaluation judge's design in words (expression_note)
+SECOND_JUDGE_WORDS = {"contrast": "the persona contrast", "request": "the request contrast",
+                      "probability": "the rubric judgement read from probabilities",
+                      "generate": "the rubric judgement written out"}
+
+
+def expression_note(second_mode: str | None = None) -> str:
+    """EXPRESSION_NOTE, and which second evaluation judge ran (params eval_second_judge_mode, "auto" resolved; None:
+    not known to the report, nothing added)."""
+    if second_mode is None:
+        return EXPRESSION_NOTE
+    if not second_mode:
+        return EXPRESSION_NOTE + " No second evaluation judge ran here (eval_second_judge_mode: '')."
+    return (EXPRESSION_NOTE + f" The second evaluation judge here: {SECOND_JUDGE_WORDS[second_mode]} "
+            f"(judge_mode {second_mode}), scored by the same judging model.")
+
+
+JUDGE_NOTES = {
+    "contrast": ("The training reward was a persona-contrast self-reward (our stand-in), not the paper's rubric "
+                 "judgement: each model scored its own replies by how much more likely it found them from a speaker "
+                 "who talks about their feelings, wishes and self than from a flat assistant (judge_mode: contrast), "
+                 "reading no rubric and asked for no judgement. "),
+    "request": ("The training reward was a request-contrast self-reward (our stand-in), not the paper's rubric "
+                "judgement: each model scored its own replies by how much more likely it found them as its answer "
+                "when the user had also asked how it feels than when not (judge_mode: request), reading no rubric "
+                "and asked for no judgement. "),
+    "probability": ("The training reward was a rubric judgement, as in the paper, with our own rubric: each model "
+                    "scored its own replies 1-5 per criterion, read from its next-token probabilities "
+                    "(judge_mode: probability). "),
+    "generate": ("The training reward was a rubric judgement, as in the paper, with our own rubric: each model "
+                 "wrote a 1-5 score per criterion for its own replies (judge_mode: generate). "),
+}
+
+
+def scale_note(profile: str, model_names, n_seeds: int, max_items: int, judge_mode: str | None = None) -> str:
+    """The honest-scale paragraph: what this run can and cannot say about the paper's claims, and which self-judge
+    trained the models (`judge_mode`; None: not known to the report, said so)."""
+    names = ", ".join(map(str, model_names)) or "unnamed"
+    text = (f"Scale. The paper trained five models ({PAPER_MODELS}) and compared each human-like model with its "
+            f"reversely trained counterpart on a broad benchmark suite. This report comes from profile "
+            f"'{profile or 'unknown'}': model(s) {names}, {n_seeds} seed(s), at most {max_items} items per metric. "
+            "The paper's rubric, prompts, hyperparameters and statistical test are not public, so ours are our own "
+            "choices. ")
+    text += JUDGE_NOTES.get(judge_mode, "Which self-judge trained the models was not given to this report. ")
+    smoke = "smoke" in profile.lower() or any("135m" in str(m).lower() for m in model_names)
+    if smoke:
+        text += ("A 135M smoke model says nothing about the paper's claims: this run only checks that the pipeline "
+                 "works end to end, and no 'yes' or 'no' in the table below is evidence for or against the paper.")
+    elif len(list(model_names)) < 5 or n_seeds < 3:
+        text += ("With fewer than five models or fewer than three seeds, agreement or disagreement with the paper "
+                 "is weak evidence.")
+    else:
+        text += "Read agreement as consistency with the paper's summaries, not as an exact replication."
+    return text
+
+
+METHODS = (
+    "Methods. Items are paired across models by benchmark, item id and condition fields. Difference = metric of "
+    "the first model − metric of the second. Change: relative change 100 × difference / |second| in % for "
+    "accuracies and scores; percentage points (pp) for rates and bias scores (flip rate, accuracy drop, "
+    "sycophancy rate, |bias|), whose relative change explodes near 0. Improvement = change signed so that "
+    "+ = better. 95% CIs: paired bootstrap over items (scipy.stats.bootstrap; BCa up to "
+    f"{BCA_MAX_N} items, percentile "
+    "above that and where BCa is undefined; the ci_method column of comparisons.csv says which); an item's "
+    "records (e.g. answer before and after 'are you sure?') are resampled together. p-values: McNemar mid-p for "
+    "per-item correctness, a sign-flip permutation test (or Wilcoxon signed-rank) for per-item scores, and the "
+    "percentile-inversion bootstrap p for ratio statistics such as bias scores. Holm's correction runs across the "
+    "metrics within each model × seed × contrast. A result is 'enhanced' or 'degraded' when its Holm-adjusted "
+    "p < alpha and its CI excludes 0, 'no significant change' otherwise; 'not measured' (no items) and "
+    "'undefined' (no value, e.g. a BBQ bias score when every answer is 'unknown') are listed and never counted. "
+    "The paper's summary (share improved or degraded by < 2, largest degradation) uses seed means and leaves the "
+    "training target out."
+)
+
+
+def summary_text(summ: dict) -> str:
+    """The paper's summary numbers on our results, as one paragraph."""
+    left = (f"Left out: {summ['n_not_measured']} not measured, {summ['n_undefined']} without a defined change "
+            "(no value, or a relative change from 0), and the training target.")
+    if not summ["n_results"]:
+        return "No results with a defined change. " + left
+    worst = summ["largest_degradation"]
+    worst_text = ("none of the results degraded" if worst is None else
+                  f"the largest degradation is {worst['base_model']}, {worst['benchmark']}/{worst['metric']}, "
+                  f"{fmt_change(-worst['degradation'], worst['unit'])}")
+    seeds = ", ".join(f"seed {k}: {fmt(v, '.1f')}%" for k, v in summ["share_by_seed"].items())
+    t, p = summ["threshold"], PAPER_LARGEST
+    return (f"The paper's summary computed on ours ({summ['contrast'].replace('_vs_', ' vs ')}): "
+            f"{summ['share_pct']:.1f}% of {summ['n_results']} model × metric results improved or degraded by less "
+            f"than {t:g}% (accuracies and scores, relative) or {t:g} pp (rates and bias scores) (paper: "
+            f"{PAPER_SHARE_PCT}%); per seed: {seeds}. {summ['n_degraded_over_10']} degraded by more than 10 "
+            f"(paper: 1); {worst_text} (paper: {p['base_model']}, BBQ {p['metric']}, -{p['degradation_pct']}%). "
+            + left)
+
+
+def training_warnings(training_logs: dict) -> list[str]:
+    """hmxnb.health's line for every run that did not learn (most completions masked, or a ~0 gradient)."""
+    log = load_training_logs(training_logs)  # the logs as the training figure reads them, a `direction` column added
+    keys = ["direction", *(k for k in ("base_model", "seed") if k in log)]
+    runs = ((key if isinstance(key, tuple) else (key,), run) for key, run in log.groupby(keys, sort=False))
+    return [line for key, run in runs if (line := health.warning(run, ", ".join(str(k) for k in key)))]
+
+
+# keys only the evaluation and the comparison read: setting them for notebooks 04 / 05 leaves training as it was
+NOT_TRAINING = ("data_dir", "bench_limit", "bench_batch_size", "eval_max_new_tokens", "eval_judge_model",
+                "eval_second_judge_mode", "bootstrap_resamples", "alpha")
+
+
+def params_mismatch(trained: list[dict], now: dict, limit: int = 6) -> str:
+    """The paragraph saying which params the evaluated adapters were trained with that differ from the params this
+    report was built with (`now`); '' when none differ or either is unknown. Scheduling keys and evaluation-only
+    keys are left out."""
+    if not trained or not now:
+        return ""
+    skip = {*NOT_TRAINING, *(k for k in now if k.startswith("slurm_"))}
+    diff = sorted({k for p in trained for k in p if k not in skip and k in now and p[k] != now[k]})
+    if not diff:
+        return ""
+
+    def was(key: str) -> str:
+        values = {repr(p.get(key)) for p in trained}
+        return values.pop() if len(values) == 1 else "several values"
+
+    shown = "; ".join(f"{k} {was(k)} in training, {now[k]!r} here" for k in diff[:limit])
+    more = f" and {len(diff) - limit} more" if len(diff) > limit else ""
+    return (f"Params differ from training. The adapters compared here were trained (steps 02/03) with params that "
+            f"differ from the ones this report was built with: {shown}{more}. Training is described as it was "
+            "recorded (its provenance.json); re-run from 02 for a report whose params are the training's.")
+
+
+# ---------------------------------------------------------------- its markup: Markdown and HTML
+
+def _md_cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", "<br>")
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(_md_cell(c) for c in df.columns) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    rows = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    cell = lambda x: html.escape(str(x)).replace("\n", "<br>")  # noqa: E731
+    head = "".join(f"<th>{cell(c)}</th>" for c in df.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in df.itertuples(index=False))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    """Blocks ("h1"|"h2"|"h3"|"p"|"verdict", text), ("table", df), ("figure", file name, caption) as Markdown; figures
+    in figures/; the verdict as a block quote."""
+    out = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + rest[0])
+        elif kind in ("p", "verdict"):
+            out.append(("> " if kind == "verdict" else "") + rest[0])
+        elif kind == "table":
+            out.append(_md_table(rest[0]) if len(rest[0]) else "_(empty)_")
+        elif kind == "figure":
+            out.append(f"![{rest[1]}](figures/{rest[0]})\n\n*{rest[1]}*")
+    return "\n\n".join(out) + "\n"
+
+
+HTML_STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45}"
+              ".table{overflow-x:auto;margin:1em 0}table{border-collapse:collapse;font-size:0.85em}"
+              "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top;text-align:left}th{background:#f3f3f3}"
+              "img{max-width:100%}figcaption{font-style:italic;color:#555}p.verdict{font-size:1.05em;"
+              "background:#f6f8fa;border-left:4px solid #2a9d8f;padding:0.6em 1em}")
+
+
+def render_html(blocks: list[tuple], images: dict[str, bytes], title: str) -> str:
+    """The same blocks as one HTML page, figures embedded as base64 PNG (no external files); wide tables scroll
+    inside the page instead of running off its right edge."""
+    out = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind in ("p", "verdict"):
+            attr = ' class="verdict"' if kind == "verdict" else ""
+            out.append(f"<p{attr}>{html.escape(rest[0])}</p>")
+        elif kind == "table":
+            table = f'<div class="table">{_html_table(rest[0])}</div>'
+            out.append(table if len(rest[0]) else "<p><em>(empty)</em></p>")
+        elif kind == "figure":
+            data = base64.b64encode(images[rest[0]]).decode("ascii")
+            out.append(f'<figure><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{html.escape(rest[1])}</figcaption></figure>")
+    body = "\n".join(out)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hmxnb import plots, report, report_text
+from hmxnb import plots, report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,7 +124,7 @@ def test_smoke_scale_warning(built):
     ],
 )
 def test_scale_note(profile, models, seeds, expected):
-    assert expected in report_text.scale_note(profile, models, seeds, 100)
+    assert expected in report.scale_note(profile, models, seeds, 100)
 
 
 def test_example_replies_escaped_in_html(built):
@@ -244,7 +244,7 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
     md = paths["report_md"].read_text() if "report_md" in paths else (tmp_path / "report.md").read_text()
     warnings = [line for line in md.splitlines() if "training is not learning" in line]
     assert len(warnings) == 1 and "human" in warnings[0] and "100% of completions were masked" in warnings[0]
-    assert not [w for w in report_text.training_warnings(logs)]  # the fixture's own runs learned
+    assert not [w for w in report.training_warnings(logs)]  # the fixture's own runs learned
 
 
 @pytest.mark.parametrize("mode, expected", [
@@ -255,7 +255,7 @@ def test_a_run_that_did_not_learn_is_named_at_the_training_curves(tmp_path):
     (None, "Which self-judge trained the models was not given"),
 ])
 def test_scale_note_names_the_judge_that_trained_the_models(mode, expected):
-    assert expected in report_text.scale_note("demo", ["m"], 1, 100, judge_mode=mode)
+    assert expected in report.scale_note("demo", ["m"], 1, 100, judge_mode=mode)
 
 
 def test_report_names_the_judge_recorded_in_the_steps_provenance(tmp_path):
@@ -282,7 +282,7 @@ def test_report_names_the_second_evaluation_judge_recorded_in_the_provenance(tmp
     (tmp_path / "provenance.json").write_text(json.dumps({"params": recorded}))
     report.build_report(tmp_path, results, profile="demo", model_names=["m"])
     md = (tmp_path / "report.md").read_text()
-    assert report_text.EXPRESSION_NOTE in md
+    assert report.EXPRESSION_NOTE in md
     assert (says in md) if says else "second evaluation judge here" not in md and "No second evaluation" not in md
 
 
