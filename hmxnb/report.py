@@ -4,7 +4,7 @@
 figures embedded as base64 PNG, no external files), `comparisons.csv` and `summary.json`, and, with `publish_to`,
 the two reports again at the profile's top (outputs/<profile>/). Both documents are rendered from one list of blocks
 ("its markup" below), so they always say the same thing; every file is written atomically. The figures come from
-`hmxnb.plots` and `hmxnb.compare_plots`, the paragraphs ("its paragraphs": the training-target note, the
+`hmxnb.plots` and `hmxnb.plots`, the paragraphs ("its paragraphs": the training-target note, the
 honest-scale note naming the self-judge that trained the models, the paper's summary on our numbers, training
 warnings, the methods) are prose around the numbers of hmxnb.aggregate and hmxnb.claims. `comparisons.csv` and
 `summary.json` are written here only (notebook 05 reads, never writes them).
@@ -27,7 +27,7 @@ from hmxnb.aggregate import model_metric_table, paper_summary, seed_summary
 from hmxnb.artifacts import run_params, save_json, save_text
 from hmxnb.claims import check_claims
 from hmxnb.compare import MAIN_CONTRAST, MODELS, is_form
-from hmxnb.compare_plots import HEATMAP_CLIP, plot_forest, plot_heatmap
+from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap
 from hmxnb.formatting import diff_text, fmt, fmt_change
 from hmxnb.paper import PAPER_LARGEST, PAPER_MODELS, PAPER_SHARE_PCT
 from hmxnb.params import second_judge_mode

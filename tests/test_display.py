@@ -1,9 +1,9 @@
-"""hmxnb.display: figures shown as PNG images in a notebook, whatever the matplotlib backend."""
+"""hmxnb.plots: figures shown as PNG images in a notebook, whatever the matplotlib backend."""
 
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from hmxnb import display as D
+from hmxnb import plots as D
 
 
 def _capture(monkeypatch):

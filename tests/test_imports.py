@@ -186,8 +186,11 @@ def test_runner_functions_take_at_most_six_positional_parameters(name):
     assert over == {}, f"{name}: more than {MAX_POSITIONAL} positional parameters (pass a context object): {over}"
 
 
-@pytest.mark.parametrize("statement", ["import hmxnb.run", "from hmxnb import members",
-                                       "from hmxnb.submit import submit"])
-def test_an_old_runner_path_names_the_new_place(statement):
-    with pytest.raises(ImportError, match=r"^hmxnb\.\w+ moved to hmxnb\.runner\.\w+: import it from there$"):
+@pytest.mark.parametrize("statement, new", [("import hmxnb.run", "hmxnb.runner.run"),
+                                            ("from hmxnb import members", "hmxnb.runner.members"),
+                                            ("from hmxnb.submit import submit", "hmxnb.runner.submit"),
+                                            ("from hmxnb.display import show", "hmxnb.plots"),
+                                            ("import hmxnb.reward_batch", "hmxnb.rewards")])
+def test_an_old_module_path_names_the_new_place(statement, new):
+    with pytest.raises(ImportError, match=rf"^hmxnb\.\w+ moved to {new}: import it from there$"):
         exec(statement, {})

@@ -119,7 +119,7 @@ def test_each_benchmark_name_is_written_once_in_the_package():
     same word as a data folder name, on a line that reads `data_dir`, is a path, not a name)."""
     modules = [*sorted((ROOT / "hmxnb" / "bench").glob("*.py")), *(ROOT / "hmxnb" / f"{m}.py" for m in (
         "evaluate", "metrics", "compare", "claims", "aggregate", "verdict", "report", "plots",
-        "compare_plots", "paper", "formatting"))]
+        "paper", "formatting"))]
     found = [value for path in modules for value, line in _string_constants(path) if "data_dir" not in line]
     names = {b.name for b in registry.REGISTRY} | {b.item_set for b in registry.REGISTRY}
     names |= {m.benchmark for m in registry.compare_metrics()}
