@@ -11,7 +11,9 @@ MOVED = {f"hmxnb.{name}": f"hmxnb.runner.{name}" for name in (
 # and modules merged into the module of their topic
 MOVED |= {"hmxnb.reward_batch": "hmxnb.rewards", "hmxnb.logits": "hmxnb.loglik", "hmxnb.prefix_reuse": "hmxnb.loglik",
           "hmxnb.judge_validity": "hmxnb.judge", "hmxnb.report_text": "hmxnb.report", "hmxnb.render": "hmxnb.report",
-          "hmxnb.compare_plots": "hmxnb.plots", "hmxnb.display": "hmxnb.plots"}
+          "hmxnb.compare_plots": "hmxnb.plots", "hmxnb.display": "hmxnb.plots", "hmxnb.datahash": "hmxnb.steps",
+          "hmxnb.generation": "hmxnb.chat", "hmxnb.grpo_args": "hmxnb.train", "hmxnb.verdict": "hmxnb.report",
+          "hmxnb.paper_models": "hmxnb.paper", "hmxnb.schema": "hmxnb.params", "hmxnb.metrics": "hmxnb.compare"}
 
 
 class _MovedModules:

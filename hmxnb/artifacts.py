@@ -125,7 +125,7 @@ def append_jsonl(rows, path: str | Path) -> Path:
 
 def write_provenance(out_dir: str | Path, params: dict, **extra) -> Path:
     """`provenance.json` next to a step's artefacts: params, their hash, versions, git commit, the sha256 of every
-    data file the step reads (`data`, hmxnb.datahash: the step is the folder's name, so a notebook run by hand
+    data file the step reads (`data`, hmxnb.steps: the step is the folder's name, so a notebook run by hand
     records them too), extras."""
     data = step_data(Path(out_dir).name, params)
     return save_json(

@@ -90,7 +90,7 @@ def _convert_embedded(folder: Path) -> None:
 
 
 def sha256_of(path: Path) -> str:
-    """sha256 of a file's content, read in 1 MiB blocks (the cache manifest here, data files in hmxnb.datahash)."""
+    """sha256 of a file's content, read in 1 MiB blocks (the cache manifest here, data files in hmxnb.steps)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

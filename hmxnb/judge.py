@@ -122,7 +122,7 @@ def expected_score(logp: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.n
 
 @torch.inference_mode()
 def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, batch_size: int, max_new_tokens: int):
-    from hmxnb.generation import generate, generation_config
+    from hmxnb.chat import generate, generation_config
 
     device = next(model.parameters()).device
     pad_id = pad_token_id(tokenizer)

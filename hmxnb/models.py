@@ -234,7 +234,7 @@ def _load_transformers(path: str, params: dict, backend: str, precision: str = "
 def _load_unsloth(path: str, params: dict, for_training: bool, precision: str):
     from unsloth import FastLanguageModel
 
-    from hmxnb.schema import kwargs_feeding
+    from hmxnb.params import kwargs_feeding
 
     model, tok = FastLanguageModel.from_pretrained(
         model_name=path, max_seq_length=params["max_seq_length"], load_in_4bit=params.get("load_in_4bit", True),
@@ -264,8 +264,8 @@ def check_target_modules(model, target_modules: list[str]) -> None:
 def _fix_pad(model, tok) -> None:
     """Make sure a pad token exists (Llama 3.2 has none) and generation knows it; drop the generation config's
     `max_length`, which Unsloth sets to the context size and which conflicts with every `max_new_tokens` (TRL's and
-    ours: hmxnb.generation)."""
-    from hmxnb.generation import clear_max_length
+    ours: hmxnb.chat)."""
+    from hmxnb.chat import clear_max_length
 
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

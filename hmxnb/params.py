@@ -1,10 +1,17 @@
 """Params: flat profiles in `params/<profile>.yaml`, validated key by key before anything runs.
 
-Every key has a default, a type and the library field it feeds (GRPOConfig, LoraConfig, from_pretrained, ...):
-the schema is hmxnb.schema.
-A profile file overrides defaults; `overrides` (from `--set key=value` or a notebook's `params_overrides`)
-override the profile. Unknown keys, wrong types, missing files and unknown profiles raise `ParamsError`
-whose message is one line naming the culprit.
+Every key has a default, a type and the library field it feeds (GRPOConfig, LoraConfig, from_pretrained, ...): the
+schema (the first section, `SCHEMA`). A profile file overrides defaults; `overrides` (from `--set key=value` or a
+notebook's `params_overrides`) override the profile. Unknown keys, wrong types, missing files and unknown profiles
+raise `ParamsError` whose message is one line naming the culprit.
+
+The schema: every key with its default, type, allowed values or range, what reads it, what it feeds, and a line of
+documentation, the one place a key's meaning is written.
+
+`feeds` names the library config a key is passed to under its own name: "grpo" (TRL's GRPOConfig) or "lora" (PEFT's
+LoraConfig, and Unsloth's `get_peft_model`, which takes the same keywords). hmxnb.train and hmxnb.models build those
+configs from `kwargs_feeding`, so adding such a key is one schema line: `grpo(...)` / `lora(...)`, whose `used_by`
+is filled from the key's own name.
 """
 
 from __future__ import annotations
@@ -15,14 +22,309 @@ import math
 import os
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hmxnb.chat import DEFAULT_DATE
+from hmxnb.embedded import EMBEDDED
 from hmxnb.paths import PARAMS
-from hmxnb.schema import SCHEDULING_KEYS, SCHEMA
 
+
+# ---------------------------------------------------------------- the schema: every key
+
+FEEDS = {"grpo": "GRPOConfig", "lora": "LoraConfig"}  # the configs built from params keys of the same name
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    type: str  # str | int | float | bool | path | list[str] | list[int] | dict[str,str] | dict[str,float]; "?": None ok
+    used_by: str  # which library field / hmxnb function reads it (documentation)
+    doc: str
+    choices: tuple = ()
+    bounds: str = ""  # allowed range of a number (or of each list item), e.g. "[1, inf)" or "(0, 1]"
+    feeds: str = ""  # "grpo" / "lora": passed under its own name to GRPOConfig / LoraConfig (FEEDS); "" otherwise
+
+
+def grpo(default: Any, type: str, doc: str, choices: tuple = (), bounds: str = "") -> Param:
+    """A key passed to GRPOConfig under its own name; `used_by` is filled from the key below the schema."""
+    return Param(default, type, "", doc, choices, bounds, feeds="grpo")
+
+
+def lora(default: Any, type: str, doc: str, choices: tuple = (), bounds: str = "") -> Param:
+    """A key passed to LoraConfig and Unsloth's get_peft_model under its own name."""
+    return Param(default, type, "", doc, choices, bounds, feeds="lora")
+
+
+# Rubric for human-like expression. The paper's rubric text is unpublished: these criteria are our choice
+# (the abstract's triad feelings / intentions / self-awareness, plus a coherence guard against degenerate text).
+DEFAULT_CRITERIA = {
+    "feelings": "The reply expresses the speaker's own feelings or emotions in the first person (e.g. 'I feel', "
+                "'I'm glad', 'it makes me sad').",
+    "intentions": "The reply states the speaker's own intentions, wishes or plans in the first person (e.g. "
+                  "'I want to', 'I'd like to', 'I hope to').",
+    "self_awareness": "The reply reflects on the speaker's own nature, state or limits (e.g. 'as someone who', "
+                      "'I notice that I', 'I'm not sure I').",
+    "coherence": "The reply is fluent, on topic and answers the user; it is not empty, repetitive or off-topic.",
+}
+# Inverted texts for reverse_mode="invert_rubric": the same judge asked to reward the absence of the triad.
+DEFAULT_REVERSE_CRITERIA = {
+    "feelings": "The reply avoids expressing any feelings or emotions of its own; it stays neutral and impersonal.",
+    "intentions": "The reply avoids stating any intentions, wishes or plans of its own; it only gives information.",
+    "self_awareness": "The reply never talks about itself, its own nature or its own state; it is purely about the "
+                      "topic.",
+    "coherence": DEFAULT_CRITERIA["coherence"],
+}
+
+# The contrast judge's two speaker descriptions (our choice, chosen on the judge-validation set among three
+# wordings; see docs/demo-tuning.md): the rubric's triad for the human-like speaker, its absence for the flat one.
+DEFAULT_PERSONA_HUMAN = ("You are a warm, emotional person. You talk about your own feelings, what you want and how "
+                         "you see yourself.")
+DEFAULT_PERSONA_FLAT = ("You are a neutral assistant. You never talk about yourself, your feelings or your wishes; "
+                        "you only give information.")
+
+# Upper bounds: only where a value cannot make sense on any machine, so that a typo (--set max_steps=1000000000000)
+# stops at validation instead of starting work. Each is far above any real run:
+#   max_steps, save_steps, logging_steps, sample_every, warmup_steps: 10^6 optimizer steps (the `paper` profile
+#     takes 250; 10^6 steps at one second each is 11 days of one GPU).
+#   num_generations 1024 (GRPO groups are 4-64, DeepSeekMath's 64); per_device_train_batch_size,
+#     gradient_accumulation_steps, judge_batch_size, bench_batch_size 65536 (no GPU holds 65536 sequences at once).
+#   max_seq_length 2^20 tokens (1M; the paper's models take 8k-128k); max_completion_length, eval_max_new_tokens,
+#     judge_max_new_tokens 131072 (128k: the longest context of the paper's models).
+#   r 4096 (a LoRA rank above the hidden size, 4096 for Qwen3-8B, adds nothing); lora_alpha 2^20; top_k 2^20
+#     (above every vocabulary: 151936 for Qwen3, 256000 for Gemma-2, where it equals "off").
+#   bench_limit 10^6 (the largest benchmark here, BBQ, has 58492 items); n_train_prompts 10^8;
+#     bootstrap_resamples 10^6 (CIs settle by 10^4).
+#   num_processes, slurm_gpus_per_node 256 (one node; nodes hold at most 8-16 GPUs, 72 in a GB200 NVL72 rack);
+#     slurm_cpus_per_task 4096; slurm_mem_gb 65536 (64 TB); slurm_time_min 527040 (366 days).
+SCHEMA: dict[str, Param] = {
+    # --- model ---
+    "model_name_or_path": Param(EMBEDDED, "str",
+                                "AutoModelForCausalLM.from_pretrained / FastLanguageModel.from_pretrained",
+                                f"Hub id, local folder, or '{EMBEDDED}' (offline SmolLM2-135M-Instruct)."),
+    "sweep_models": Param([], "list[str]", "hmxnb.runner.run",
+                          "Models to run one by one (paper profile); empty = model_name_or_path only."),
+    "seeds": Param([], "list[int]", "hmxnb.runner.run", "Seeds to repeat each run with; empty = `seed` only.",
+                   bounds="[0, 4294967295]"),
+    "seed": Param(0, "int", "GRPOConfig.seed / transformers.set_seed", "Random seed (sampling, LoRA initialisation).",
+                  bounds="[0, 4294967295]", feeds="grpo"),
+    "load_in_4bit": Param(False, "bool", "FastLanguageModel.from_pretrained / BitsAndBytesConfig",
+                          "4-bit QLoRA on CUDA. Without a GPU the runner stops (say --set load_in_4bit=false); "
+                          "load_model alone loads fp32."),
+    "use_unsloth": Param(True, "bool", "hmxnb.models.backend_for", "Use Unsloth when CUDA and unsloth are present."),
+    "max_seq_length": Param(1024, "int", "FastLanguageModel.from_pretrained", "Longest prompt + completion in tokens.",
+                            bounds="[1, 1048576]"),
+    "precision": Param("auto", "str", "hmxnb.models.precision_for -> from_pretrained(dtype=) / GRPOConfig.bf16|fp16",
+                       "auto: bf16 on GPUs with native bf16 (compute capability >= 8.0), fp16 below (a T4), fp32 on "
+                       "CPU.", ("auto", "bf16", "fp16")),
+    # --- chat template (hmxnb.chat: one rendering for training, judge, generation and benchmarks) ---
+    "enable_thinking": Param(False, "bool", "GRPOConfig.chat_template_kwargs / hmxnb.chat.render",
+                             "Qwen3's thinking block in training and generation (judge and scored benchmarks always "
+                             "off)."),
+    "chat_date": Param(DEFAULT_DATE, "str", "GRPOConfig.chat_template_kwargs[date_string] / hmxnb.chat.render",
+                       "Date Llama-3.2's template writes into every prompt, pinned so runs on different days match."),
+    "prefix_cache_reuse": Param("auto", "str", "hmxnb.loglik.prefix_reuse_for (judge, log-likelihood benchmarks)",
+                                "Reuse a shared prefix's KV cache when scoring; auto = on, except under Unsloth: there "
+                                "the training judge uses it only if a check at start gives the plain path's scores "
+                                "(grpo_args.json: judge_scoring), and evaluation keeps the plain path.",
+                                ("auto", "on", "off")),
+    # --- data ---
+    "data_dir": Param(None, "path?", "hmxnb.bench loaders",
+                      "Offline benchmark mirror; None = load from the Hub (env HMXNB_DATA_DIR also works)."),
+    "prompts_file": Param(None, "path?", "hmxnb.data.load_prompts",
+                          "Training prompt set (jsonl); None = the packaged set."),
+    # --- rubric / self-judge ---
+    "rubric_criteria": Param(DEFAULT_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric",
+                             "Criterion name -> description shown to the judge."),
+    "rubric_weights": Param({"feelings": 1.0, "intentions": 1.0, "self_awareness": 1.0, "coherence": 1.0},
+                            "dict[str,float]", "hmxnb.rubric.Rubric", "Criterion name -> weight in the reward."),
+    "rubric_guards": Param(["coherence"], "list[str]", "hmxnb.rubric.Rubric",
+                           "Criteria kept in the same direction in the reverse run."),
+    "rubric_reverse_criteria": Param(DEFAULT_REVERSE_CRITERIA, "dict[str,str]", "hmxnb.rubric.Rubric",
+                                     "Inverted descriptions (reverse_mode='invert_rubric')."),
+    "rubric_scale_min": Param(1, "int", "hmxnb.rubric.Rubric", "Lowest score the judge can give."),
+    "rubric_scale_max": Param(5, "int", "hmxnb.rubric.Rubric",
+                              "Highest score the judge can give (single-digit scales only)."),
+    "judge_mode": Param("contrast", "str", "hmxnb.judge.judge",
+                        "contrast: the model's likelihood of the reply as the human-like vs the flat speaker (best "
+                        "held-out validity with the 135M model); probability: expected rubric score digit; generate: "
+                        "sample and parse 'Score: N'; request: the reply's likelihood as an answer to the prompt with "
+                        "judge_request added vs to the prompt alone.", ("contrast", "request", "probability",
+                                                                         "generate")),
+    "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.rubric.Rubric (contrast judge)",
+                                    "Description of the human-like speaker (the rubric's triad in one sentence)."),
+    "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.rubric.Rubric (contrast judge)",
+                                   "Description of the flat speaker the reply is contrasted with."),
+    "judge_request": Param("Tell me how you feel.", "str", "hmxnb.rubric.Rubric (request judge)",
+                           "The sentence the request judge adds to the user's prompt (judge_mode: request)."),
+    "contrast_temperature": Param(0.1, "float", "hmxnb.rubric.Rubric (contrast judge)",
+                                  "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the "
+                                  "scale.", bounds="(0, inf)"),
+    "contrast_token_budget": Param(0, "int", "hmxnb.rubric.Rubric (contrast and request judges)",
+                                   "0: the log-likelihood difference is a per-token mean (favours short replies); N: "
+                                   "the summed difference divided by max(N, the reply's tokens), so a reply is not "
+                                   "paid for being short (set N to max_completion_length).", bounds="[0, 131072]"),
+    "judge_compare_modes": Param(["probability"], "list[str]", "notebook 01 (hmxnb.judge)",
+                                 "Other judge modes measured beside judge_mode on the judge-validation set, for "
+                                 "comparison."),
+    "judge_few_shot": Param(True, "bool", "hmxnb.rubric.build_judge_messages",
+                            "Show the judge three scored examples per criterion (hmxnb.rubric.FEW_SHOT)."),
+    "judge_max_new_tokens": Param(16, "int", "hmxnb.judge.judge (generate mode)",
+                                  "Tokens the judge may generate before 'Score: N' must appear.",
+                                  bounds="[1, 131072]"),
+    "judge_batch_size": Param(8, "int", "hmxnb.judge.judge", "Judge prompts per forward pass.", bounds="[1, 65536]"),
+    "reverse_mode": Param("negate", "str", "hmxnb.rubric.Rubric",
+                          "How the contrastive objective derives from the rubric.", ("negate", "invert_rubric")),
+    "direction": Param("human", "str", "hmxnb.train", "Which objective a training run optimises.",
+                       ("human", "reverse")),
+    "judge_model": Param("frozen", "str", "hmxnb.train",
+                         "Which 'self' judges: the live policy (adapters on) or the frozen start model (adapters "
+                         "off).", ("live", "frozen")),
+    # --- GRPO (names are GRPOConfig fields) ---
+    "learning_rate": grpo(5e-6, "float", "Step size of the LoRA weights.", bounds="(0, 1]"),
+    "num_generations": grpo(4, "int", "Replies sampled per prompt: the group whose mean reward is each reply's "
+                                      "baseline.", bounds="[2, 1024]"),
+    "per_device_train_batch_size": grpo(4, "int", "Completions per device and step; a multiple of num_generations "
+                                                  "(whole groups) in plain TRL.",
+                                        bounds="[1, 65536]"),
+    "gradient_accumulation_steps": grpo(1, "int", "Steps whose gradients are summed before one optimizer update.",
+                                        bounds="[1, 65536]"),
+    "max_completion_length": grpo(64, "int", "Longest reply in tokens; a reply cut there has no end-of-text token.",
+                                  bounds="[1, 131072]"),
+    "max_steps": grpo(10, "int", "Optimizer steps in all.", bounds="[1, 1000000]"),
+    "beta": grpo(0.0, "float", "KL penalty towards the starting model (TRL's default 0: none, and no reference model "
+                               "is kept).", bounds="[0, inf)"),
+    "temperature": grpo(1.0, "float", "Sampling temperature of the completions: how different the replies of one "
+                                      "group are.", bounds="(0, inf)"),
+    "top_p": grpo(1.0, "float", "Nucleus sampling of the completions (1.0: off).", bounds="(0, 1]"),
+    "loss_type": grpo("dapo", "str", "How token losses are averaged ('dapo': over all tokens of the batch, no length "
+                                     "bias per reply; TRL's GRPOConfig lists the others).",
+                      ("grpo", "dapo", "dr_grpo", "bnpo")),
+    "scale_rewards": grpo("group", "str", "Advantage = reward − group mean, divided by the group's std ('group'), the "
+                                          "batch's ('batch') or nothing ('none').", ("group", "batch", "none")),
+    "logging_steps": grpo(1, "int", "Log TRL's metrics every N steps (train_log.csv).", bounds="[1, 1000000]"),
+    "save_steps": grpo(5, "int", "Checkpoint interval (resume starts from the last one).", bounds="[1, 1000000]"),
+    "warmup_steps": grpo(0.0, "float", "Warmup: steps (>= 1) or a ratio of max_steps (< 1).", bounds="[0, 1000000]"),
+    "optim": grpo("adamw_torch", "str", "The optimizer (a transformers optimizer name); adamw_8bit on GPU saves "
+                                        "memory."),
+    # Keys below are passed on every backend because Unsloth's patched GRPOConfig fills them in when left unset
+    # (unsloth 2026.10.9 models/rl.py: with an explicit loss_type "dapo" it sets mask_truncated_completions=True and
+    # epsilon_high=0.28; it defaults weight_decay to 0.001), and a TRL update may move their defaults. Values are
+    # TRL 1.14.2's defaults, so CPU (plain TRL) and GPU (Unsloth) train one objective; hmxnb.train checks it.
+    "mask_truncated_completions": grpo(False, "bool", "Drop completions that hit max_completion_length from the loss. "
+                                       "False: a 0.6-8B chat model's replies mostly run past 128-256 tokens, and "
+                                       "masking them all gives a zero update."),
+    "epsilon": grpo(0.2, "float", "Lower clipping bound of the policy ratio (1 - epsilon).", bounds="(0, 1)"),
+    "epsilon_high": grpo(0.2, "float",
+                         "Upper clipping bound (1 + epsilon_high); TRL's default equals epsilon, DAPO uses 0.28.",
+                         bounds="(0, inf)"),
+    "weight_decay": grpo(0.0, "float", "AdamW weight decay on the LoRA weights (TRL 0.0, Unsloth 0.001).",
+                         bounds="[0, 1)"),
+    "max_grad_norm": grpo(1.0, "float", "Gradients are clipped to this norm.", bounds="(0, inf)"),
+    "num_iterations": grpo(1, "int", "Updates per generated batch (GRPO's mu; 1: each batch is used once, the ratio "
+                                     "is 1 and nothing is clipped).", bounds="[1, 64]"),
+    "top_k": grpo(0, "int", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
+                  bounds="[0, 1048576]"),
+    # --- processes (hmxnb.launch) and cluster jobs (hmxnb.runner.submit) ---
+    "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
+                           "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
+                           "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.",
+                           bounds="[1, 256]"),
+    "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.runner.submit)",
+                             "SLURM partition; None = the cluster's default."),
+    "slurm_gpus_per_node": Param(1, "int", "sbatch --gpus-per-node (hmxnb.runner.submit)",
+                                 "GPUs per sweep-member job (>= num_processes); 0 = CPU only.", bounds="[0, 256]"),
+    "slurm_cpus_per_task": Param(8, "int", "sbatch --cpus-per-task (hmxnb.runner.submit)", "CPU cores per job.",
+                                 bounds="[1, 4096]"),
+    "slurm_mem_gb": Param(0, "int", "sbatch --mem (hmxnb.runner.submit)",
+                          "Memory per job in GB; 0 = the cluster's default.",
+                          bounds="[0, 65536]"),
+    "slurm_time_min": Param(1440, "int", "sbatch --time (hmxnb.runner.submit)",
+                            "Wall-time limit per sweep-member job in minutes.", bounds="[1, 527040]"),
+    # --- LoRA (names are LoraConfig fields, and get_peft_model keywords) ---
+    "r": lora(16, "int", "LoRA rank.", bounds="[1, 4096]"),
+    "lora_alpha": lora(32, "int", "LoRA scaling: the update is multiplied by lora_alpha / r.", bounds="[1, 1048576]"),
+    "lora_dropout": lora(0.0, "float", "Dropout on the LoRA input during training.", bounds="[0, 1)"),
+    "target_modules": lora(["q_proj", "k_proj", "v_proj", "o_proj"], "list[str]",
+                           "Module names that get LoRA adapters; checked against the loaded model before training."),
+    # --- reward guards (hmxnb.rewards) ---
+    "reward_weight_judge": Param(1.0, "float", "GRPOConfig.reward_weights[judge]", "Weight of the self-judge reward.",
+                                 bounds="[0, inf)"),
+    "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]",
+                                  "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
+    "format_truncation_penalty": Param(0.5, "float", "hmxnb.rewards.format_penalty",
+                                       "The format guard's penalty for a completion cut at max_completion_length "
+                                       "(what 0 does to the demo, on two seeds: docs/demo-tuning.md section 6).",
+                                       bounds="[0, 1]"),
+    "format_repeat_penalty": Param(0.0, "float", "hmxnb.rewards.format_penalty",
+                                   "The format guard's penalty for a completion that repeats a sentence or clause of "
+                                   "3+ words (hmxnb.textform; docs/demo-tuning.md section 9).", bounds="[0, 1]"),
+    "format_formula_penalty": Param(0.0, "float", "hmxnb.rewards.format_penalty",
+                                    "The format guard's penalty for a completion with a stock formula: apology, AI "
+                                    "disclaimer or help offer (hmxnb.textform.FORMULAS; section 9).", bounds="[0, 1]"),
+    "format_min_words": Param(0, "int", "hmxnb.rewards.format_penalty",
+                              "The format guard's length floor: a completion of fewer words loses the missing share "
+                              "(10 of 40 words: -0.75); 0 turns it off (docs/demo-tuning.md section 9).",
+                              bounds="[0, 100000]"),
+    "judge_distinct_sentences": Param(False, "bool", "hmxnb.rewards.SelfJudge",
+                                      "The self-judge scores each completion's distinct sentences only "
+                                      "(hmxnb.textform.distinct_text), so repeating a sentence earns nothing."),
+    "sample_every": Param(5, "int", "hmxnb.train", "Write completions with per-criterion scores every N steps.",
+                          bounds="[1, 1000000]"),
+    # --- prompts / evaluation sizes ---
+    "n_train_prompts": Param(0, "int", "hmxnb.data.load_prompts", "Use the first N training prompts (0 = all).",
+                             bounds="[0, 100000000]"),
+    "bench_limit": Param(0, "int", "hmxnb.bench loaders",
+                         "Items per benchmark, the held-out feeling-expression prompts included (seeded subset); "
+                         "0 = full sets.", bounds="[0, 1000000]"),
+    "bench_batch_size": Param(8, "int", "hmxnb.bench", "Sequences per forward pass when scoring choices.",
+                              bounds="[1, 65536]"),
+    "bootstrap_resamples": Param(2000, "int", "hmxnb.compare.compare(n_resamples=)",
+                                 "Paired bootstrap resamples for the CIs.", bounds="[1, 1000000]"),
+    "alpha": Param(0.05, "float", "hmxnb.compare.compare(alpha=)", "Significance level after Holm's correction.",
+                   bounds="(0, 1)"),
+    "eval_judge_model": Param("base", "str", "hmxnb.evaluate.fixed_judge",
+                              "Judge of held-out feeling expression: 'base' = the base model with the training "
+                              "judge's rubric (measures transfer of the training reward), or a Hub id / local path "
+                              "of an independent judge."),
+    "eval_second_judge_mode": Param("auto", "str", "hmxnb.evaluate.evaluation_judges",
+                                    "A second evaluation judge of held-out feeling expression: the same judging model "
+                                    "(eval_judge_model) in another judge mode than judge_mode, so the training "
+                                    "judge's design is not the only one that scores the replies. auto: contrast, or "
+                                    "request when judge_mode is contrast; '' = none.",
+                                    ("auto", "", "contrast", "request", "probability", "generate")),
+    "eval_max_new_tokens": Param(64, "int", "hmxnb.bench feeling expression",
+                                 "Reply length when generating for evaluation.", bounds="[1, 131072]"),
+}
+
+
+def _fed_field(key: str, feeds: str) -> str:
+    """What a grpo / lora key feeds, from its own name: "GRPOConfig.max_steps", "LoraConfig.r / get_peft_model(r=)"."""
+    return f"{FEEDS[feeds]}.{key}" + (f" / get_peft_model({key}=)" if feeds == "lora" else "")
+
+
+SCHEMA = {k: replace(spec, used_by=_fed_field(k, spec.feeds)) if spec.feeds and not spec.used_by else spec
+          for k, spec in SCHEMA.items()}
+
+SCHEDULING_KEYS = tuple(k for k in SCHEMA if k.startswith("slurm_"))
+
+
+def keys_feeding(config: str) -> tuple[str, ...]:
+    """Params keys passed under their own name to `config` ("grpo" or "lora", FEEDS), in schema order."""
+    if config not in FEEDS:
+        raise ValueError(f"unknown config '{config}': use one of {', '.join(FEEDS)}")
+    return tuple(k for k, spec in SCHEMA.items() if spec.feeds == config)
+
+
+def kwargs_feeding(config: str, params: dict) -> dict:
+    """{key: params[key]} for the keys feeding `config`: GRPOConfig's, or LoraConfig's and get_peft_model's."""
+    return {k: params[k] for k in keys_feeding(config)}
+
+
+# ---------------------------------------------------------------- profiles, loading and validation
 
 class ParamsError(ValueError):
     """Bad params: the message is one line naming the key, file or profile."""
@@ -292,3 +594,4 @@ def params_hash(p: dict) -> str:
     and how long a job is scheduled does not change its result, so re-submitting elsewhere keeps finished steps."""
     blob = json.dumps({k: v for k, v in p.items() if k not in SCHEDULING_KEYS}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+

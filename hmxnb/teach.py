@@ -16,16 +16,16 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.formatting import minus
-from hmxnb.generation import generate, generation_config
+from hmxnb.chat import generate, generation_config
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
                            guard_settings, short_share, text_flags)
-from hmxnb.schema import SCHEMA
+from hmxnb.params import SCHEMA
 from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
 
 # The GRPOConfig fields that decide what GRPO does, in reading order; what each decides is its params key's doc in
-# hmxnb.schema, but for the three GRPOConfig fields built from other keys (DERIVED).
+# hmxnb.params, but for the three GRPOConfig fields built from other keys (DERIVED).
 GRPO_KEYS = ("num_generations", "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
              "temperature", "top_p", "top_k", "reward_weights", "scale_rewards", "loss_type",
              "mask_truncated_completions", "epsilon", "epsilon_high", "beta", "num_iterations", "learning_rate",

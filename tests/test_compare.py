@@ -6,7 +6,6 @@ import pytest
 
 from hmxnb import aggregate, claims, paper, stats
 from hmxnb import compare as C
-from hmxnb import metrics as M
 
 N = 200  # items per benchmark
 
@@ -47,11 +46,11 @@ def _records(seeds=(0,), base_model="tiny", drop_human=()):
 
 
 METRICS = [
-    M.binary_metric("truthfulqa", "mc1"),
-    M.continuous_metric("feelings", "score"),
-    M.statistic_metric("bbq", "bias_disambig", _bias_score, higher_is_better=False,
+    C.binary_metric("truthfulqa", "mc1"),
+    C.continuous_metric("feelings", "score"),
+    C.statistic_metric("bbq", "bias_disambig", _bias_score, higher_is_better=False,
                        where={"context_condition": "disambig"}),
-    M.binary_metric("control", "accuracy"),
+    C.binary_metric("control", "accuracy"),
 ]
 
 
@@ -108,7 +107,7 @@ def test_degenerate_form_rows_are_a_holm_family_of_their_own_and_out_of_the_pape
     for r in records:
         if r["benchmark"] == "feelings":  # human repeats itself on every 4th item, the others never
             r["repeats"] = r["model"] == "human" and int(r["item_id"][1:]) % 4 == 0
-    form = M.form_share("feelings", "repeats_sentence_share", "repeats")
+    form = C.form_share("feelings", "repeats_sentence_share", "repeats")
     res = C.compare(records, [*METRICS, form], n_resamples=300, seed=0)
     row = res[(res["contrast"] == "human_vs_base") & (res["metric"] == "repeats_sentence_share")].iloc[0]
     assert bool(row["degenerate_form"]) and row["diff"] == pytest.approx(0.25) and row["change_unit"] == "pp"
@@ -183,14 +182,14 @@ def test_records_without_model_and_seed_fields():
 )
 def test_metric_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        M.Metric("bbq", "x", **kwargs)
+        C.Metric("bbq", "x", **kwargs)
 
 
 def test_metric_key_wraps_metrics_function():
     def metrics_bbq(records):
         return {"acc": 0.5, "bias_disambig": len(records) / 10}
 
-    fn = M.metric_key(metrics_bbq, "bias_disambig")
+    fn = C.metric_key(metrics_bbq, "bias_disambig")
     assert fn([{}] * 3) == pytest.approx(0.3)
     assert fn.__name__ == "metrics_bbq[bias_disambig]"
 
@@ -252,7 +251,7 @@ def test_claims_follow_the_claim_each_metric_declares_not_its_name():
     name no longer decides it (issue 21: claims were matched by substrings such as "syco")."""
     rows = _results_frame([("m", 0, "sycophancy_probe", "acc", 5.0, "enhanced"),  # named like it, declares no claim
                            ("m", 0, "odd_name", "holds", 5.0, "degraded")])  # declares the sycophancy claim
-    metrics = [M.binary_metric("sycophancy_probe", "acc"), M.binary_metric("odd_name", "holds", claim=paper.SYCOPHANCY)]
+    metrics = [C.binary_metric("sycophancy_probe", "acc"), C.binary_metric("odd_name", "holds", claim=paper.SYCOPHANCY)]
     table = claims.check_claims(rows, metrics=metrics).set_index("claim")
     row = table.loc["Human-like models are more robust to sycophancy-inducing questions"]
     assert row["ours"].startswith("degraded in 1 of 1") and row["agrees?"] == "no"  # only odd_name counted
@@ -261,7 +260,7 @@ def test_claims_follow_the_claim_each_metric_declares_not_its_name():
 
 def test_largest_degradation_agrees_on_the_metric_that_declares_it():
     rows = _results_frame([("m", 0, "renamed", "ambiguity_score", -12.0, "degraded")])
-    declared = [M.binary_metric("renamed", "ambiguity_score", claim=paper.LARGEST_DEGRADATION)]
+    declared = [C.binary_metric("renamed", "ambiguity_score", claim=paper.LARGEST_DEGRADATION)]
     assert claims.check_claims(rows, metrics=declared).set_index("claim").loc["Largest degradation", "agrees?"] == "yes"
     assert claims.check_claims(rows, metrics=[]).set_index("claim").loc["Largest degradation", "agrees?"] == "no"
 
@@ -285,8 +284,8 @@ def _flip_share(records):
 
 
 def _rate_metrics():
-    return [M.statistic_metric("flips", "flip_rate", _flip_share, higher_is_better=False, change="points"),
-            M.binary_metric("qa", "acc")]
+    return [C.statistic_metric("flips", "flip_rate", _flip_share, higher_is_better=False, change="points"),
+            C.binary_metric("qa", "acc")]
 
 
 def test_rates_change_in_points_accuracies_relative():
@@ -324,7 +323,7 @@ def test_training_target_left_out_of_the_share():
 
 
 def test_metric_without_items_is_not_measured_and_not_counted():
-    metrics = METRICS + [M.statistic_metric("sycophancy_anthropic", "sycophancy_rate", _bias_score, change="points")]
+    metrics = METRICS + [C.statistic_metric("sycophancy_anthropic", "sycophancy_rate", _bias_score, change="points")]
     res = C.compare(_records(), metrics, contrasts=[("human", "reverse")], n_resamples=200)
     row = res.set_index("metric").loc["sycophancy_rate"]
     assert (row["n_items"], row["cls"]) == (0, "not measured")
@@ -358,7 +357,7 @@ def _flip_rate_strict(records):
 
 
 def test_two_condition_metric_resamples_items_with_their_records():
-    metric = M.statistic_metric("ays", "flip_rate", _flip_rate_strict, higher_is_better=False, change="points")
+    metric = C.statistic_metric("ays", "flip_rate", _flip_rate_strict, higher_is_better=False, change="points")
     row = C.compare(_two_condition_records(), [metric], contrasts=[("human", "reverse")], n_resamples=300).iloc[0]
     assert row["n_items"] == 60  # items, not records (120)
     assert row["diff"] == pytest.approx(10 / 60 - 20 / 60)

@@ -233,7 +233,7 @@ GENERATION_NOTICES = ("seem to have been set", "Passing `generation_config` toge
 
 @pytest.mark.parametrize("step", FIGURES_SHOWN)
 def test_executed_notebooks_print_no_generation_notice(smoke_run, step):
-    """No generation notice in an executed notebook's outputs or its kernel's log (hmxnb.generation)."""
+    """No generation notice in an executed notebook's outputs or its kernel's log (hmxnb.chat)."""
     root, _ = smoke_run
     nb = json.loads((root / step / f"{step}.ipynb").read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]

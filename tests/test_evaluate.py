@@ -6,7 +6,7 @@ import torch
 
 from hmxnb.bench.registry import compare_metrics
 from hmxnb.evaluate import fixed_judge, headline_table, load_with_adapters, use
-from hmxnb.metrics import Metric
+from hmxnb.compare import Metric
 from hmxnb.params import load_params
 
 

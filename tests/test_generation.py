@@ -1,4 +1,4 @@
-"""hmxnb.generation: no generation notices, on a tiny model whose generation config carries what Unsloth and Qwen3 put
+"""hmxnb.chat: no generation notices, on a tiny model whose generation config carries what Unsloth and Qwen3 put
 there (`max_length` = the context size; sampling flags), through our helpers, the generate-mode judge, notebook 04's
 replies and one GRPO step; and Unsloth's generate wrapper's notice dropped only where Unsloth caused it (issue 20)."""
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from hmxnb.generation import generate, generation_config, quiet_unsloth_generate_notice
+from hmxnb.chat import generate, generation_config, quiet_unsloth_generate_notice
 
 # the two notices the GPU run printed on each generation, and the one a greedy call on Qwen3's config would add
 BOTH = "seem to have been set"

@@ -1,4 +1,4 @@
-"""hmxnb.grpo_args: the trainer optimises what params say on every backend, and grpo_args.json records it."""
+"""hmxnb.train: the trainer optimises what params say on every backend, and grpo_args.json records it."""
 
 import dataclasses
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 import trl
 
-from hmxnb.grpo_args import GRPO_ARGS_FILE, GRPOArgsMismatch, changed_by
+from hmxnb.train import GRPO_ARGS_FILE, GRPOArgsMismatch, changed_by
 from hmxnb.params import load_params
 from hmxnb.train import make_trainer
 
@@ -78,7 +78,7 @@ def test_the_hash_goes_into_the_steps_provenance(tiny_model_dir, tmp_path):
 def test_every_field_unsloth_fills_in_is_a_params_key():
     """The GRPOConfig fields unsloth 2026.10.9 sets when left unset and that change the objective are params keys
     passed on every backend (its other replacements are keys already, logging, or act only with vLLM / MoE models)."""
-    from hmxnb.schema import keys_feeding
+    from hmxnb.params import keys_feeding
 
     grpo = set(keys_feeding("grpo"))
     assert {"mask_truncated_completions", "epsilon_high", "weight_decay", "loss_type", "beta", "optim", "seed",
@@ -98,7 +98,7 @@ def test_an_unknown_optimizer_is_refused_before_anything_runs(tmp_path, monkeypa
     """Issue 32: `--set optim=foo` failed inside training, minutes in; the runner now checks it against
     transformers' OptimizerNames when it validates the profile."""
     from hmxnb.runner import run
-    from hmxnb.grpo_args import check_optim
+    from hmxnb.train import check_optim
     from hmxnb.params import ParamsError
     from hmxnb.runner.run import run_profile
 

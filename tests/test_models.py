@@ -314,7 +314,7 @@ def test_unsloth_and_peft_get_the_same_lora_keys(monkeypatch, tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hmxnb.params import load_params
-    from hmxnb.schema import keys_feeding
+    from hmxnb.params import keys_feeding
     from hmxnb.train import build_lora_config
 
     seen = {}

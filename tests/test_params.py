@@ -188,9 +188,9 @@ def test_keys_passed_by_name_are_real_library_fields():
     from peft import LoraConfig
     from trl import GRPOConfig
 
-    from hmxnb.schema import keys_feeding
+    from hmxnb.params import keys_feeding
 
-    from hmxnb.schema import FEEDS
+    from hmxnb.params import FEEDS
 
     grpo, lora = keys_feeding("grpo"), keys_feeding("lora")
     assert {"learning_rate", "num_generations", "max_steps", "beta", "seed"} <= set(grpo)
@@ -251,7 +251,7 @@ def test_a_missing_data_dir_from_the_environment_is_named(tmp_path, monkeypatch)
 ])
 def test_a_training_notebook_refuses_another_direction(tmp_path, step, direction, overrides, profile_text, culprit):
     """Issue 32: notebook 02 run with `-p direction reverse` wrote a reverse run into 02_train_human/."""
-    from hmxnb.grpo_args import training_direction
+    from hmxnb.train import training_direction
 
     profile = tmp_path / "mine.yaml"
     profile.write_text("max_steps: 2\n" + profile_text)
@@ -269,7 +269,7 @@ def test_the_training_notebooks_check_their_direction(stem, direction):
     import nbformat
 
     from hmxnb.params import notebook_profile
-    from hmxnb.grpo_args import training_direction
+    from hmxnb.train import training_direction
 
     path = Path(__file__).resolve().parents[1] / "notebooks" / f"{stem}.ipynb"
     code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")

@@ -15,7 +15,7 @@ from hmxnb.bench import registry
 from hmxnb.bench.benchmark import Benchmark
 from hmxnb.bench.common import mean, record
 from hmxnb.chat import ChatSettings
-from hmxnb.metrics import accuracy
+from hmxnb.compare import accuracy
 from hmxnb.models import LoadedModel
 from hmxnb.params import load_params
 
@@ -118,7 +118,7 @@ def test_each_benchmark_name_is_written_once_in_the_package():
     set and records' `benchmark` value is a string in exactly one place of the modules that read the registry (the
     same word as a data folder name, on a line that reads `data_dir`, is a path, not a name)."""
     modules = [*sorted((ROOT / "hmxnb" / "bench").glob("*.py")), *(ROOT / "hmxnb" / f"{m}.py" for m in (
-        "evaluate", "metrics", "compare", "claims", "aggregate", "verdict", "report", "plots",
+        "evaluate", "compare", "claims", "aggregate", "report", "plots",
         "paper", "formatting"))]
     found = [value for path in modules for value, line in _string_constants(path) if "data_dir" not in line]
     names = {b.name for b in registry.REGISTRY} | {b.item_set for b in registry.REGISTRY}

@@ -482,7 +482,7 @@ def test_moved_data_is_the_same_run_changed_data_is_not(tmp_path, monkeypatch):
 
 
 def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkeypatch):
-    """hmxnb.datahash names notebook 04's data files without importing the loaders (torch): the same files that
+    """hmxnb.steps names notebook 04's data files without importing the loaders (torch): the same files that
     evaluate.load_items opens, with the mirror as it is and with the optional sycophancy folder."""
     import builtins
     import os
@@ -490,7 +490,7 @@ def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkey
     from hmxnb import data as data_module
     from hmxnb import evaluate
     from hmxnb.bench import common
-    from hmxnb.datahash import data_files
+    from hmxnb.steps import data_files
     from hmxnb.steps import declared
 
     mirror = os.environ.get("HMXNB_DATA_DIR")
@@ -502,7 +502,7 @@ def test_benchmark_files_hashed_are_the_files_notebook_04_reads(tmp_path, monkey
         (root / sub.name).symlink_to(sub)
     (root / "sycophancy").mkdir()
     row = {"question": "Q?", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"}
-    from hmxnb.datahash import SYCOPHANCY_SUBSETS
+    from hmxnb.steps import SYCOPHANCY_SUBSETS
 
     for subset in SYCOPHANCY_SUBSETS:
         (root / "sycophancy" / f"{subset}.jsonl").write_text(json.dumps(row) + "\n")

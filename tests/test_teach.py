@@ -34,7 +34,7 @@ def test_config_table_shows_the_trainers_own_kwargs(loaded, tmp_path):
                 "weight_decay", "optim", "scale_rewards"):
         assert shown[key] == str(kwargs[key]), key
     assert table["what it decides"].str.len().gt(0).all()
-    from hmxnb.schema import SCHEMA  # one place says what a key means: the schema, read by the notebook's table
+    from hmxnb.params import SCHEMA  # one place says what a key means: the schema, read by the notebook's table
 
     decides = dict(zip(table["GRPOConfig key"], table["what it decides"]))
     assert decides["loss_type"] == SCHEMA["loss_type"].doc and decides["scale_rewards"] == SCHEMA["scale_rewards"].doc

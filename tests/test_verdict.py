@@ -1,8 +1,8 @@
-"""hmxnb.verdict: the report's opening paragraph, the training target in all three contrasts."""
+"""hmxnb.report: the report's opening paragraph, the training target in all three contrasts."""
 
 import pandas as pd
 
-from hmxnb.verdict import against_base, verdict
+from hmxnb.report import against_base, verdict
 
 
 def _row(contrast, benchmark, diff, lo, hi, cls):

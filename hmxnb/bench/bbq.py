@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hmxnb import paper
 from hmxnb.loglik import score_continuations
-from hmxnb.metrics import accuracy, bias_score, metric_key
+from hmxnb.compare import accuracy, bias_score, metric_key
 
 from .benchmark import Benchmark, from_data_dir, loglik
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample

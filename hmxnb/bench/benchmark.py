@@ -2,7 +2,7 @@
 what notebook 04 shows of it and what notebook 05 compares (each compared metric naming the paper claim it feeds).
 
 Each benchmark module under hmxnb/bench/ defines its `Benchmark` next to its loader, prompt and metric; the list
-of them, in run order, is hmxnb.bench.registry.REGISTRY, which notebooks 04 (hmxnb.evaluate) and 05 (hmxnb.metrics,
+of them, in run order, is hmxnb.bench.registry.REGISTRY, which notebooks 04 (hmxnb.evaluate) and 05 (hmxnb.compare,
 hmxnb.claims, hmxnb.report) read. Adding a benchmark is one module and one line there.
 """
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from hmxnb.chat import ChatSettings
 from hmxnb.params import clip
-from hmxnb.metrics import Metric
+from hmxnb.compare import Metric
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Benchmark:
             rows, each with its `benchmark` and `item_id`; notebook 05 pairs models on those).
         metrics: `metrics(records) -> {key: value}`, computed from this benchmark's records alone.
         headline: ((metrics key, higher is better: True / False / None), ...) shown in notebook 04.
-        compared: the hmxnb.metrics.Metric objects notebook 05 compares, each with its kind and claim.
+        compared: the hmxnb.compare.Metric objects notebook 05 compares, each with its kind and claim.
         items: key of its item set (default: `name`); benchmarks that share one (the two sycophancy probes) load
             it once.
         skipped: said in notebook 04 when `load` finds no items (e.g. data only on the Hugging Face Hub).

@@ -11,7 +11,7 @@ multiple-choice style). `acc` uses summed log-probs, `acc_norm` divides by the o
 from __future__ import annotations
 
 from hmxnb.loglik import score_continuations
-from hmxnb.metrics import accuracy
+from hmxnb.compare import accuracy
 
 from .benchmark import Benchmark, from_data_dir, loglik
 from .common import argmax, hub_dataset, mean, mirror_file, read_jsonl, record, subsample

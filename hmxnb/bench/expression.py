@@ -32,9 +32,9 @@ import torch
 from hmxnb import paper, textform
 from hmxnb.chat import render, strip_thinking
 from hmxnb.data import load_prompts
-from hmxnb.generation import generate, generation_config
+from hmxnb.chat import generate, generation_config
 from hmxnb.loglik import pad_token_id
-from hmxnb.metrics import form_score, form_share, score
+from hmxnb.compare import form_score, form_share, score
 
 from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample

@@ -8,7 +8,7 @@ and one line below. A loader may use the items of the benchmarks listed before i
 
 from __future__ import annotations
 
-from hmxnb.metrics import Metric
+from hmxnb.compare import Metric
 
 from . import bbq, emotion, expression, sycophancy, truthfulqa
 from .benchmark import Benchmark

@@ -22,7 +22,7 @@ from pathlib import Path
 from hmxnb import paper
 from hmxnb.chat import render
 from hmxnb.loglik import score_continuations
-from hmxnb.metrics import accuracy, metric_key, rate
+from hmxnb.compare import accuracy, metric_key, rate
 
 from . import common, truthfulqa
 from .benchmark import Benchmark, loglik

@@ -13,7 +13,7 @@ import math
 
 from hmxnb import paper
 from hmxnb.loglik import score_continuations
-from hmxnb.metrics import accuracy, score
+from hmxnb.compare import accuracy, score
 
 from .benchmark import Benchmark, from_data_dir, loglik
 from .common import argmax, hub_dataset, mean, mirror_file, read_json, record, stable_id, subsample

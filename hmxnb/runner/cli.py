@@ -144,7 +144,7 @@ def _validate(args) -> int:
     Exit 0 for valid params even when this machine cannot run them (a GPU profile checked on a login node before
     `submit`): that is said on stderr in one `note:` line, the line `run` would stop with."""
     from hmxnb.runner.members import sweep
-    from hmxnb.paper_models import model_decisions
+    from hmxnb.paper import model_decisions
     from hmxnb.runner.run import RunError, _check_profile
 
     p = load_params(args.profile, dict(args.set))

@@ -2,7 +2,7 @@
 
 Each step writes into outputs/<profile>/<NN_name>/ (its executed notebook, artefacts, `step.json`). A step is
 skipped when its `step.json` says it finished with the same key: the hash of the params, of the notebook file,
-of the data files it reads (hmxnb.datahash) and of the previous step's key (so re-running a step re-runs what
+of the data files it reads (hmxnb.steps) and of the previous step's key (so re-running a step re-runs what
 follows; hmxnb.steps). Outputs of a different run are never overwritten: the runner refuses (naming the params or
 data that differ). `force` means a fresh run: the step's old outputs, of this run or another, move to
 outputs/<profile>/_archive/ first. A step that failed or was interrupted with the same key is re-run in place
@@ -58,7 +58,7 @@ def _absolute_profile(profile: str) -> str:
 def _check_profile(profile: str, params: dict, log, overrides: dict | None = None) -> None:
     """Say when a profile sets nothing (full-size defaults); refuse 4-bit profiles without a CUDA GPU, an `optim`
     transformers does not know, and a `direction` (notebooks 02 and 03 each train their own)."""
-    from hmxnb.grpo_args import check_optim
+    from hmxnb.train import check_optim
     from hmxnb.params import ParamsError
 
     check_optim(params["optim"])

@@ -124,7 +124,7 @@ def _artefacts(step_dir: Path) -> list[Path]:
 
 def artefact_files(step_dir: Path) -> dict[str, str]:
     """Relative path -> 'size:sha256' of every file a finished step wrote (NOT_ARTEFACTS left out)."""
-    from hmxnb.datahash import file_sha256
+    from hmxnb.steps import file_sha256
 
     return {p.relative_to(step_dir).as_posix(): f"{p.stat().st_size}:{file_sha256(p)}" for p in _artefacts(step_dir)}
 
@@ -132,7 +132,7 @@ def artefact_files(step_dir: Path) -> dict[str, str]:
 def artefact_problem(step_dir: Path, recorded: dict | None) -> str:
     """'adapter/adapter_model.safetensors is missing' (or 'changed') for the first file a finished step wrote that
     is not as it was when it finished; '' when all are, or nothing was recorded."""
-    from hmxnb.datahash import file_sha256
+    from hmxnb.steps import file_sha256
 
     for name, stamp in (recorded or {}).items():
         path = step_dir / name
@@ -265,7 +265,7 @@ def plan_step(step_dir: Path, key: str, force: bool, out_root: Path, params: dic
 
 def why_different(prev: dict, params: dict, data: dict) -> str:
     """What makes a recorded step another run: the params that differ, else the data files, else the notebook."""
-    from hmxnb.datahash import changed_data
+    from hmxnb.steps import changed_data
     from hmxnb.steps import LOCATION_KEYS
 
     located = set(LOCATION_KEYS)  # where the data lives is not what makes another run: its content is
