@@ -36,7 +36,7 @@ from hmxnb.judge import judge
 from hmxnb.loglik import pad, pad_token_id, score_continuations
 from hmxnb.models import load_model
 from hmxnb.params import load_params
-from hmxnb.rubric import Rubric
+from hmxnb.judge import Rubric
 
 ARMS = ("fp32", "bf16 logits", "bf16+fp32 head")
 # (arm, against): each bf16 arm against fp32, and the two bf16 arms against each other, which isolates the error of

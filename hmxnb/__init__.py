@@ -13,7 +13,8 @@ MOVED |= {"hmxnb.reward_batch": "hmxnb.rewards", "hmxnb.logits": "hmxnb.loglik",
           "hmxnb.judge_validity": "hmxnb.judge", "hmxnb.report_text": "hmxnb.report", "hmxnb.render": "hmxnb.report",
           "hmxnb.compare_plots": "hmxnb.plots", "hmxnb.display": "hmxnb.plots", "hmxnb.datahash": "hmxnb.steps",
           "hmxnb.generation": "hmxnb.chat", "hmxnb.grpo_args": "hmxnb.train", "hmxnb.verdict": "hmxnb.report",
-          "hmxnb.paper_models": "hmxnb.paper", "hmxnb.schema": "hmxnb.params", "hmxnb.metrics": "hmxnb.compare"}
+          "hmxnb.paper_models": "hmxnb.paper", "hmxnb.schema": "hmxnb.params", "hmxnb.metrics": "hmxnb.compare",
+          "hmxnb.rubric": "hmxnb.judge"}
 
 
 class _MovedModules:

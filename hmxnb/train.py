@@ -38,7 +38,7 @@ from hmxnb.loglik import check_prefix_reuse
 from hmxnb.models import LoadedModel, check_target_modules, load_model, local_rank
 from hmxnb.params import ParamsError, clip, read_profile
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
-from hmxnb.rubric import Rubric
+from hmxnb.judge import Rubric
 from hmxnb.params import keys_feeding, kwargs_feeding
 from hmxnb.steps import TRAINING
 

@@ -21,7 +21,7 @@ from hmxnb.chat import (DEFAULT_DATE, ChatSettings, chat_settings, fold_system, 
 from hmxnb.params import load_params
 from hmxnb.rewards import completion_text
 from hmxnb.judge import judge
-from hmxnb.rubric import Rubric
+from hmxnb.judge import Rubric
 
 TURNS = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 THINKING = TURNS + (

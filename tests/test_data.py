@@ -41,7 +41,7 @@ def test_chat_dataset_is_conversational():
 
 def test_judge_validation_set_is_separate_and_balanced():
     from hmxnb.data import load_judge_validation, load_rubric_examples
-    from hmxnb.rubric import FEW_SHOT
+    from hmxnb.judge import FEW_SHOT
 
     rows = load_judge_validation()
     assert len(rows) == 72 and len({r["id"] for r in rows}) == 72

@@ -91,7 +91,7 @@ def test_helpers_print_no_generation_notice(qwen3_like):
     from hmxnb.bench.expression import generate_replies
     from hmxnb.judge import judge
     from hmxnb.params import load_params
-    from hmxnb.rubric import Rubric
+    from hmxnb.judge import Rubric
 
     model, tok = qwen3_like
     rubric = Rubric.from_params(load_params("smoke"))

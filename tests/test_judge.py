@@ -9,7 +9,7 @@ import torch
 from hmxnb.judge import _render, expected_score, judge
 from hmxnb.judge import ordering_metrics
 from hmxnb.params import load_params
-from hmxnb.rubric import SCORE_PREFIX, Rubric, build_judge_messages, parse_score
+from hmxnb.judge import SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def _mean_logp_plain(model, tok, context, reply):
 
 def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
     """Contrast score = sigmoid(mean log p(reply | human persona) - mean log p(reply | flat persona)) on the scale."""
-    from hmxnb.rubric import contrast_messages
+    from hmxnb.judge import contrast_messages
 
     model, tok = tiny_model
     prompts = ["How are you?", "How are you?", "What is 2+2?"]
@@ -137,7 +137,7 @@ def test_contrast_judge_matches_plain_likelihoods(tiny_model, rubric):
 def test_request_judge_matches_plain_likelihoods(tiny_model, rubric):
     """Request score = sigmoid(mean log p(reply | prompt + request) - mean log p(reply | prompt alone)), both without a
     system message of ours; reverse + invert_rubric swaps the two conversations, the same as negating."""
-    from hmxnb.rubric import request_messages
+    from hmxnb.judge import request_messages
 
     model, tok = tiny_model
     prompts = ["How are you?", "How are you?", "What is 2+2?"]
@@ -159,7 +159,7 @@ def test_token_budget_divides_the_summed_difference_by_the_budget(tiny_model, ru
     """contrast_token_budget N: the summed difference / max(N, reply tokens), so a reply shorter than N is scored
     as if padded with zero-difference tokens and a longer one keeps its per-token mean."""
     from hmxnb.loglik import encode_pair
-    from hmxnb.rubric import request_messages
+    from hmxnb.judge import request_messages
 
     model, tok = tiny_model
     prompts, replies = ["How are you?", "Hi"], ["I feel happy today", "ok"]

@@ -94,7 +94,7 @@ def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
     the frozen judge's kept one, and the results are unchanged."""
     from hmxnb import loglik
     from hmxnb.judge import judge
-    from hmxnb.rubric import Rubric
+    from hmxnb.judge import Rubric
     from hmxnb.params import load_params
 
     model, tok = tiny_model

@@ -106,7 +106,7 @@ def test_a_drifted_03_is_rewritten_by_the_generator(tmp_path):
 
 @pytest.mark.parametrize("stem", ["01_design_rubric", "02_train_human", "03_train_reverse"])
 def test_notebooks_name_the_judge_from_params(stem):
-    """The reward is described by hmxnb.rubric.describe_judge in a code cell, not by fixed prose that would call a
+    """The reward is described by hmxnb.judge.describe_judge in a code cell, not by fixed prose that would call a
     persona-contrast run "rewarded by its own rubric scores"."""
     nb = nbformat.read(_by_name(stem), as_version=4)
     assert any("describe_judge(p)" in c.source for c in nb.cells if c.cell_type == "code")
@@ -123,7 +123,7 @@ def test_notebooks_name_the_judge_from_params(stem):
 ])
 def test_describe_judge_names_the_mode(mode, says, never):
     from hmxnb.params import load_params
-    from hmxnb.rubric import describe_judge
+    from hmxnb.judge import describe_judge
 
     text = describe_judge(load_params("smoke", {"judge_mode": mode}))
     assert all(s in text for s in says) and not any(n in text for n in never)

@@ -18,7 +18,7 @@ from hmxnb.rewards import (
     text_flags,
 )
 from hmxnb.judge import JudgeConfig
-from hmxnb.rubric import Rubric
+from hmxnb.judge import Rubric
 
 
 def _conv(text):

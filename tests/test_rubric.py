@@ -1,4 +1,4 @@
-"""hmxnb.rubric: judge prompt building, score parsing, reward directions, inverted rubric texts."""
+"""hmxnb.judge: judge prompt building, score parsing, reward directions, inverted rubric texts."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hmxnb.params import load_params
-from hmxnb.rubric import FEW_SHOT, JUDGE_PROMPT_VERSION, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
+from hmxnb.judge import FEW_SHOT, JUDGE_PROMPT_VERSION, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_prompt_version_names_the_prompt():
     import hashlib
     import json
 
-    from hmxnb.rubric import contrast_messages, request_messages
+    from hmxnb.judge import contrast_messages, request_messages
 
     r = Rubric(criteria={"feelings": "C"}, weights={"feelings": 1.0}, guards=[], reverse_criteria={"feelings": "R"})
     msgs = [build_judge_messages(r, "feelings", "CRIT", "PROMPT", "REPLY", few_shot=fs, inverted=inv)
