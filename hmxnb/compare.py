@@ -136,6 +136,12 @@ def form_score(benchmark: str, name: str, column: str) -> Metric:
     return continuous_metric(benchmark, name, column=column, degenerate_form=True)
 
 
+def form_statistic(benchmark: str, name: str, fn: Callable) -> Metric:
+    """A degenerate-form statistic of the reply set where lower means more degenerate (pooled distinct-2: replies to
+    different prompts that share their phrasing), bootstrap over items, change in %."""
+    return statistic_metric(benchmark, name, fn, degenerate_form=True)
+
+
 def rate(benchmark: str, name: str, fn: Callable, claim: str | None = None) -> Metric:
     """A 0-1 rate of the item set where lower is better (flip rate, accuracy drop), change in percentage points."""
     return statistic_metric(benchmark, name, fn, higher_is_better=False, change="points", claim=claim)

@@ -203,3 +203,24 @@ def test_a_second_judge_adds_its_own_record_per_reply():
     frame = replies_frame(recs)
     assert list(frame["second_judge"]) == [0.25, 0.75] and list(frame["score"]) == [0.5, 0.7]
     assert np.isnan(metrics_expression(score_expression(items, ["a", "b"], "human", judge_fn))["second_judge_score"])
+
+
+def test_one_phrasing_for_every_prompt_is_a_degenerate_form_row():
+    """Replies to different prompts that share their phrasing (section 9: "I love when I can hug my mom" for every
+    prompt) lower pooled distinct-2, a compared form row: degraded against a model whose replies differ."""
+    from hmxnb.bench.expression import FORM_ROWS, JUDGED, pooled_distinct
+    from hmxnb.compare import compare
+
+    words = [f"w{i}" for i in range(400)]
+    same = "I love when I can hug my mom and my dad hug me."
+    records = []
+    for i in range(20):
+        for model, reply in (("base", " ".join(words[i * 10:(i + 1) * 10])), ("human", same), ("reverse", same)):
+            records.append({"benchmark": JUDGED, "item_id": f"p{i}", "model": model, "completion": reply})
+    human = [r for r in records if r["model"] == "human"]
+    assert pooled_distinct(human) == pytest.approx(12 / (12 * 20))  # 12 distinct bigrams, 20 times over
+    assert pooled_distinct(human + human) == pooled_distinct(human)  # an item resampled twice counts once
+    row_metric = next(m for m in FORM_ROWS if m.name == "pooled_distinct_2")
+    res = compare(records, [row_metric], n_resamples=200, seed=0)
+    row = res[(res["contrast"] == "human_vs_base")].iloc[0]
+    assert bool(row["degenerate_form"]) and row["value_b"] == pytest.approx(1.0) and row["cls"] == "degraded"

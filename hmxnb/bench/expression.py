@@ -34,7 +34,7 @@ from hmxnb.chat import render, strip_thinking
 from hmxnb.data import load_prompts
 from hmxnb.chat import generate, generation_config
 from hmxnb.loglik import pad_token_id
-from hmxnb.compare import form_score, form_share, score
+from hmxnb.compare import form_score, form_share, form_statistic, score
 
 from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample
@@ -252,11 +252,20 @@ def reply_view(records: list[dict]) -> ItemView | None:
 
 FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share", "repeats_sentence_share",
         "stock_formula_share", "pooled_distinct_2")
+
+
+def pooled_distinct(records: list[dict]) -> float:
+    """Pooled distinct-2 of the replies in `records`, each item's reply once (a bootstrap resample repeats items)."""
+    return textform.pooled_distinct_2(list({r["item_id"]: r["completion"] for r in records}.values()))
+
+
 # the degenerate-form rows notebook 05 compares (Holm as a family of their own): more repetition, more formulas, fewer
-# distinct word pairs, shorter replies (the lr 1e-3 hack of docs/demo-tuning.md section 2 shrank them) = worse
+# distinct word pairs, shorter replies (the lr 1e-3 hack of docs/demo-tuning.md section 2 shrank them), and one
+# phrasing for every prompt (pooled distinct-2: section 9's "I love when I can hug my mom") = worse
 FORM_ROWS = (form_share(JUDGED, "repeats_sentence_share", "repeats_sentence"),
              form_share(JUDGED, "stock_formula_share", "stock_formula"),
-             form_score(JUDGED, "distinct_2", "distinct_2"), form_score(JUDGED, "reply_words", "reply_words"))
+             form_score(JUDGED, "distinct_2", "distinct_2"), form_score(JUDGED, "reply_words", "reply_words"),
+             form_statistic(JUDGED, "pooled_distinct_2", pooled_distinct))
 BENCHMARK = Benchmark(
     NAME, _heldout_items, _evaluate_as, metrics_expression,
     headline=tuple((key, None) for key in ("expression_score", AFFECT, "second_judge_score", *FORM)),
