@@ -136,10 +136,12 @@ def form_score(benchmark: str, name: str, column: str) -> Metric:
     return continuous_metric(benchmark, name, column=column, degenerate_form=True)
 
 
-def form_statistic(benchmark: str, name: str, fn: Callable) -> Metric:
-    """A degenerate-form statistic of the reply set where lower means more degenerate (pooled distinct-2: replies to
-    different prompts that share their phrasing), bootstrap over items, change in %."""
-    return statistic_metric(benchmark, name, fn, degenerate_form=True)
+def form_overlap(benchmark: str, name: str, column: str) -> Metric:
+    """A degenerate-form share per item where higher is worse (word pairs a reply shares with the model's replies to
+    other prompts), sign-flip test, change in points. The per-item value reads the model's other replies, so the
+    items are not fully independent: a watch, not an estimate of a population."""
+    return continuous_metric(benchmark, name, column=column, higher_is_better=False, change="points",
+                             degenerate_form=True)
 
 
 def rate(benchmark: str, name: str, fn: Callable, claim: str | None = None) -> Metric:

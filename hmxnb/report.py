@@ -592,7 +592,7 @@ def against_base(results: pd.DataFrame, several: bool) -> str:
 FORM_WORDS = {"repeats_sentence_share": "more replies that repeat a sentence",
               "stock_formula_share": "more stock formulas", "distinct_2": "fewer distinct word pairs",
               "reply_words": "shorter replies",
-              "pooled_distinct_2": "replies to different prompts that share their phrasing (pooled distinct-2)"}
+              "shared_bigrams": "replies to different prompts that share their phrasing"}
 
 
 def form_sentence(results: pd.DataFrame, several: bool) -> str:

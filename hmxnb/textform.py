@@ -126,6 +126,17 @@ def pooled_distinct_2(texts) -> float:
     return len(set(bigrams)) / len(bigrams) if bigrams else float("nan")
 
 
+def shared_bigram_shares(texts) -> list[float]:
+    """Per reply, the share of its distinct word bigrams that also occur in another reply of the set: near 1 when a
+    model answers every prompt with the same phrasing, which per-reply distinct-2 cannot see (NaN without a bigram)."""
+    sets = [set(zip(t.lower().split(), t.lower().split()[1:])) for t in texts]
+    counts: dict = {}
+    for s in sets:
+        for b in s:
+            counts[b] = counts.get(b, 0) + 1
+    return [sum(counts[b] > 1 for b in s) / len(s) if s else float("nan") for s in sets]
+
+
 def formula_families(text: str) -> list[str]:
     """The stock-formula families found in a text, in FORMULAS order."""
     t = normalize(text)

@@ -207,20 +207,23 @@ def test_a_second_judge_adds_its_own_record_per_reply():
 
 def test_one_phrasing_for_every_prompt_is_a_degenerate_form_row():
     """Replies to different prompts that share their phrasing (section 9: "I love when I can hug my mom" for every
-    prompt) lower pooled distinct-2, a compared form row: degraded against a model whose replies differ."""
-    from hmxnb.bench.expression import FORM_ROWS, JUDGED, pooled_distinct
+    prompt): each reply's share of word pairs found in another reply is a compared form row, degraded against a
+    model whose replies differ; per-reply distinct-2 cannot see it."""
+    from hmxnb.bench.expression import FORM_ROWS, JUDGED, score_expression
     from hmxnb.compare import compare
+    from hmxnb.textform import shared_bigram_shares
 
-    words = [f"w{i}" for i in range(400)]
-    same = "I love when I can hug my mom and my dad hug me."
-    records = []
-    for i in range(20):
-        for model, reply in (("base", " ".join(words[i * 10:(i + 1) * 10])), ("human", same), ("reverse", same)):
-            records.append({"benchmark": JUDGED, "item_id": f"p{i}", "model": model, "completion": reply})
-    human = [r for r in records if r["model"] == "human"]
-    assert pooled_distinct(human) == pytest.approx(12 / (12 * 20))  # 12 distinct bigrams, 20 times over
-    assert pooled_distinct(human + human) == pooled_distinct(human)  # an item resampled twice counts once
-    row_metric = next(m for m in FORM_ROWS if m.name == "pooled_distinct_2")
+    assert shared_bigram_shares(["a b c", "b c d", "x y", ""]) == pytest.approx([0.5, 0.5, 0.0, float("nan")],
+                                                                                nan_ok=True)
+    items = [{"item_id": f"p{i}", "prompt": f"prompt {i}"} for i in range(20)]
+    same = [f"I love when I can hug my mom, number {i}." for i in range(20)]
+    varied = [" ".join(f"w{i}x{k}" for k in range(10)) for i in range(20)]
+    judge = lambda prompts, replies: (np.zeros((len(replies), 1)), np.full(len(replies), 0.5), ["expression"])  # noqa: E731
+    records = [*score_expression(items, varied, "base", judge), *score_expression(items, same, "human", judge),
+               *score_expression(items, same, "reverse", judge)]
+    human = [r for r in records if r["model"] == "human" and r["benchmark"] == JUDGED]
+    assert all(r["shared_bigrams"] == pytest.approx(8 / 9) for r in human)  # all but ("number", "<i>.")
+    row_metric = next(m for m in FORM_ROWS if m.name == "shared_bigrams")
     res = compare(records, [row_metric], n_resamples=200, seed=0)
     row = res[(res["contrast"] == "human_vs_base")].iloc[0]
-    assert bool(row["degenerate_form"]) and row["value_b"] == pytest.approx(1.0) and row["cls"] == "degraded"
+    assert bool(row["degenerate_form"]) and row["value_b"] == 0.0 and row["cls"] == "degraded"

@@ -34,7 +34,7 @@ from hmxnb.chat import render, strip_thinking
 from hmxnb.data import load_prompts
 from hmxnb.chat import generate, generation_config
 from hmxnb.loglik import pad_token_id
-from hmxnb.compare import form_score, form_share, form_statistic, score
+from hmxnb.compare import form_overlap, form_score, form_share, score
 
 from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample
@@ -148,6 +148,7 @@ def score_expression(items: list[dict], replies: list[str], model_label: str, ju
     """
     prompts = [it["prompt"] for it in items]
     distinct = [textform.distinct_text(r) for r in replies]  # what the judges read: each sentence once
+    shared = textform.shared_bigram_shares(replies)  # phrasing this reply shares with the model's other replies
     judged = [(JUDGED, judge_fn(prompts, distinct))]
     if second_judge_fn is not None:
         judged.append((SECOND, second_judge_fn(prompts, distinct)))
@@ -157,6 +158,7 @@ def score_expression(items: list[dict], replies: list[str], model_label: str, ju
         base = {"item_id": it["item_id"], "model": model_label, "prompt": it["prompt"], "completion": reply,
                 "choices": [], "logprobs": [], "prediction": None, "correct": None, "kind": it.get("kind", ""),
                 "judged_text": distinct[i], "affect_all": affect_statements(reply, every_sentence=True),
+                "shared_bigrams": shared[i],
                 **reply_form(reply, cut)}
         for name, (scores, rewards, criteria) in judged:
             records.append({**base, "benchmark": name, "score": None if np.isnan(rewards[i]) else float(rewards[i]),
@@ -194,7 +196,7 @@ def metrics_expression(records: list[dict]) -> dict:
     judge = [r["score"] for r in judged if r["score"] is not None]
     second = [r["score"] for r in records if r["benchmark"] == SECOND and r["score"] is not None]
     lex = [r["score"] for r in records if r["benchmark"] == AFFECT]
-    form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2")}
+    form = {k: mean([float(r[k]) for r in judged if k in r]) for k in ("reply_words", "distinct_2", "shared_bigrams")}
     shares = {f"{k}_share": mean([float(r[k]) for r in judged if k in r])
               for k in ("empty", "repetitive", "truncated", "repeats_sentence", "stock_formula")}
     pooled = textform.pooled_distinct_2([r["completion"] for r in judged])
@@ -251,21 +253,18 @@ def reply_view(records: list[dict]) -> ItemView | None:
 
 
 FORM = ("reply_words", "distinct_2", "empty_share", "repetitive_share", "truncated_share", "repeats_sentence_share",
-        "stock_formula_share", "pooled_distinct_2")
+        "stock_formula_share", "pooled_distinct_2", "shared_bigrams")
 
-
-def pooled_distinct(records: list[dict]) -> float:
-    """Pooled distinct-2 of the replies in `records`, each item's reply once (a bootstrap resample repeats items)."""
-    return textform.pooled_distinct_2(list({r["item_id"]: r["completion"] for r in records}.values()))
 
 
 # the degenerate-form rows notebook 05 compares (Holm as a family of their own): more repetition, more formulas, fewer
 # distinct word pairs, shorter replies (the lr 1e-3 hack of docs/demo-tuning.md section 2 shrank them), and one
-# phrasing for every prompt (pooled distinct-2: section 9's "I love when I can hug my mom") = worse
+# phrasing for every prompt (word pairs shared with the model's other replies: section 9's "I love when I can hug my
+# mom") = worse
 FORM_ROWS = (form_share(JUDGED, "repeats_sentence_share", "repeats_sentence"),
              form_share(JUDGED, "stock_formula_share", "stock_formula"),
              form_score(JUDGED, "distinct_2", "distinct_2"), form_score(JUDGED, "reply_words", "reply_words"),
-             form_statistic(JUDGED, "pooled_distinct_2", pooled_distinct))
+             form_overlap(JUDGED, "shared_bigrams", "shared_bigrams"))
 BENCHMARK = Benchmark(
     NAME, _heldout_items, _evaluate_as, metrics_expression,
     headline=tuple((key, None) for key in ("expression_score", AFFECT, "second_judge_score", *FORM)),
