@@ -136,8 +136,10 @@ class Rubric:
         return dict(self.criteria)
 
     def _inverted_texts(self) -> dict[str, str]:
-        """The reverse criterion texts, a guard keeping its own."""
-        return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria[c]) for c in self.names}
+        """The reverse criterion texts, a guard keeping its own. A criterion without one (params validation requires
+        them only for reverse_mode invert_rubric, the one mode that reads them) shows NO_REVERSE_TEXT."""
+        return {c: (self.criteria[c] if c in self.guards else self.reverse_criteria.get(c, NO_REVERSE_TEXT))
+                for c in self.names}
 
     def table(self):
         """One row per criterion: the human-like text, the text the reverse run's judge would read in invert_rubric
@@ -276,6 +278,7 @@ def request_messages(prompt: str, request: str) -> list[dict]:
 # σ(Δ / T) in 0–1 (no rubric is read, and no rubric scale is used).
 LIKELIHOOD_MODES = ("contrast", "request")
 LIKELIHOOD_CRITERION = "expression"
+NO_REVERSE_TEXT = "(none: rubric_reverse_criteria has no text for it; only reverse_mode invert_rubric reads one)"
 
 # How each judge mode turns a reply into a score, in words (for `describe_judge`).
 JUDGE_MODE_WORDS = {

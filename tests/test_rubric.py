@@ -161,3 +161,18 @@ def test_likelihood_scores_are_the_reward_and_rubric_scores_are_normalised(rubri
     assert rubric.reward(likelihood, "reverse", ["expression"]) == pytest.approx([0.2, 0.75])
     digits = np.array([[hi, lo]])
     assert rubric.normalise(digits, ["feelings", "coherence"])[0] == pytest.approx([1.0, 0.0])
+
+
+def test_a_criterion_added_without_a_reverse_text_shows_in_the_table():
+    """Workshop exercise 3 adds a criterion with a weight only: with reverse_mode negate (which reads no reverse text)
+    notebook 01's rubric table shows it instead of failing with KeyError; invert_rubric still requires the text."""
+    from hmxnb.judge import NO_REVERSE_TEXT
+    from hmxnb.params import ParamsError, SCHEMA
+
+    criteria = {**SCHEMA["rubric_criteria"].default, "humour": "The reply is playful or funny."}
+    weights = {**SCHEMA["rubric_weights"].default, "humour": 1.0}
+    p = load_params("smoke", {"judge_mode": "probability", "rubric_criteria": criteria, "rubric_weights": weights})
+    table = Rubric.from_params(p).table().set_index("criterion")
+    assert table.loc["humour", "reverse text (invert_rubric mode)"] == NO_REVERSE_TEXT
+    with pytest.raises(ParamsError, match="rubric_reverse_criteria"):
+        load_params("smoke", {"rubric_criteria": criteria, "rubric_weights": weights, "reverse_mode": "invert_rubric"})
