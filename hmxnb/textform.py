@@ -128,13 +128,14 @@ def pooled_distinct_2(texts) -> float:
 
 def shared_bigram_shares(texts) -> list[float]:
     """Per reply, the share of its distinct word bigrams that also occur in another reply of the set: near 1 when a
-    model answers every prompt with the same phrasing, which per-reply distinct-2 cannot see (NaN without a bigram)."""
+    model answers every prompt with the same phrasing, which per-reply distinct-2 cannot see (0 for a reply without
+    a word pair: it shares none)."""
     sets = [set(zip(t.lower().split(), t.lower().split()[1:])) for t in texts]
     counts: dict = {}
     for s in sets:
         for b in s:
             counts[b] = counts.get(b, 0) + 1
-    return [sum(counts[b] > 1 for b in s) / len(s) if s else float("nan") for s in sets]
+    return [sum(counts[b] > 1 for b in s) / len(s) if s else 0.0 for s in sets]
 
 
 def formula_families(text: str) -> list[str]:
