@@ -11,7 +11,7 @@ score, rate, bias score).
 
 A benchmark (hmxnb.bench.benchmark.Benchmark) lists the metrics notebook 05 compares as `Metric` objects built with
 `accuracy`, `score`, `rate` or `bias_score`; hmxnb.bench.registry.compare_metrics gathers them in registry order and
-hmxnb.compare compares them. The kind fixes how a metric is tested and how its change is counted:
+the comparisons below compare them. The kind fixes how a metric is tested and how its change is counted:
 
 - accuracy: mean of a per-item 0/1 column, McNemar; change relative (%).
 - score: mean of a per-item score (MC2, feeling expression), sign-flip test; change relative (%).

@@ -29,24 +29,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmxnb import health
-from hmxnb import stats
+from hmxnb import health, stats
 from hmxnb.aggregate import model_metric_table, paper_summary, seed_summary
 from hmxnb.artifacts import run_params, save_json, save_text
 from hmxnb.bench.expression import AFFECT, SECOND
 from hmxnb.claims import check_claims
-from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, benchmark_rows, is_form, measured
-from hmxnb.compare import MAIN_CONTRAST, MODELS, is_form
-from hmxnb.formatting import diff_text, fmt, fmt_change
-from hmxnb.formatting import fmt_change, num
+from hmxnb.compare import CONTRASTS, MAIN_CONTRAST, MODELS, benchmark_rows, is_form, measured
+from hmxnb.formatting import diff_text, fmt, fmt_change, num
 from hmxnb.paper import PAPER_LARGEST, PAPER_MODELS, PAPER_SHARE_PCT
 from hmxnb.params import second_judge_mode
-from hmxnb.plots import HEATMAP_CLIP, plot_forest, plot_heatmap
-from hmxnb.plots import load_training_logs, plot_training_curves, savefig
+from hmxnb.plots import HEATMAP_CLIP, load_training_logs, plot_forest, plot_heatmap, plot_training_curves, savefig
 from hmxnb.stats import BCA_MAX_N
 from hmxnb.steps import BENCHMARKS, TRAINING
 from hmxnb.textform import form_watch
-
 
 # ---------------------------------------------------------------- the report, block by block
 

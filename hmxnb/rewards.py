@@ -1,7 +1,7 @@
 """Reward functions in TRL's contract: `f(prompts, completions, **kwargs) -> list[float]`, one per completion.
 
 - `get_self_judge_reward(...)` -> `self_judge`: the model scores its own completions with the rubric
-  (hmxnb.judge, hmxnb.judge) in the run's direction; reward in [0, 1].
+  (hmxnb.judge) in the run's direction; reward in [0, 1].
 - `format_guard`: judge-free guard against empty, truncated and repetitive text, repeated sentences and stock
   formulas (hmxnb.textform); reward in [-1, 0].
 
@@ -24,13 +24,10 @@ import torch
 
 from hmxnb.artifacts import append_jsonl
 from hmxnb.chat import render, strip_thinking
-from hmxnb.judge import JudgeConfig, judge
-from hmxnb.loglik import forward_logprobs
-from hmxnb.loglik import pad, pad_token_id
+from hmxnb.judge import JudgeConfig, Rubric, judge
+from hmxnb.loglik import forward_logprobs, pad, pad_token_id
 from hmxnb.models import adapters_off, has_adapters
-from hmxnb.judge import Rubric
 from hmxnb.textform import distinct_bigram_ratio, distinct_text, formula_families, repeats_sentence
-
 
 # ---------------------------------------------------------------- a batch of judgements
 

@@ -41,7 +41,7 @@ class Step:
     writes: str
     aggregate: bool = False  # reads every run of a sweep (models x seeds): runs once, at outputs/<profile>/
     # What the runner checks (the `reads` text above is for people): the steps whose outputs this one reads (it is
-    # not up to date while one of them is not finished), the data files it reads (hmxnb.steps: their content is
+    # not up to date while one of them is not finished), the data files it reads (hashed below: their content is
     # part of its key and provenance) and the files it writes at outputs/<profile>/ (marked stale with the step).
     inputs: tuple[str, ...] = ()
     data: tuple[str, ...] = ()

@@ -28,20 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from hmxnb import health
-from hmxnb.artifacts import add_to_provenance, save_json
-from hmxnb.artifacts import save_json, save_jsonl, save_text
-from hmxnb.chat import clear_max_length, quiet_unsloth_generate_notice
-from hmxnb.chat import settings_from_params
+from hmxnb.artifacts import add_to_provenance, save_json, save_jsonl, save_text
+from hmxnb.chat import clear_max_length, quiet_unsloth_generate_notice, settings_from_params
 from hmxnb.data import load_prompts, to_chat_dataset
-from hmxnb.judge import JudgeConfig
+from hmxnb.judge import JudgeConfig, Rubric
 from hmxnb.loglik import check_prefix_reuse
 from hmxnb.models import LoadedModel, check_target_modules, load_model, local_rank
-from hmxnb.params import ParamsError, clip, read_profile
+from hmxnb.params import ParamsError, clip, keys_feeding, kwargs_feeding, read_profile
 from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
-from hmxnb.judge import Rubric
-from hmxnb.params import keys_feeding, kwargs_feeding
 from hmxnb.steps import TRAINING
-
 
 # ---------------------------------------------------------------- training
 
@@ -55,7 +50,7 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: s
 
     CPU: use_cpu=True and bf16=False (TRL's default bf16 makes CPU training ~6x slower). CUDA: the precision the
     model was loaded in (hmxnb.models.precision_for: bf16 on GPUs with native bf16, fp16 on a T4). Every key that
-    decides the objective is passed on every backend (hmxnb.train checks the built trainer). The chat template
+    decides the objective is passed on every backend (checked on the built trainer: check_against). The chat template
     gets the params' thinking switch and pinned date (hmxnb.chat), as the judge and the benchmarks do.
     `max_prompt_length` is not passed: current TRL rejects it.
     Unsloth rewrites per_device_train_batch_size to num_generations when it is smaller; our params validation
@@ -240,7 +235,7 @@ NOT_OBJECTIVE = ("output_dir", "report_to", "save_strategy", "logging_first_step
 
 
 def objective_kwargs(kwargs: dict) -> dict:
-    """The GRPOConfig kwargs that the built trainer must hold unchanged (hmxnb.train.check_against)."""
+    """The GRPOConfig kwargs that the built trainer must hold unchanged (check_against)."""
     return {k: v for k, v in kwargs.items() if k not in NOT_OBJECTIVE}
 
 

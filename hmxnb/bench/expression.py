@@ -30,11 +30,10 @@ import pandas as pd
 import torch
 
 from hmxnb import paper, textform
-from hmxnb.chat import render, strip_thinking
-from hmxnb.data import load_prompts
-from hmxnb.chat import generate, generation_config
-from hmxnb.loglik import pad_token_id
+from hmxnb.chat import generate, generation_config, render, strip_thinking
 from hmxnb.compare import form_overlap, form_score, form_share, score
+from hmxnb.data import load_prompts
+from hmxnb.loglik import pad_token_id
 
 from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample

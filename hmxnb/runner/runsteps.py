@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Callable
 
 from hmxnb import unsloth_env
+from hmxnb.params import load_params, params_hash
 from hmxnb.runner import freshness
 from hmxnb.runner.execute import error_line as _error_line
 from hmxnb.runner.execute import execute as _execute
-from hmxnb.params import load_params, params_hash
 from hmxnb.runner.runstate import (RunError, append_history, artefact_files, code_changed, code_state, plan_step,
                                    read_step, settle_running, write_run_record, write_step)
-from hmxnb.steps import step_data, step_keys
 from hmxnb.runner.stop import held
+from hmxnb.steps import step_data, step_keys
 
 
 @dataclass(frozen=True, kw_only=True)
