@@ -366,6 +366,11 @@ class JudgeConfig:
         return {"mode": self.mode, "few_shot": self.few_shot, "batch_size": self.batch_size,
                 "max_new_tokens": self.max_new_tokens}
 
+    def relevance(self, loaded, prompts: list[str], replies: list[str]) -> "JudgeResult":
+        """`relevance` (prompt-reply mutual information) with these settings on a `LoadedModel`."""
+        return relevance(loaded.model, loaded.tokenizer, self.rubric, prompts, replies, self.batch_size,
+                         chat=loaded.chat, reuse=loaded.prefix_reuse)
+
     def score(self, loaded, prompts: list[str], replies: list[str], direction: str = "human") -> "JudgeResult":
         """`judge` with these settings on a `LoadedModel` (its model, tokenizer, chat settings, prefix reuse)."""
         return judge(loaded.model, loaded.tokenizer, self.rubric, prompts, replies, direction, chat=loaded.chat,
@@ -537,6 +542,30 @@ def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prom
         frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
     frac = np.where(np.isfinite(diff), frac, diff)  # an infinite difference is a numerical failure, not a top score
     return JudgeResult([LIKELIHOOD_CRITERION], frac[:, None], sum(not r.strip() for r in replies), contrast=diff)
+
+
+RELEVANCE_CRITERION = "relevance"
+
+
+def relevance(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], batch_size: int = 8,
+              chat: ChatSettings | None = None, reuse: bool = False) -> JudgeResult:
+    """How much more likely the model finds each reply after its own prompt than after an empty user turn: the
+    pointwise mutual information of prompt and reply, on the request judge's scale (summed over the reply, divided by
+    max(its tokens, `contrast_token_budget`); reward σ(Δ / `contrast_temperature`)).
+
+    A reply that fits any prompt (one persona story for every question, an emoji row) scores about 0 or below; one
+    that answers this prompt scores well above (docs/demo-tuning.md section 9). The same for both directions: the
+    reverse run, too, should answer the prompt. NaN for empty replies.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        conversations = (lambda q: request_messages(q, ""), lambda q: request_messages("", ""))
+        res = _contrast_judge(model, tokenizer, conversations, rubric, prompts, replies, batch_size, chat, reuse)
+    finally:
+        model.train(was_training)
+    res.criteria = [RELEVANCE_CRITERION]
+    return res
 
 
 # ---------------------------------------------------------------- how well a judge orders replies of known tiers

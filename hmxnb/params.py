@@ -255,6 +255,11 @@ SCHEMA: dict[str, Param] = {
                                  bounds="[0, inf)"),
     "reward_weight_format": Param(1.0, "float", "GRPOConfig.reward_weights[format guard]",
                                   "Weight of the empty / truncated / repetitive guard.", bounds="[0, inf)"),
+    "reward_weight_relevance": Param(0.0, "float", "GRPOConfig.reward_weights[relevance]",
+                                     "Weight of the relevance term: σ(Δ / contrast_temperature) of the reply's "
+                                     "log-likelihood after its prompt minus after an empty one "
+                                     "(hmxnb.rewards.get_relevance_reward); 0 leaves it out (docs/demo-tuning.md "
+                                     "section 9).", bounds="[0, inf)"),
     "format_truncation_penalty": Param(0.5, "float", "hmxnb.rewards.format_penalty",
                                        "The format guard's penalty for a completion cut at max_completion_length "
                                        "(what 0 does to the demo, on two seeds: docs/demo-tuning.md section 6).",

@@ -5,8 +5,12 @@
 - `format_guard`: judge-free guard against empty, truncated and repetitive text, repeated sentences and stock
   formulas (hmxnb.textform); reward in [-1, 0].
 
-TRL sums them with `reward_weights` (params `reward_weight_judge`, `reward_weight_format`). The paper names no
-guard terms; we add one because a self-judge can be gamed by degenerate text (our choice).
+- `get_relevance_reward(...)` -> `relevance`: how much more likely the judge finds the reply after its own prompt
+  than after an empty one (hmxnb.judge.relevance); reward in [0, 1]. Only when params `reward_weight_relevance` > 0.
+
+TRL sums them with `reward_weights` (`reward_weights(params)`: params `reward_weight_judge`, `reward_weight_format`,
+`reward_weight_relevance`). The paper names no guard terms; we add them because a self-judge can be gamed by
+degenerate text, and by one reply that fits every prompt (our choice).
 
 Before TRL sees a batch of self-judge rewards: unscorable replies are made neutral, numerical failures counted and
 warned about, and the learning-signal diagnostics (spread within vs between groups) that train_log.csv records are
@@ -24,7 +28,7 @@ import torch
 
 from hmxnb.artifacts import append_jsonl
 from hmxnb.chat import render, strip_thinking
-from hmxnb.judge import JudgeConfig, Rubric, judge
+from hmxnb.judge import JudgeConfig, Rubric, judge, relevance
 from hmxnb.loglik import forward_logprobs, pad, pad_token_id
 from hmxnb.models import adapters_off, has_adapters
 from hmxnb.textform import distinct_bigram_ratio, distinct_text, formula_families, repeats_sentence
@@ -233,6 +237,16 @@ class SelfJudge:
                          chat=self.chat, reuse=self.reuse, **self.config.options(),
                          prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
 
+    def relevance(self, prompts: list[str], replies: list[str]):
+        """hmxnb.judge.relevance of each reply, by the judge's model and settings, on the text the judge reads."""
+        if self.config.distinct_sentences:
+            replies = [distinct_text(r) for r in replies]
+        if self.model is None:
+            raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
+        with self._context():
+            return relevance(self.model, self.tokenizer, self.rubric, prompts, replies, self.config.batch_size,
+                             chat=self.chat, reuse=self.reuse)
+
     @torch.inference_mode()
     def drift(self, prompts: list, completion_ids: list[list[int]]) -> float:
         """Mean |log p_policy - log p_start| over the sampled completion tokens (adapters on vs off), in nats.
@@ -299,6 +313,43 @@ def get_self_judge_reward(state: SelfJudge):
         return [float(r) for r in rewards]
 
     return self_judge
+
+
+def get_relevance_reward(state: SelfJudge):
+    """Return `relevance(prompts, completions, **kwargs)`: σ(Δ / contrast_temperature) of the reply's log-likelihood
+    after its prompt minus after an empty user turn (hmxnb.judge.relevance), judged by the self-judge's model (the
+    starting weights when frozen) on the text the self-judge reads. Unscorable (empty) replies take their group's
+    mean, as for the self-judge; the format guard charges them."""
+
+    def relevance_reward(prompts, completions, **kwargs) -> list[float]:
+        user = [prompt_text(p) for p in prompts]
+        res = state.relevance(user, [completion_text(c) for c in completions])
+        rewards, _ = fill_unscorable(res.scores[:, 0], user)
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None and np.isfinite(res.contrast).any():
+            log_metric("relevance/contrast_nats", float(np.nanmean(np.where(np.isfinite(res.contrast),
+                                                                             res.contrast, np.nan))))
+        return [float(r) for r in rewards]
+
+    relevance_reward.__name__ = "relevance"  # TRL names the logged reward rewards/<__name__>
+    return relevance_reward
+
+
+def reward_weights(params: dict) -> dict[str, float]:
+    """The reward functions GRPOTrainer sums, by name, with their weights: the self-judge and the format guard, and
+    the relevance term when its weight is above 0. The order is the order of `reward_functions`."""
+    weights = {"self_judge": params["reward_weight_judge"], "format_guard": params["reward_weight_format"]}
+    if params["reward_weight_relevance"] > 0:
+        weights["relevance"] = params["reward_weight_relevance"]
+    return weights
+
+
+def reward_functions(state: SelfJudge, params: dict) -> list:
+    """The reward functions in TRL's signature, in `reward_weights`' order, for a run's `SelfJudge` and params."""
+    funcs = {"self_judge": lambda: get_self_judge_reward(state),
+             "format_guard": lambda: get_format_guard(params["max_completion_length"], **guard_settings(params)),
+             "relevance": lambda: get_relevance_reward(state)}
+    return [funcs[name]() for name in reward_weights(params)]
 
 
 def _log_judge(log_metric, res, rewards, user: list[str], n_filled: int, t0: float) -> None:

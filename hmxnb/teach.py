@@ -18,8 +18,8 @@ import pandas as pd
 from hmxnb.formatting import minus
 from hmxnb.chat import generate, generation_config
 from hmxnb.models import has_adapters
-from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_self_judge_reward,
-                           guard_settings, short_share, text_flags)
+from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_relevance_reward,
+                           get_self_judge_reward, guard_settings, reward_weights, short_share, text_flags)
 from hmxnb.params import SCHEMA
 from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
@@ -31,8 +31,9 @@ GRPO_KEYS = ("num_generations", "per_device_train_batch_size", "gradient_accumul
              "mask_truncated_completions", "epsilon", "epsilon_high", "beta", "num_iterations", "learning_rate",
              "optim", "weight_decay", "max_grad_norm", "max_steps", "seed", "bf16", "fp16")
 DERIVED = {
-    "reward_weights": "Weights of the two reward functions (self-judge, format guard), summed into one reward "
-                      "(params reward_weight_judge, reward_weight_format).",
+    "reward_weights": "Weights of the reward functions (self-judge, format guard, and the relevance term when "
+                      "its weight is set), summed into one reward (params reward_weight_judge, reward_weight_format, "
+                      "reward_weight_relevance).",
     "bf16": "Compute in bfloat16 (from params precision and the device).",
     "fp16": "Compute in float16 (from params precision and the device).",
 }
@@ -127,6 +128,12 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     limit, settings = params["max_completion_length"], guard_settings(params)
     guard = get_format_guard(limit, **settings)(completions=completions, completion_ids=group.completion_ids)
     res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
+    extra = {}
+    if "relevance" in reward_weights(params):
+        rel = get_relevance_reward(state)(prompts=prompts, completions=completions)
+        parts = state.relevance([group.prompt] * len(group.texts), group.texts)
+        extra = {"relevance": rel, "why (relevance)": [relevance_why(parts.contrast[i], r, state.rubric)
+                                                       for i, r in enumerate(rel)]}
     return pd.DataFrame({
         "reply": group.texts, "self_judge": judged,
         "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r, state.mode)
@@ -134,8 +141,17 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
         "format_guard": guard,
         "why (format guard)": [guard_why(t, len(c), limit, **settings)
                                for t, c in zip(group.texts, group.completion_ids)],
+        **extra,
         "truncated": group.truncated,
     })
+
+
+def relevance_why(contrast: float, reward: float, rubric) -> str:
+    """One reply's relevance reward in words: the log-likelihood difference after its prompt and after none."""
+    if not np.isfinite(contrast):
+        return f"unscorable (empty): takes its group's mean, {minus(reward)}"
+    return (f"log-likelihood after the prompt − after an empty one: Δ = {minus(contrast, '+.3f')} nats/token → "
+            f"σ(Δ / {rubric.contrast_temperature:g}) = {minus(reward)}")
 
 
 def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "contrast") -> str:
@@ -199,15 +215,15 @@ def group_advantages(rewards, scale_rewards: str) -> np.ndarray:
 def advantage_table(scored: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, str]:
     """The group's total reward (the weighted sum TRL takes), its deviation from the group mean, the advantage, and
     whether the reply counts in the loss; with one line saying how the advantage was computed."""
-    w_judge, w_format = params["reward_weight_judge"], params["reward_weight_format"]
-    reward = w_judge * scored["self_judge"].to_numpy(float) + w_format * scored["format_guard"].to_numpy(float)
+    weights = reward_weights(params)
+    reward = sum(w * scored[name].to_numpy(float) for name, w in weights.items())
     adv = group_advantages(reward, params["scale_rewards"])
     masked = scored["truncated"].to_numpy(bool) & bool(params["mask_truncated_completions"])
     table = pd.DataFrame({"reply": scored["reply"], "reward": reward, "reward − group mean": reward - reward.mean(),
                           "advantage": adv, "in the loss": np.where(masked, "no (cut, masked)", "yes")})
     scale = {"none": "not divided", "group": "divided by the group's std + 1e-4",
              "batch": "divided by the batch's std + 1e-4 (one group here: its std)"}[params["scale_rewards"]]
-    line = (f"reward = {w_judge:g} × self_judge + {w_format:g} × format_guard; group mean {reward.mean():.3f}, "
+    line = (f"reward = {' + '.join(f'{w:g} × {name}' for name, w in weights.items())}; group mean {reward.mean():.3f}, "
             f"std {reward.std(ddof=1):.3f}; scale_rewards '{params['scale_rewards']}': reward − mean, {scale}. "
             "Replies with a positive advantage become more likely, those with a negative one less.")
     return table, line

@@ -35,7 +35,7 @@ from hmxnb.judge import JudgeConfig, Rubric
 from hmxnb.loglik import check_prefix_reuse
 from hmxnb.models import LoadedModel, check_target_modules, load_model, local_rank
 from hmxnb.params import ParamsError, clip, keys_feeding, kwargs_feeding, read_profile
-from hmxnb.rewards import SelfJudge, get_format_guard, get_self_judge_reward, guard_settings
+from hmxnb.rewards import SelfJudge, guard_settings, reward_functions, reward_weights
 from hmxnb.steps import TRAINING
 
 # ---------------------------------------------------------------- training
@@ -59,7 +59,7 @@ def grpo_kwargs(params: dict, output_dir: str | Path, on_cpu: bool, precision: s
     kw = kwargs_feeding("grpo", params)
     kw.update(
         output_dir=str(output_dir), report_to="none", save_strategy="steps", logging_first_step=True,
-        reward_weights=[params["reward_weight_judge"], params["reward_weight_format"]],
+        reward_weights=list(reward_weights(params).values()),
         remove_unused_columns=False, disable_tqdm=False, use_vllm=False,
         chat_template_kwargs=settings_from_params(params).template_kwargs(),
     )
@@ -150,8 +150,7 @@ def make_trainer(params: dict, out_dir: str | Path, loaded: LoadedModel | None =
     trainer = GRPOTrainer(
         model=loaded.model,
         processing_class=loaded.tokenizer,
-        reward_funcs=[get_self_judge_reward(state),
-                      get_format_guard(params["max_completion_length"], **guard_settings(params))],
+        reward_funcs=reward_functions(state, params),
         args=GRPOConfig(**kwargs),
         train_dataset=to_chat_dataset(rows),
         peft_config=lora_config(params, loaded),

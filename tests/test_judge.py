@@ -155,6 +155,26 @@ def test_request_judge_matches_plain_likelihoods(tiny_model, rubric):
     assert inv.contrast == pytest.approx(-res.contrast, abs=1e-5)
 
 
+def test_relevance_is_the_likelihood_after_the_prompt_minus_after_an_empty_one(tiny_model, rubric):
+    """hmxnb.judge.relevance: Δ = mean log p(reply | prompt) − mean log p(reply | empty user turn), reward σ(Δ/T);
+    NaN for an empty reply."""
+    from hmxnb.judge import relevance, request_messages
+
+    model, tok = tiny_model
+    prompts = ["How are you?", "How are you?", "What is 2+2?", "Hi"]
+    replies = ["I feel happy today", "the answer is four", "four", ""]
+    res = relevance(model, tok, rubric, prompts, replies, batch_size=2, reuse=True)
+    assert res.criteria == ["relevance"] and res.scores.shape == (4, 1) and res.n_unparsed == 1
+    assert math.isnan(res.scores[3, 0])
+    for i, (p, r) in enumerate(zip(prompts[:3], replies[:3])):
+        d = (_mean_logp_plain(model, tok, _render(tok, request_messages(p, "")), r)
+             - _mean_logp_plain(model, tok, _render(tok, request_messages("", "")), r))
+        assert res.contrast[i] == pytest.approx(d, abs=1e-4)
+        assert res.scores[i, 0] == pytest.approx(1 / (1 + math.exp(-d / rubric.contrast_temperature)), abs=1e-4)
+    plain = relevance(model, tok, rubric, prompts, replies, reuse=False)  # the plain path agrees
+    assert plain.contrast[:3] == pytest.approx(res.contrast[:3], abs=1e-4)
+
+
 def test_token_budget_divides_the_summed_difference_by_the_budget(tiny_model, rubric):
     """contrast_token_budget N: the summed difference / max(N, reply tokens), so a reply shorter than N is scored
     as if padded with zero-difference tokens and a longer one keeps its per-token mean."""

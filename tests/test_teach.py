@@ -118,13 +118,35 @@ def test_a_flat_group_has_no_advantage_and_bad_settings_are_named():
 def test_advantage_table_sums_the_weighted_rewards_and_marks_masked_replies():
     scored = pd.DataFrame({"reply": ["a", "b", "c", "d"], "self_judge": [0.2, 0.8, 0.5, 0.5],
                            "format_guard": [0.0, -0.5, 0.0, -1.0], "truncated": [False, True, False, False]})
-    p = {"reward_weight_judge": 2.0, "reward_weight_format": 1.0, "scale_rewards": "group",
-         "mask_truncated_completions": True}
+    p = {"reward_weight_judge": 2.0, "reward_weight_format": 1.0, "reward_weight_relevance": 0.0,
+         "scale_rewards": "group", "mask_truncated_completions": True}
     table, line = teach.advantage_table(scored, p)
     assert np.allclose(table["reward"], [0.4, 1.1, 1.0, 0.0])
     assert np.isclose(table["advantage"].mean(), 0.0) and table["advantage"].iloc[1] > 0
     assert list(table["in the loss"]) == ["yes", "no (cut, masked)", "yes", "yes"]
     assert "2 × self_judge + 1 × format_guard" in line
+    with_relevance = teach.advantage_table(scored.assign(relevance=[1.0, 0.0, 1.0, 1.0]),
+                                           {**p, "reward_weight_relevance": 0.5})
+    assert np.allclose(with_relevance[0]["reward"], [0.9, 1.1, 1.5, 0.5])
+    assert "2 × self_judge + 1 × format_guard + 0.5 × relevance" in with_relevance[1]
+
+
+def test_a_group_shows_the_relevance_reward_when_it_is_weighted(loaded, tmp_path):
+    from hmxnb.judge import Rubric
+
+    p, lm = loaded
+    p = {**p, "reward_weight_relevance": 1.0}
+    group = teach.sample_group(lm, p, "What did you do today?")
+    scored = teach.score_group(p, lm, group, tmp_path)
+    assert scored["relevance"].between(0, 1).all()
+    assert scored["why (relevance)"].str.contains("after the prompt − after an empty one").all()
+    t = Rubric.from_params(p).contrast_temperature
+    for why, r in zip(scored["why (relevance)"], scored["relevance"]):  # the reward is σ(Δ / T) of the shown Δ
+        if why.startswith("unscorable"):
+            continue
+        delta = float(why.split("Δ = ")[1].split()[0].replace("−", "-"))
+        assert r == pytest.approx(1 / (1 + np.exp(-delta / t)), abs=0.01)
+    assert "relevance" not in teach.score_group({**p, "reward_weight_relevance": 0.0}, lm, group, tmp_path)
 
 
 def test_the_notebooks_path_trains_exactly_as_train(tiny_model_dir, tmp_path):

@@ -166,6 +166,27 @@ def test_the_format_guard_in_the_trainer_takes_the_truncation_penalty_from_param
     assert state.config.distinct_sentences is False
 
 
+def test_the_relevance_reward_joins_the_trainer_only_with_a_weight(tiny_model_dir, tmp_path):
+    """reward_weight_relevance > 0: a third reward function, named relevance, with its weight in GRPOConfig; it
+    returns the judge's relevance of the text the self-judge reads (empty replies: their group's mean)."""
+    from hmxnb.models import load_model
+
+    p = {**_params(tiny_model_dir), "reward_weight_relevance": 0.5, "judge_distinct_sentences": True}
+    trainer, state = make_trainer(p, tmp_path / "on", load_model(p))
+    assert [f.__name__ for f in trainer.reward_funcs] == ["self_judge", "format_guard", "relevance"]
+    assert trainer.reward_weights.tolist() == [1.0, 1.0, 0.5]
+    relevance = trainer.reward_funcs[2]
+    prompts = [[{"role": "user", "content": "How are you?"}]] * 3
+    texts = ["I feel glad. I feel glad.", "I feel glad.", ""]
+    got = relevance(prompts=prompts, completions=[[{"role": "assistant", "content": t}] for t in texts])
+    direct = state.relevance(["How are you?"] * 2, ["I feel glad.", "I feel glad."]).scores[:, 0]
+    assert got[0] == pytest.approx(got[1]) == pytest.approx(direct[0], abs=1e-6)  # distinct sentences read
+    assert got[2] == pytest.approx((got[0] + got[1]) / 2)  # the empty reply: its group's mean
+    off, _ = make_trainer({**p, "reward_weight_relevance": 0.0}, tmp_path / "off", load_model(p))
+    assert [f.__name__ for f in off.reward_funcs] == ["self_judge", "format_guard"]
+    assert off.reward_weights.tolist() == [1.0, 1.0]
+
+
 def test_a_failing_engine_check_keeps_the_judge_on_the_plain_path(tiny_model_dir, monkeypatch):
     from transformers import AutoTokenizer
 
