@@ -150,6 +150,26 @@ def generation_config(model, tokenizer, max_new_tokens: int, do_sample: bool = F
     return config
 
 
+def end_token_ids(model, tokenizer) -> frozenset[int]:
+    """The tokens that end a completion, as TRL's GRPOTrainer counts them: the tokenizer's end-of-sequence token, the
+    model's generation-config end ids, and the pad token (hmxnb.loglik.pad_token_id)."""
+    from hmxnb.loglik import pad_token_id
+
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    ids |= {t for t in (tokenizer.eos_token_id, pad_token_id(tokenizer)) if t is not None}
+    return frozenset(ids)
+
+
+def is_truncated(completion_ids, end_ids) -> bool:
+    """A completion is cut (truncated) when it does not end with an end token (`end_token_ids`): TRL's rule for
+    `mask_truncated_completions` and its clipped ratio. An empty completion counts as cut. The one meaning of
+    "truncated" in the package: the format guard, the training samples, notebook 02's group and the benchmarks'
+    replies all use it."""
+    ids = list(completion_ids)
+    return not ids or ids[-1] not in end_ids
+
+
 def generate(model, config, **inputs):
     """`model.generate(**inputs, generation_config=config)` with no other generation argument: the package's one
     generate call. The model's own `max_length` is set aside for the call (see module docstring)."""

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hmxnb.artifacts import append_jsonl
-from hmxnb.chat import render, strip_thinking
+from hmxnb.chat import is_truncated, render, strip_thinking
 from hmxnb.judge import JudgeConfig, Rubric, judge, relevance
 from hmxnb.loglik import forward_logprobs, pad, pad_token_id
 from hmxnb.models import adapters_off, has_adapters
@@ -110,22 +110,24 @@ def prompt_text(prompt) -> str:
     return users[-1] if users else ""
 
 
-def text_flags(text: str, n_tokens: int | None, max_tokens: int | None) -> dict[str, bool]:
-    """The reward-hacking watch's flags for one completion: empty, repetitive (< 50% distinct bigrams), truncated,
-    repeats a sentence, contains a stock formula (hmxnb.textform)."""
+def text_flags(text: str, truncated: bool = False) -> dict[str, bool]:
+    """The reward-hacking watch's flags for one completion: empty, repetitive (< 50% distinct bigrams), truncated
+    (as given: hmxnb.chat.is_truncated of its token ids), repeats a sentence, contains a stock formula
+    (hmxnb.textform)."""
     words = text.split()
     return {
         "empty": not text.strip(),
         "repetitive": len(words) >= 6 and distinct_bigram_ratio(text) < 0.5,
-        "truncated": bool(max_tokens and n_tokens is not None and n_tokens >= max_tokens),
+        "truncated": bool(truncated),
         "repeats_sentence": repeats_sentence(text),
         "stock_formula": bool(formula_families(text)),
     }
 
 
-def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | None = None,
-                   truncation: float = 0.5, repeat: float = 0.0, formula: float = 0.0, min_words: int = 0) -> float:
-    """-1 for empty text; else the sum of: -`truncation` if cut at the length limit, minus the share of repeated
+def format_penalty(text: str, truncated: bool = False, truncation: float = 0.5, repeat: float = 0.0,
+                   formula: float = 0.0, min_words: int = 0) -> float:
+    """-1 for empty text; else the sum of: -`truncation` if cut (`truncated`: no end token, hmxnb.chat.is_truncated),
+    minus the share of repeated
     bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock formula is in it, minus the
     missing share of `min_words` words (a 10-word reply with min_words 40: -0.75); floor -1.
 
@@ -136,7 +138,7 @@ def format_penalty(text: str, n_tokens: int | None = None, max_tokens: int | Non
     """
     if not text.strip():
         return -1.0
-    flags = text_flags(text, n_tokens, max_tokens)
+    flags = text_flags(text, truncated)
     penalty = -truncation if flags["truncated"] else 0.0
     if len(text.split()) >= 6:
         penalty -= 1.0 - distinct_bigram_ratio(text)
@@ -158,20 +160,23 @@ def guard_settings(params: dict) -> dict:
             "formula": params["format_formula_penalty"], "min_words": params["format_min_words"]}
 
 
-def get_format_guard(max_completion_length: int | None = None, truncation: float = 0.5, repeat: float = 0.0,
-                     formula: float = 0.0, min_words: int = 0):
-    """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step."""
+def get_format_guard(end_ids, truncation: float = 0.5, repeat: float = 0.0, formula: float = 0.0,
+                     min_words: int = 0):
+    """Return `format_guard(completions, completion_ids=None, **kwargs)`; also logs the watch shares per step.
+
+    `end_ids`: the tokens that end a completion (hmxnb.chat.end_token_ids of the trained model), so that a completion
+    is cut exactly when TRL counts it cut (hmxnb.chat.is_truncated). Without completion_ids nothing counts as cut."""
 
     def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]
-        lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [None] * len(texts)
+        cut = ([is_truncated(ids, end_ids) for ids in completion_ids] if completion_ids is not None
+               else [False] * len(texts))
         log_metric = kwargs.get("log_metric")
         if log_metric is not None:
-            flags = [text_flags(t, n, max_completion_length) for t, n in zip(texts, lengths)]
+            flags = [text_flags(t, c) for t, c in zip(texts, cut)]
             for name in flags[0] if flags else ():
                 log_metric(f"watch/{name}_share", float(np.mean([f[name] for f in flags])))
-        return [format_penalty(t, n, max_completion_length, truncation, repeat, formula, min_words)
-                for t, n in zip(texts, lengths)]
+        return [format_penalty(t, c, truncation, repeat, formula, min_words) for t, c in zip(texts, cut)]
 
     return format_guard
 
@@ -185,15 +190,14 @@ class SelfJudge:
     """
 
     def __init__(self, tokenizer, config: JudgeConfig, direction: str, sample_every: int = 0,
-                 max_completion_length: int | None = None, samples_path=None, chat=None, reuse: bool = False,
-                 guard: dict | None = None):
+                 end_ids=frozenset(), samples_path=None, chat=None, reuse: bool = False, guard: dict | None = None):
         self.model = None
         self.samples_path = samples_path  # sampled completions are appended here as they are judged (survive a kill)
         self.tokenizer = tokenizer
         self.config = config
         self.direction = direction
         self.sample_every = sample_every
-        self.max_completion_length = max_completion_length
+        self.end_ids = frozenset(end_ids)  # the tokens that end a completion (hmxnb.chat.end_token_ids)
         self.guard = dict(guard or {})  # the format guard's penalties (guard_settings), for the samples' column
         self.chat, self.reuse = chat, reuse  # the model's ChatSettings and prefix-reuse decision (LoadedModel)
         self.samples: list[dict] = []  # completions with per-criterion scores, every `sample_every` steps
@@ -347,7 +351,7 @@ def reward_weights(params: dict) -> dict[str, float]:
 def reward_functions(state: SelfJudge, params: dict) -> list:
     """The reward functions in TRL's signature, in `reward_weights`' order, for a run's `SelfJudge` and params."""
     funcs = {"self_judge": lambda: get_self_judge_reward(state),
-             "format_guard": lambda: get_format_guard(params["max_completion_length"], **guard_settings(params)),
+             "format_guard": lambda: get_format_guard(state.end_ids, **guard_settings(params)),
              "relevance": lambda: get_relevance_reward(state)}
     return [funcs[name]() for name in reward_weights(params)]
 
@@ -375,8 +379,7 @@ def _keep_samples(state: SelfJudge, step: int, user, texts, res, raw, completion
     rows = [{
         "step": step, "direction": state.direction, "prompt": p, "completion": t, "scores": row,
         "reward": float(r) if np.isfinite(r) else None,
-        "format_penalty": format_penalty(t, None if cid is None else len(cid), state.max_completion_length,
-                                         **state.guard),
+        "format_penalty": format_penalty(t, cid is not None and is_truncated(cid, state.end_ids), **state.guard),
     } for p, t, row, r, cid in zip(user, texts, res.as_records(), raw, ids)]
     state.samples += rows
     if state.samples_path is not None:

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.formatting import minus
-from hmxnb.chat import generate, generation_config
+from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_relevance_reward,
-                           get_self_judge_reward, guard_settings, reward_weights, short_share, text_flags)
+                           get_self_judge_reward, guard_settings, reward_weights, short_share)
 from hmxnb.params import SCHEMA
 from hmxnb.textform import form_flags
 from hmxnb.train import grpo_kwargs, self_judge_state
@@ -54,17 +54,11 @@ class Group:
     prompt: str
     texts: list[str]
     completion_ids: list[list[int]]  # up to and including the first end-of-text token, as TRL keeps them
-    truncated: list[bool]  # no end-of-text token within max_completion_length (TRL's `is_truncated`)
+    truncated: list[bool]  # no end token within max_completion_length (hmxnb.chat.is_truncated, TRL's rule)
 
     @property
     def conversation(self) -> list[dict]:
         return [{"role": "user", "content": self.prompt}]
-
-
-def _eos_ids(model, tokenizer) -> set[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    ids = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
-    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
 
 
 def sample_group(loaded, params: dict, prompt: str) -> Group:
@@ -91,10 +85,10 @@ def sample_group(loaded, params: dict, prompt: str) -> Group:
     finally:
         model.train(was_training)
         _back_to_training(model, loaded.backend)
-    eos = _eos_ids(model, tokenizer)
-    ids = [row[:next((i + 1 for i, t in enumerate(row) if t in eos), len(row))] for row in out]
+    end = end_token_ids(model, tokenizer)
+    ids = [row[:next((i + 1 for i, t in enumerate(row) if t in end), len(row))] for row in out]  # as TRL cuts them
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-    return Group(prompt, texts, ids, [not (row and row[-1] in eos) for row in ids])
+    return Group(prompt, texts, ids, [is_truncated(row, end) for row in ids])
 
 
 def _back_to_training(model, backend: str | None) -> None:
@@ -126,7 +120,7 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     judged = get_self_judge_reward(state)(prompts=prompts, completions=completions,
                                           completion_ids=group.completion_ids)
     limit, settings = params["max_completion_length"], guard_settings(params)
-    guard = get_format_guard(limit, **settings)(completions=completions, completion_ids=group.completion_ids)
+    guard = get_format_guard(state.end_ids, **settings)(completions=completions, completion_ids=group.completion_ids)
     res = state.score([group.prompt] * len(group.texts), group.texts)  # the same judgement, for its parts
     extra = {}
     if "relevance" in reward_weights(params):
@@ -139,8 +133,7 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
         "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r, state.mode)
                              for i, r in enumerate(judged)],
         "format_guard": guard,
-        "why (format guard)": [guard_why(t, len(c), limit, **settings)
-                               for t, c in zip(group.texts, group.completion_ids)],
+        "why (format guard)": [guard_why(t, cut, limit, **settings) for t, cut in zip(group.texts, group.truncated)],
         **extra,
         "truncated": group.truncated,
     })
@@ -172,15 +165,16 @@ def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "c
     return f"{parts} (on {lo}–{hi}); reward = {how} = {minus(reward)}"
 
 
-def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5, repeat: float = 0.0,
+def guard_why(text: str, truncated: bool, max_tokens: int, truncation: float = 0.5, repeat: float = 0.0,
               formula: float = 0.0, min_words: int = 0) -> str:
-    """The format guard's value in words (hmxnb.rewards.format_penalty)."""
+    """The format guard's value in words (hmxnb.rewards.format_penalty); `truncated`: no end token within
+    `max_tokens` (hmxnb.chat.is_truncated)."""
     if not text.strip():
         return "empty reply: −1"
     reasons = []
-    if text_flags(text, n_tokens, max_tokens)["truncated"]:  # the guard's own rule, not a copy of it
+    if truncated:
         cost = minus(-truncation) if truncation else "no penalty (format_truncation_penalty 0)"
-        reasons.append(f"cut at max_completion_length ({max_tokens} tokens): {cost}")
+        reasons.append(f"cut at max_completion_length ({max_tokens} tokens, no end token): {cost}")
     repeated = 1 - distinct_bigram_ratio(text)
     if len(text.split()) >= 6 and repeated > 0:
         reasons.append(f"{repeated:.0%} of word pairs repeated: {minus(-repeated)}")
@@ -191,7 +185,7 @@ def guard_why(text: str, n_tokens: int, max_tokens: int, truncation: float = 0.5
         reasons.append(f"stock formula ({', '.join(flags['formulas'])}): {minus(-formula)}")
     if short_share(text, min_words):
         reasons.append(f"{len(text.split())} of at least {min_words} words: {minus(-short_share(text, min_words))}")
-    total = format_penalty(text, n_tokens, max_tokens, truncation, repeat, formula, min_words)
+    total = format_penalty(text, truncated, truncation, repeat, formula, min_words)
     return "; ".join(reasons) + f" → {minus(total + 0.0)}" if reasons else "complete, no repetition: 0"  # no −0.00
 
 

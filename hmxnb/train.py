@@ -29,7 +29,7 @@ import numpy as np
 
 from hmxnb import health
 from hmxnb.artifacts import add_to_provenance, save_json, save_jsonl, save_text
-from hmxnb.chat import clear_max_length, quiet_unsloth_generate_notice, settings_from_params
+from hmxnb.chat import clear_max_length, end_token_ids, quiet_unsloth_generate_notice, settings_from_params
 from hmxnb.data import load_prompts, to_chat_dataset
 from hmxnb.judge import JudgeConfig, Rubric
 from hmxnb.loglik import check_prefix_reuse
@@ -200,7 +200,7 @@ def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJu
     model's chat settings (samples written by the main process only)."""
     return SelfJudge(
         loaded.tokenizer, JudgeConfig.from_params(params), params["direction"],
-        sample_every=params["sample_every"], max_completion_length=params["max_completion_length"],
+        sample_every=params["sample_every"], end_ids=end_token_ids(loaded.model, loaded.tokenizer),
         samples_path=out_dir / "samples.jsonl" if is_main_process() else None,  # one writer under accelerate launch
         chat=loaded.chat, reuse=loaded.prefix_reuse, guard=guard_settings(params),
     )

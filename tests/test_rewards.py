@@ -26,29 +26,29 @@ def _conv(text):
 
 
 @pytest.mark.parametrize(
-    "text, n_tokens, max_tokens, expected",
+    "text, truncated, expected",
     [
-        ("I feel glad you asked, and I want to help.", 12, 32, 0.0),      # fine text, ended on its own
-        ("", 0, 32, -1.0),                                                # empty
-        ("   \n ", 2, 32, -1.0),                                          # whitespace only
-        ("I feel glad you asked, and I want to", 32, 32, -0.5),           # cut at the length limit
-        ("rain rain rain rain rain rain rain rain", 8, 32, -6 / 7),       # 1 distinct bigram of 7
-        ("rain rain rain rain rain rain rain rain", 32, 32, -1.0),        # truncated and repetitive: floor at -1
-        ("ok", None, None, 0.0),                                          # no token info: no truncation check
+        ("I feel glad you asked, and I want to help.", False, 0.0),      # fine text, ended on its own
+        ("", False, -1.0),                                              # empty
+        ("   \n ", False, -1.0),                                        # whitespace only
+        ("I feel glad you asked, and I want to", True, -0.5),           # cut: no end token
+        ("rain rain rain rain rain rain rain rain", False, -6 / 7),     # 1 distinct bigram of 7
+        ("rain rain rain rain rain rain rain rain", True, -1.0),        # truncated and repetitive: floor at -1
     ],
 )
-def test_format_penalty(text, n_tokens, max_tokens, expected):
-    assert format_penalty(text, n_tokens, max_tokens) == pytest.approx(expected)
+def test_format_penalty(text, truncated, expected):
+    assert format_penalty(text, truncated) == pytest.approx(expected)
 
 
 def test_truncation_penalty_is_the_params_value_and_reaches_the_trainer(tmp_path):
     cut = "I feel glad you asked, and I want to"
-    assert format_penalty(cut, 32, 32, truncation=0.0) == 0.0
-    assert format_penalty(cut, 32, 32, truncation=0.2) == pytest.approx(-0.2)
-    assert format_penalty(cut, 12, 32, truncation=0.2) == 0.0  # ended on its own: no truncation penalty
-    assert format_penalty("", 0, 32, truncation=0.0) == -1.0  # empty stays -1
-    guard = get_format_guard(max_completion_length=4, truncation=0.25)
-    assert guard(completions=[_conv("one two three four")], completion_ids=[[1, 2, 3, 4]]) == [-0.25]
+    assert format_penalty(cut, True, truncation=0.0) == 0.0
+    assert format_penalty(cut, True, truncation=0.2) == pytest.approx(-0.2)
+    assert format_penalty(cut, False, truncation=0.2) == 0.0  # ended on its own: no truncation penalty
+    assert format_penalty("", False, truncation=0.0) == -1.0  # empty stays -1
+    guard = get_format_guard({9}, truncation=0.25)  # token 9 ends a completion
+    assert guard(completions=[_conv("one two three four")] * 2, completion_ids=[[1, 2, 3, 4], [1, 2, 3, 9]]) == \
+        [-0.25, 0.0]
     from hmxnb.params import ParamsError, load_params
 
     assert load_params("smoke")["format_truncation_penalty"] == 0.5
@@ -68,7 +68,7 @@ def test_truncation_penalty_is_the_params_value_and_reaches_the_trainer(tmp_path
     ],
 )
 def test_text_flags(text, flags):
-    assert text_flags(text, 3, 10) == {"repeats_sentence": False, "stock_formula": False, **flags}
+    assert text_flags(text) == {"repeats_sentence": False, "stock_formula": False, **flags}
 
 
 def test_distinct_bigrams():
@@ -77,11 +77,11 @@ def test_distinct_bigrams():
 
 
 def test_format_guard_follows_trl_contract():
-    guard = get_format_guard(max_completion_length=4)
+    guard = get_format_guard({9})
     logged = {}
     comps = [_conv("hello there friend"), _conv(""), _conv("x y x y x y x y")]
     out = guard(prompts=[[{"role": "user", "content": "hi"}]] * 3, completions=comps,
-                completion_ids=[[1, 2, 3], [], [1, 2, 3, 4]], log_metric=lambda k, v: logged.__setitem__(k, v))
+                completion_ids=[[1, 2, 9], [9], [1, 2, 3, 4]], log_metric=lambda k, v: logged.__setitem__(k, v))
     assert guard.__name__ == "format_guard"
     assert isinstance(out, list) and len(out) == 3 and all(isinstance(v, float) for v in out)
     assert out[0] == 0.0 and out[1] == -1.0 and out[2] == -1.0
@@ -98,17 +98,17 @@ def test_format_guard_charges_repeated_sentences_and_formulas_as_params_set():
     formula = "I'm sorry for any confusion, I feel lost."
     clean = "I feel calm and happy, thank you for asking."
     for text in (repeated, formula, clean):  # params off: only the bigram share counts, as before
-        assert format_penalty(text, 5, 48) == pytest.approx(-(1 - distinct_bigram_ratio(text)))
+        assert format_penalty(text) == pytest.approx(-(1 - distinct_bigram_ratio(text)))
     bigrams = 1 - distinct_bigram_ratio(repeated)
-    assert format_penalty(repeated, 5, 48, repeat=0.6) == pytest.approx(-bigrams - 0.6)
-    assert format_penalty(formula, 5, 48, formula=0.3) == pytest.approx(-0.3)
-    assert format_penalty(clean, 5, 48, repeat=0.6, formula=0.3) == 0.0
-    assert format_penalty(repeated, 5, 48, repeat=1.0) == -1.0  # floor
+    assert format_penalty(repeated, repeat=0.6) == pytest.approx(-bigrams - 0.6)
+    assert format_penalty(formula, formula=0.3) == pytest.approx(-0.3)
+    assert format_penalty(clean, repeat=0.6, formula=0.3) == 0.0
+    assert format_penalty(repeated, repeat=1.0) == -1.0  # floor
     p = load_params("smoke", {"format_repeat_penalty": 0.6, "format_formula_penalty": 0.3})
     assert guard_settings(p) == {"truncation": 0.5, "repeat": 0.6, "formula": 0.3, "min_words": 0}
-    guard = get_format_guard(48, **guard_settings(p))
+    guard = get_format_guard({9}, **guard_settings(p))
     assert guard(completions=[_conv(repeated), _conv(formula), _conv(clean)],
-                 completion_ids=[[1] * 5] * 3) == pytest.approx([-bigrams - 0.6, -0.3, 0.0])
+                 completion_ids=[[1] * 4 + [9]] * 3) == pytest.approx([-bigrams - 0.6, -0.3, 0.0])
 
 
 def test_format_guard_length_floor_charges_the_missing_share_of_words():
@@ -119,14 +119,14 @@ def test_format_guard_length_floor_charges_the_missing_share_of_words():
     enough = " ".join(f"w{i}" for i in range(12))
     assert short_share(short, 0) == 0.0 and short_share(short, 10) == pytest.approx(0.6)
     assert short_share(enough, 10) == 0.0
-    assert format_penalty(short, 5, 48) == 0.0                       # off by default
-    assert format_penalty(short, 5, 48, min_words=10) == pytest.approx(-0.6)
-    assert format_penalty(short, 5, 48, min_words=10, formula=1.0) == pytest.approx(-0.6)  # no formula in it
-    assert format_penalty("I'm sorry.", 3, 48, min_words=10, formula=1.0) == -1.0  # floor -1
-    assert format_penalty(enough, 12, 48, min_words=10) == 0.0
+    assert format_penalty(short) == 0.0                       # off by default
+    assert format_penalty(short, min_words=10) == pytest.approx(-0.6)
+    assert format_penalty(short, min_words=10, formula=1.0) == pytest.approx(-0.6)  # no formula in it
+    assert format_penalty("I'm sorry.", min_words=10, formula=1.0) == -1.0  # floor -1
+    assert format_penalty(enough, min_words=10) == 0.0
     p = load_params("smoke", {"format_min_words": 10})
-    guard = get_format_guard(48, **guard_settings(p))
-    assert guard(completions=[_conv(short), _conv(enough)], completion_ids=[[1] * 5, [1] * 12]) == \
+    guard = get_format_guard({9}, **guard_settings(p))
+    assert guard(completions=[_conv(short), _conv(enough)], completion_ids=[[1] * 4 + [9], [1] * 11 + [9]]) == \
         pytest.approx([-0.6, 0.0])
 
 

@@ -61,8 +61,7 @@ def test_rewards_of_a_group_are_the_reward_functions_own(loaded, tmp_path):
     scored = teach.score_group(p, lm, group, tmp_path)
     assert list(scored["reply"]) == group.texts
     assert scored["self_judge"].between(0, 1).all()
-    assert list(scored["format_guard"]) == [format_penalty(t, len(c), p["max_completion_length"])
-                                            for t, c in zip(group.texts, group.completion_ids)]
+    assert list(scored["format_guard"]) == [format_penalty(t, cut) for t, cut in zip(group.texts, group.truncated)]
     assert scored["why (self-judge)"].str.contains("warm speaker − flat speaker").all()  # contrast judge's words
     assert scored["why (self-judge)"].str.contains("nats/token").all()  # contrast judge: the likelihood difference
     assert not list(tmp_path.iterdir())  # nothing written into the step folder (samples.jsonl is training's)
@@ -85,16 +84,43 @@ def test_why_names_the_request_judges_conversations(loaded, tmp_path):
 
 
 def test_guard_why_names_the_length_floor():
-    assert teach.guard_why("I feel happy today.", 5, 48, 0.0, min_words=10) == \
+    assert teach.guard_why("I feel happy today.", False, 48, 0.0, min_words=10) == \
         "4 of at least 10 words: −0.60 → −0.60"
-    assert teach.guard_why("I feel happy today.", 5, 48, 0.0) == "complete, no repetition: 0"
+    assert teach.guard_why("I feel happy today.", False, 48, 0.0) == "complete, no repetition: 0"
 
 
 def test_guard_why_says_a_cut_reply_costs_nothing_without_the_truncation_penalty():
     cut = "one two three four five six seven eight"
-    assert teach.guard_why(cut, 48, 48, 0.5) == "cut at max_completion_length (48 tokens): −0.50 → −0.50"
-    free = teach.guard_why(cut, 48, 48, 0.0)
-    assert free == "cut at max_completion_length (48 tokens): no penalty (format_truncation_penalty 0) → 0.00"
+    assert teach.guard_why(cut, True, 48, 0.5) == \
+        "cut at max_completion_length (48 tokens, no end token): −0.50 → −0.50"
+    free = teach.guard_why(cut, True, 48, 0.0)
+    assert free == ("cut at max_completion_length (48 tokens, no end token): no penalty (format_truncation_penalty 0) "
+                    "→ 0.00")
+
+
+def test_truncated_means_one_thing_in_the_trainer_the_guard_and_the_notebooks_group(loaded, tmp_path):
+    """Issue 30: a reply whose last allowed token is the end token is not cut — for TRL (its end ids, its
+    `ids[-1] not in eos_and_pad` rule), for the format guard, for the training samples and for notebook 02's group;
+    one of max_completion_length tokens without it is cut for all of them."""
+    from hmxnb.chat import end_token_ids, is_truncated
+    from hmxnb.rewards import reward_functions
+
+    p, lm = loaded
+    p = {**p, "format_truncation_penalty": 0.5}
+    trainer, state = make_trainer(p, tmp_path, lm)
+    trl_end = {*trainer.eos_token_ids, trainer.processing_class.pad_token_id}  # what TRL's is_truncated reads
+    assert end_token_ids(lm.model, lm.tokenizer) == trl_end == state.end_ids
+    eos, n = lm.tokenizer.eos_token_id, p["max_completion_length"]
+    word = lm.tokenizer(" calm", add_special_tokens=False)["input_ids"][0]
+    ended, cut = [word] * (n - 1) + [eos], [word] * n  # both max_completion_length tokens long
+    assert [ids[-1] not in trl_end for ids in (ended, cut)] == [False, True]  # TRL's own expression
+    assert [is_truncated(ids, state.end_ids) for ids in (ended, cut)] == [False, True]
+    guard = reward_functions(state, p)[1]
+    text = lm.tokenizer.decode([word] * (n - 1))
+    assert guard(completions=[text, text], completion_ids=[ended, cut]) == pytest.approx(
+        [format_penalty(text), format_penalty(text) - 0.5])
+    why = [teach.guard_why(text, is_truncated(ids, state.end_ids), n, **{"truncation": 0.5}) for ids in (ended, cut)]
+    assert "cut at" not in why[0] and "cut at" in why[1]
 
 
 @pytest.mark.parametrize("scale", ["group", "batch", "none"])

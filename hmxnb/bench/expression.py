@@ -30,10 +30,9 @@ import pandas as pd
 import torch
 
 from hmxnb import paper, textform
-from hmxnb.chat import generate, generation_config, render, strip_thinking
+from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated, render, strip_thinking
 from hmxnb.compare import form_overlap, form_score, form_share, score
 from hmxnb.data import load_prompts
-from hmxnb.loglik import pad_token_id
 
 from .benchmark import Benchmark, EvalContext, ItemView
 from .common import mean, subsample
@@ -95,18 +94,18 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
     """Greedy replies to single-turn chat prompts (deterministic, so models are compared on their typical reply).
 
     Prompts are rendered by hmxnb.chat (params `enable_thinking`, `chat_date`); a reply is the text after any
-    thinking block. With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i was cut at
-    max_new_tokens. `progress=False` hides the bar over batches (notebook 04 shows one bar for all benchmarks).
+    thinking block. With `with_truncation`, returns (replies, truncated) where truncated[i] says reply i has no end
+    token within max_new_tokens (hmxnb.chat.is_truncated). `progress=False` hides the bar over batches (notebook 04
+    shows one bar for all benchmarks).
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
-    pad = pad_token_id(tokenizer)  # the package's one pad rule (hmxnb.loglik)
     config = generation_config(model, tokenizer, max_new_tokens)  # greedy, no max_length beside max_new_tokens
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     out, cut = [], []
-    stop = {t for t in (tokenizer.eos_token_id, pad) if t is not None}
+    end = end_token_ids(model, tokenizer)
     try:
         for start in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False,
                           disable=not progress):
@@ -116,7 +115,8 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
             gen = generate(model, config, **{k: v.to(device) for k, v in enc.items()})
             new = gen[:, enc["input_ids"].shape[1]:]
             out += tokenizer.batch_decode(new, skip_special_tokens=True)
-            cut += [new.shape[1] >= max_new_tokens and not stop.intersection(row.tolist()) for row in new]
+            rows = [row.tolist() for row in new]  # each up to its first end token, as TRL keeps completions
+            cut += [is_truncated(r[:next((i + 1 for i, t in enumerate(r) if t in end), len(r))], end) for r in rows]
     finally:
         tokenizer.padding_side = side
     replies = [strip_thinking(t).strip() for t in out]
@@ -128,7 +128,7 @@ def reply_form(reply: str, truncated: bool = False) -> dict:
     watch's: repeats a sentence, stock formula (and which), opener (hmxnb.textform.form_flags)."""
     from hmxnb.rewards import text_flags
 
-    flags = text_flags(reply, None, None)
+    flags = text_flags(reply)
     return {"reply_words": len(reply.split()), "distinct_2": textform.distinct_bigram_ratio(reply),
             "empty": flags["empty"], "repetitive": flags["repetitive"], "truncated": bool(truncated),
             **textform.form_flags(reply)}
