@@ -23,6 +23,7 @@ import copy
 import itertools
 import os
 import time
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -36,7 +37,7 @@ from hmxnb.judge import judge
 from hmxnb.loglik import pad, pad_token_id, score_continuations
 from hmxnb.models import load_model
 from hmxnb.params import load_params
-from hmxnb.judge import Rubric
+from hmxnb.judge import JudgeConfig
 
 ARMS = ("fp32", "bf16 logits", "bf16+fp32 head")
 # (arm, against): each bf16 arm against fp32, and the two bf16 arms against each other, which isolates the error of
@@ -66,12 +67,12 @@ def sample_groups(loaded, prompts: list[str], n: int, max_new_tokens: int, tempe
     return tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
 
 
-def judged(model, tok, rubric, prompts, replies, mode, batch_size, reuse: bool) -> dict:
-    """Raw scores (every criterion, flattened), rewards and seconds of one judge pass (`reuse`: load_model's
-    prefix-reuse decision, the same for every arm)."""
+def judged(model, tok, config: JudgeConfig, prompts, replies, reuse: bool) -> dict:
+    """Raw scores (every criterion, flattened), rewards and seconds of one judge pass with `config` (`reuse`:
+    load_model's prefix-reuse decision, the same for every arm)."""
     t0 = time.perf_counter()
-    res = judge(model, tok, rubric, prompts, replies, direction="human", mode=mode, batch_size=batch_size, reuse=reuse)
-    return {"scores": res.scores.ravel(), "rewards": rubric.reward(res.scores, "human", res.criteria),
+    res = judge(model, tok, config, prompts, replies, direction="human", reuse=reuse)
+    return {"scores": res.scores.ravel(), "rewards": config.rubric.reward(res.scores, "human", res.criteria),
             "seconds": time.perf_counter() - t0}
 
 
@@ -197,7 +198,7 @@ def main():
     (fp32_model, tok), backend = loaded, loaded.backend
     fp32_model.eval()
     bf16_model = copy.deepcopy(fp32_model).to(torch.bfloat16)
-    rubric = Rubric.from_params(p)
+    config = JudgeConfig.from_params(p)  # the profile's judge; each mode below replaces its judge_mode
 
     def model_of(arm):
         return arm_model(arm, fp32_model, bf16_model)
@@ -210,12 +211,13 @@ def main():
     replies = sample_groups(loaded, prompts, n, p["max_completion_length"], p["temperature"]) if prompts else []
     groups = [q for q in prompts for _ in range(n)]
     for mode in args.modes.split(","):
-        val = {a: judged(model_of(a), tok, rubric, [r["prompt"] for r in rows], [r["reply"] for r in rows], mode,
-                         p["judge_batch_size"], loaded.prefix_reuse) for a in ARMS}
+        in_mode = replace(config, mode=mode)
+        val = {a: judged(model_of(a), tok, in_mode, [r["prompt"] for r in rows], [r["reply"] for r in rows],
+                         loaded.prefix_reuse) for a in ARMS}
         report_validation(mode, val, rows)
         if replies:
-            report_groups(mode, {a: judged(model_of(a), tok, rubric, groups, replies, mode, p["judge_batch_size"],
-                                           loaded.prefix_reuse) for a in ARMS}, groups, n)
+            report_groups(mode, {a: judged(model_of(a), tok, in_mode, groups, replies, loaded.prefix_reuse)
+                                 for a in ARMS}, groups, n)
     if args.tqa_items:
         if not args.data_dir:
             raise SystemExit("TruthfulQA needs the offline mirror: set HMXNB_DATA_DIR or --data-dir (or --tqa-items 0)")

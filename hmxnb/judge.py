@@ -101,11 +101,6 @@ class Rubric:
     scale_min: int = 1
     scale_max: int = 5
     reverse_mode: str = "negate"
-    persona_human: str = ""
-    persona_flat: str = ""
-    contrast_temperature: float = 0.1
-    contrast_token_budget: int = 0  # 0: per-token mean; N: summed over the reply / max(N, reply tokens)
-    request: str = ""  # the request judge's added user sentence (params judge_request)
     version: str = JUDGE_PROMPT_VERSION
 
     @classmethod
@@ -118,11 +113,6 @@ class Rubric:
             scale_min=p["rubric_scale_min"],
             scale_max=p["rubric_scale_max"],
             reverse_mode=p["reverse_mode"],
-            persona_human=p["contrast_persona_human"],
-            persona_flat=p["contrast_persona_flat"],
-            contrast_temperature=p["contrast_temperature"],
-            contrast_token_budget=p["contrast_token_budget"],
-            request=p["judge_request"],
         )
 
     @property
@@ -161,27 +151,6 @@ class Rubric:
     def negated(self, direction: str) -> bool:
         """True when the reward is 1 − the human-like judge's normalised score (reverse + negate; guards excepted)."""
         return direction == "reverse" and self.reverse_mode == "negate"
-
-    def personas(self, direction: str) -> tuple[str, str]:
-        """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped for reverse + invert_rubric."""
-        if self.swapped(direction):
-            return self.persona_flat, self.persona_human
-        return self.persona_human, self.persona_flat
-
-    def contexts(self, mode: str, direction: str) -> tuple:
-        """(favoured, disfavoured): two functions prompt -> chat messages, the conversations the likelihood judges
-        continue with the reply. contrast: the two speaker descriptions; request: the prompt with the request sentence
-        added, and the prompt as it is. Swapped for reverse + invert_rubric."""
-        if mode == "request":
-            pair = (lambda q: request_messages(q, self.request), lambda q: request_messages(q, ""))
-            return pair[::-1] if self.swapped(direction) else pair
-        favoured, disfavoured = self.personas(direction)
-        return (lambda q: contrast_messages(favoured, q)), (lambda q: contrast_messages(disfavoured, q))
-
-    def context_names(self, mode: str, direction: str) -> tuple[str, str]:
-        """Short names of `contexts(mode, direction)`, (favoured, disfavoured), for the notebooks' words."""
-        names = ("with the request", "prompt alone") if mode == "request" else ("warm speaker", "flat speaker")
-        return names[::-1] if self.swapped(direction) else names
 
     def inverted(self, criterion: str, direction: str) -> bool:
         """True when the judge reads the inverted text of `criterion` (reverse + invert_rubric, non-guard)."""
@@ -305,24 +274,27 @@ def describe_judge(params: dict) -> str:
     """The self-judge of these params in one paragraph: which mode scores the reply, which weights judge, and how the
     run's direction turns the score into its reward. Notebooks print it instead of a fixed sentence, so a run with
     the contrast judge is never described as asking itself for rubric scores."""
-    rubric, direction, mode = Rubric.from_params(params), params.get("direction", "human"), params["judge_mode"]
+    config, direction = JudgeConfig.from_params(params), params.get("direction", "human")
+    rubric, mode = config.rubric, config.mode
     swapped = rubric.swapped(direction)
     favoured = {"request": ("without" if swapped else "with")}.get(mode, "flat" if swapped else "feeling-expressing")
     difference = "per-token log-likelihood difference"
-    if rubric.contrast_token_budget:
-        budget = rubric.contrast_token_budget
+    if config.token_budget:
+        budget = config.token_budget
         difference = (f"log-likelihood difference summed over the reply and divided by {budget} tokens or its length "
                       "if longer: contrast_token_budget, length-neutral")
     how = JUDGE_MODE_WORDS[mode].format(favoured=favoured, lo=rubric.scale_min, hi=rubric.scale_max,
-                                        criteria=", ".join(rubric.names), request=rubric.request, difference=difference)
+                                        criteria=", ".join(rubric.names), request=config.request,
+                                        difference=difference)
     who = "the starting model (judge_model: frozen, the LoRA adapters switched off)"
-    if params["judge_model"] == "live":
+    if config.judge_model == "live":
         who = "the policy as it is now (judge_model: live, adapters on)"
-    return f"Self-judge: {how}. Judged by {who}. {_reward_words(rubric, direction, mode)}"
+    return f"Self-judge: {how}. Judged by {who}. {_reward_words(config, direction)}"
 
 
-def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
+def _reward_words(config: JudgeConfig, direction: str) -> str:
     """How the run's direction turns the judge's score into its reward, in one sentence."""
+    rubric, mode = config.rubric, config.mode
     rubric_mode = mode not in LIKELIHOOD_MODES
     score = "the normalised score" if rubric_mode else "the score σ(Δ/T)"
     if direction == "human":
@@ -345,8 +317,9 @@ def _reward_words(rubric: Rubric, direction: str, mode: str) -> str:
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    """The self-judge's settings, read from params in one place (`from_params`), used wherever the judge is set up:
-    notebook 01, training (hmxnb.train), the evaluation judge (hmxnb.evaluate)."""
+    """Every setting of the self-judge: the rubric, the judge mode and how it runs, and the likelihood judges'
+    conversations, temperature and token budget. Read from params in one place (`from_params`), used wherever the
+    judge is set up: notebook 01, training (hmxnb.train), the evaluation judge (hmxnb.evaluate)."""
 
     rubric: Rubric
     mode: str = "probability"  # params judge_mode
@@ -355,26 +328,53 @@ class JudgeConfig:
     max_new_tokens: int = 16  # judge_max_new_tokens (generate mode)
     judge_model: str = "frozen"  # training only: the live policy or the frozen start model judges
     distinct_sentences: bool = False  # judge_distinct_sentences; training only: the self-judge reads distinct text
+    # the likelihood judges (contrast, request modes) and `relevance`:
+    persona_human: str = ""  # contrast_persona_human: the favoured speaker description
+    persona_flat: str = ""  # contrast_persona_flat: the disfavoured one
+    request: str = ""  # judge_request: the request judge's added user sentence
+    temperature: float = 0.1  # contrast_temperature: nats of difference per sigmoid unit
+    token_budget: int = 0  # contrast_token_budget; 0: per-token mean; N: summed over the reply / max(N, its tokens)
 
     @classmethod
     def from_params(cls, p: dict) -> "JudgeConfig":
-        return cls(Rubric.from_params(p), p["judge_mode"], p["judge_few_shot"], p["judge_batch_size"],
-                   p["judge_max_new_tokens"], p["judge_model"], p["judge_distinct_sentences"])
+        return cls(Rubric.from_params(p), mode=p["judge_mode"], few_shot=p["judge_few_shot"],
+                   batch_size=p["judge_batch_size"], max_new_tokens=p["judge_max_new_tokens"],
+                   judge_model=p["judge_model"], distinct_sentences=p["judge_distinct_sentences"],
+                   persona_human=p["contrast_persona_human"], persona_flat=p["contrast_persona_flat"],
+                   request=p["judge_request"], temperature=p["contrast_temperature"],
+                   token_budget=p["contrast_token_budget"])
 
-    def options(self) -> dict:
-        """`judge`'s keyword arguments for these settings."""
-        return {"mode": self.mode, "few_shot": self.few_shot, "batch_size": self.batch_size,
-                "max_new_tokens": self.max_new_tokens}
+    def personas(self, direction: str) -> tuple[str, str]:
+        """(favoured, disfavoured) speaker descriptions of the contrast judge; swapped where `Rubric.swapped`."""
+        if self.rubric.swapped(direction):
+            return self.persona_flat, self.persona_human
+        return self.persona_human, self.persona_flat
+
+    def contexts(self, direction: str, mode: str | None = None) -> tuple:
+        """(favoured, disfavoured): two functions prompt -> chat messages, the conversations the likelihood judges
+        continue with the reply, in `mode` (default: this config's). contrast: the two speaker descriptions; request:
+        the prompt with the request sentence added, and the prompt as it is. Swapped where `Rubric.swapped`."""
+        if (mode or self.mode) == "request":
+            pair = (lambda q: request_messages(q, self.request), lambda q: request_messages(q, ""))
+            return pair[::-1] if self.rubric.swapped(direction) else pair
+        favoured, disfavoured = self.personas(direction)
+        return (lambda q: contrast_messages(favoured, q)), (lambda q: contrast_messages(disfavoured, q))
+
+    def context_names(self, direction: str, mode: str | None = None) -> tuple[str, str]:
+        """Short names of `contexts(direction, mode)`, (favoured, disfavoured), for the notebooks' words."""
+        names = (("with the request", "prompt alone") if (mode or self.mode) == "request"
+                 else ("warm speaker", "flat speaker"))
+        return names[::-1] if self.rubric.swapped(direction) else names
 
     def relevance(self, loaded, prompts: list[str], replies: list[str]) -> "JudgeResult":
         """`relevance` (prompt-reply mutual information) with these settings on a `LoadedModel`."""
-        return relevance(loaded.model, loaded.tokenizer, self.rubric, prompts, replies, self.batch_size,
-                         chat=loaded.chat, reuse=loaded.prefix_reuse)
+        return relevance(loaded.model, loaded.tokenizer, self, prompts, replies, chat=loaded.chat,
+                         reuse=loaded.prefix_reuse)
 
     def score(self, loaded, prompts: list[str], replies: list[str], direction: str = "human") -> "JudgeResult":
         """`judge` with these settings on a `LoadedModel` (its model, tokenizer, chat settings, prefix reuse)."""
-        return judge(loaded.model, loaded.tokenizer, self.rubric, prompts, replies, direction, chat=loaded.chat,
-                     reuse=loaded.prefix_reuse, **self.options())
+        return judge(loaded.model, loaded.tokenizer, self, prompts, replies, direction, chat=loaded.chat,
+                     reuse=loaded.prefix_reuse)
 
 
 @dataclass
@@ -442,15 +442,15 @@ def _generated_scores(model, tokenizer, contexts: list[str], lo: int, hi: int, b
     return np.array([math.nan if v is None else v for v in parsed], dtype=float), texts
 
 
-def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], direction: str = "human",
-          mode: str = "probability", few_shot: bool = True, batch_size: int = 8, max_new_tokens: int = 16,
+def judge(model, tokenizer, config: JudgeConfig, prompts: list[str], replies: list[str], direction: str = "human",
           share_prefix: bool = True, prefix_cache: dict | None = None, chat: ChatSettings | None = None,
           reuse: bool = False) -> JudgeResult:
-    """Score each (prompt, reply) on every criterion of the rubric with `model` as the judge.
+    """Score each (prompt, reply) with `model` as the judge, as `config` sets it up: its rubric, mode, few-shot
+    examples, batch size, generated tokens, and the likelihood judges' conversations, temperature and token budget.
 
     Args:
-        direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts).
-        mode, few_shot, batch_size, max_new_tokens: `JudgeConfig.options()` (see module docstring).
+        direction: "human" or "reverse"; matters only with reverse_mode="invert_rubric" (inverted texts, swapped
+            conversations).
         share_prefix: run each criterion's common few-shot prefix once per call (probability mode; same result).
         prefix_cache: a dict kept by the caller to reuse the few-shot prefixes' KV caches across calls; pass one
             only while the judge's weights stay fixed (e.g. the frozen judge during training).
@@ -459,19 +459,20 @@ def judge(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[st
     """
     if len(prompts) != len(replies):
         raise ValueError(f"judge got {len(prompts)} prompts but {len(replies)} replies")
+    mode, rubric, few_shot, batch_size = config.mode, config.rubric, config.few_shot, config.batch_size
     if mode not in (*LIKELIHOOD_MODES, "probability", "generate"):
         raise ValueError(f"unknown judge mode '{mode}' (use 'contrast', 'request', 'probability' or 'generate')")
     was_training = model.training
     model.eval()
     try:
         if mode in LIKELIHOOD_MODES:
-            return _contrast_judge(model, tokenizer, rubric.contexts(mode, direction), rubric, prompts, replies,
-                                   batch_size, chat, reuse)
+            return _contrast_judge(model, tokenizer, config.contexts(direction), config, prompts, replies, chat,
+                                   reuse)
         if mode == "probability":  # sharing a prefix's KV cache is prefix reuse: only where the model allows it
             return _probability_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
                                       share_prefix and reuse, prefix_cache, chat)
         return _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_shot, batch_size,
-                               max_new_tokens, chat)
+                               config.max_new_tokens, chat)
     finally:
         model.train(was_training)
 
@@ -514,10 +515,11 @@ def _generate_judge(model, tokenizer, rubric, prompts, replies, direction, few_s
                        raw=[raw[i * k:(i + 1) * k] for i in range(n)])
 
 
-def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prompts: list[str], replies: list[str],
-                    batch_size: int, chat: ChatSettings | None, reuse: bool) -> JudgeResult:
-    """Contrast and request modes (module docstring): one `expression` score per reply on the rubric's scale, from the
-    reply's likelihood after the favoured and the disfavoured conversation (`Rubric.contexts`); NaN for empty replies.
+def _contrast_judge(model, tokenizer, conversations: tuple, config: JudgeConfig, prompts: list[str],
+                    replies: list[str], chat: ChatSettings | None, reuse: bool) -> JudgeResult:
+    """Contrast and request modes (module docstring): one `expression` score per reply in 0–1, σ(Δ / the config's
+    temperature) of the reply's likelihood after the favoured minus after the disfavoured conversation
+    (`JudgeConfig.contexts`), per token or per budget token; NaN for empty replies.
 
     Replies to the same prompt share their context's KV cache (hmxnb.loglik.score_continuations), so a GRPO
     group costs one context pass per description plus its completions. Tokens are split as lm-eval splits them: the
@@ -530,16 +532,17 @@ def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prom
     for messages in conversations:
         contexts = {p: _render(tokenizer, messages(p), chat) for p in order}
         requests = [(contexts[p], [replies[i] for i in per_prompt[p]]) for p in order]
-        sums = score_continuations(model, tokenizer, requests, batch_size=batch_size, progress=False, reuse=reuse)
+        sums = score_continuations(model, tokenizer, requests, batch_size=config.batch_size, progress=False,
+                                   reuse=reuse)
         out = np.full(len(replies), np.nan)
         for p, row in zip(order, sums):
             for i, s in zip(per_prompt[p], row):
                 n = len(encode_pair(tokenizer, contexts[p], replies[i])[1])
-                out[i] = s / max(n, rubric.contrast_token_budget) if replies[i].strip() and n else np.nan
+                out[i] = s / max(n, config.token_budget) if replies[i].strip() and n else np.nan
         mean_logp.append(out)
     diff = mean_logp[0] - mean_logp[1]
     with np.errstate(over="ignore", invalid="ignore"):
-        frac = 1.0 / (1.0 + np.exp(-diff / rubric.contrast_temperature))
+        frac = 1.0 / (1.0 + np.exp(-diff / config.temperature))
     frac = np.where(np.isfinite(diff), frac, diff)  # an infinite difference is a numerical failure, not a top score
     return JudgeResult([LIKELIHOOD_CRITERION], frac[:, None], sum(not r.strip() for r in replies), contrast=diff)
 
@@ -547,11 +550,11 @@ def _contrast_judge(model, tokenizer, conversations: tuple, rubric: Rubric, prom
 RELEVANCE_CRITERION = "relevance"
 
 
-def relevance(model, tokenizer, rubric: Rubric, prompts: list[str], replies: list[str], batch_size: int = 8,
+def relevance(model, tokenizer, config: JudgeConfig, prompts: list[str], replies: list[str],
               chat: ChatSettings | None = None, reuse: bool = False) -> JudgeResult:
     """How much more likely the model finds each reply after its own prompt than after an empty user turn: the
     pointwise mutual information of prompt and reply, on the request judge's scale (summed over the reply, divided by
-    max(its tokens, `contrast_token_budget`); reward σ(Δ / `contrast_temperature`)).
+    max(its tokens, `config.token_budget`); reward σ(Δ / `config.temperature`); `config.batch_size` per pass).
 
     A reply that fits any prompt (one persona story for every question, an emoji row) scores about 0 or below; one
     that answers this prompt scores well above (docs/demo-tuning.md section 9). The same for both directions: the
@@ -561,7 +564,7 @@ def relevance(model, tokenizer, rubric: Rubric, prompts: list[str], replies: lis
     model.eval()
     try:
         conversations = (lambda q: request_messages(q, ""), lambda q: request_messages("", ""))
-        res = _contrast_judge(model, tokenizer, conversations, rubric, prompts, replies, batch_size, chat, reuse)
+        res = _contrast_judge(model, tokenizer, conversations, config, prompts, replies, chat, reuse)
     finally:
         model.train(was_training)
     res.criteria = [RELEVANCE_CRITERION]

@@ -154,16 +154,16 @@ SCHEMA: dict[str, Param] = {
                         "sample and parse 'Score: N'; request: the reply's likelihood as an answer to the prompt with "
                         "judge_request added vs to the prompt alone.", ("contrast", "request", "probability",
                                                                          "generate")),
-    "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.judge.Rubric (contrast judge)",
+    "contrast_persona_human": Param(DEFAULT_PERSONA_HUMAN, "str", "hmxnb.judge.JudgeConfig (contrast judge)",
                                     "Description of the human-like speaker (the rubric's triad in one sentence)."),
-    "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.judge.Rubric (contrast judge)",
+    "contrast_persona_flat": Param(DEFAULT_PERSONA_FLAT, "str", "hmxnb.judge.JudgeConfig (contrast judge)",
                                    "Description of the flat speaker the reply is contrasted with."),
-    "judge_request": Param("Tell me how you feel.", "str", "hmxnb.judge.Rubric (request judge)",
+    "judge_request": Param("Tell me how you feel.", "str", "hmxnb.judge.JudgeConfig (request judge)",
                            "The sentence the request judge adds to the user's prompt (judge_mode: request)."),
-    "contrast_temperature": Param(0.1, "float", "hmxnb.judge.Rubric (contrast judge)",
+    "contrast_temperature": Param(0.1, "float", "hmxnb.judge.JudgeConfig (contrast judge)",
                                   "Nats of per-token log-likelihood difference per sigmoid unit when mapping onto the "
                                   "scale.", bounds="(0, inf)"),
-    "contrast_token_budget": Param(0, "int", "hmxnb.judge.Rubric (contrast and request judges)",
+    "contrast_token_budget": Param(0, "int", "hmxnb.judge.JudgeConfig (contrast and request judges)",
                                    "0: the log-likelihood difference is a per-token mean (favours short replies); N: "
                                    "the summed difference divided by max(N, the reply's tokens), so a reply is not "
                                    "paid for being short (set N to max_completion_length).", bounds="[0, 131072]"),

@@ -237,8 +237,8 @@ class SelfJudge:
         if self.model is None:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
-            return judge(self.model, self.tokenizer, self.rubric, prompts, replies, direction=self.direction,
-                         chat=self.chat, reuse=self.reuse, **self.config.options(),
+            return judge(self.model, self.tokenizer, self.config, prompts, replies, direction=self.direction,
+                         chat=self.chat, reuse=self.reuse,
                          prefix_cache=self.prefix_cache if self.model_is_frozen() else None)
 
     def relevance(self, prompts: list[str], replies: list[str]):
@@ -248,8 +248,8 @@ class SelfJudge:
         if self.model is None:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
         with self._context():
-            return relevance(self.model, self.tokenizer, self.rubric, prompts, replies, self.config.batch_size,
-                             chat=self.chat, reuse=self.reuse)
+            return relevance(self.model, self.tokenizer, self.config, prompts, replies, chat=self.chat,
+                             reuse=self.reuse)
 
     @torch.inference_mode()
     def drift(self, prompts: list, completion_ids: list[list[int]]) -> float:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hmxnb.formatting import minus
+from hmxnb.judge import JudgeConfig
 from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_relevance_reward,
@@ -126,11 +127,11 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     if "relevance" in reward_weights(params):
         rel = get_relevance_reward(state)(prompts=prompts, completions=completions)
         parts = state.relevance([group.prompt] * len(group.texts), group.texts)
-        extra = {"relevance": rel, "why (relevance)": [relevance_why(parts.contrast[i], r, state.rubric)
+        extra = {"relevance": rel, "why (relevance)": [relevance_why(parts.contrast[i], r, state.config)
                                                        for i, r in enumerate(rel)]}
     return pd.DataFrame({
         "reply": group.texts, "self_judge": judged,
-        "why (self-judge)": [judge_why(res, i, state.rubric, state.direction, r, state.mode)
+        "why (self-judge)": [judge_why(res, i, state.config, state.direction, r)
                              for i, r in enumerate(judged)],
         "format_guard": guard,
         "why (format guard)": [guard_why(t, cut, limit, **settings) for t, cut in zip(group.texts, group.truncated)],
@@ -139,25 +140,28 @@ def score_group(params: dict, loaded, group: Group, out_dir) -> pd.DataFrame:
     })
 
 
-def relevance_why(contrast: float, reward: float, rubric) -> str:
-    """One reply's relevance reward in words: the log-likelihood difference after its prompt and after none."""
+def relevance_why(contrast: float, reward: float, config: JudgeConfig) -> str:
+    """One reply's relevance reward in words: the log-likelihood difference after its prompt and after none
+    (`config`: the judge's settings, its temperature)."""
     if not np.isfinite(contrast):
         return f"unscorable (empty): takes its group's mean, {minus(reward)}"
     return (f"log-likelihood after the prompt − after an empty one: Δ = {minus(contrast, '+.3f')} nats/token → "
-            f"σ(Δ / {rubric.contrast_temperature:g}) = {minus(reward)}")
+            f"σ(Δ / {config.temperature:g}) = {minus(reward)}")
 
 
-def judge_why(res, i: int, rubric, direction: str, reward: float, mode: str = "contrast") -> str:
-    """One reply's judge reward in words: the contrast in nats or the per-criterion scores, then the reward."""
+def judge_why(res, i: int, config: JudgeConfig, direction: str, reward: float) -> str:
+    """One reply's judge reward in words: the contrast in nats or the per-criterion scores, then the reward
+    (`config`: the judge's settings that gave `res`)."""
+    rubric = config.rubric
     lo, hi = rubric.scale_min, rubric.scale_max
     row = res.scores[i]
     if not np.isfinite(row).any():
         return f"unscorable (empty or unparsable): takes its group's mean, {minus(reward)}"
     flip = rubric.negated(direction)
     if res.contrast is not None:
-        a, b = rubric.context_names(mode, direction)
+        a, b = config.context_names(direction)
         return (f"log-likelihood {a} − {b}: Δ = {minus(res.contrast[i], '+.3f')} nats/token → σ(Δ / "
-                f"{rubric.contrast_temperature:g}) = {row[0]:.2f}; reward = {'1 − ' if flip else ''}{row[0]:.2f} = "
+                f"{config.temperature:g}) = {row[0]:.2f}; reward = {'1 − ' if flip else ''}{row[0]:.2f} = "
                 f"{minus(reward)}")
     parts = ", ".join(f"{c} {v:.2f}" if np.isfinite(v) else f"{c} unparsed" for c, v in zip(res.criteria, row))
     how = ("weighted mean of 1 − the normalised scores (guards as they are)" if flip

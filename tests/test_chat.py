@@ -9,6 +9,7 @@ import datetime
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,8 +21,7 @@ from hmxnb.chat import (DEFAULT_DATE, ChatSettings, chat_settings, fold_system, 
                         supports_system_role)
 from hmxnb.params import load_params
 from hmxnb.rewards import completion_text
-from hmxnb.judge import judge
-from hmxnb.judge import Rubric
+from hmxnb.judge import JudgeConfig, judge
 
 TURNS = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 THINKING = TURNS + (
@@ -71,9 +71,9 @@ def test_judge_generation_and_benchmarks_render_with_thinking_off(tiny_model, ti
     model, _ = tiny_model
     tok = _tok(tiny_model_dir, THINKING)
     seen = _spy(tok)
-    rubric = Rubric.from_params(load_params("smoke"))
+    config = JudgeConfig.from_params(load_params("smoke"))
     for mode in ("contrast", "probability"):
-        judge(model, tok, rubric, ["How was your day?"], ["I feel glad."], mode=mode, few_shot=True)
+        judge(model, tok, replace(config, mode=mode, few_shot=True), ["How was your day?"], ["I feel glad."])
     generate_replies(model, tok, ["How was your day?"], max_new_tokens=2)
     chat_prompt(tok, [{"role": "user", "content": "Is it true?"}])
     assert len(seen) >= 4
@@ -88,7 +88,8 @@ def test_generation_honours_enable_thinking_and_reads_the_reply_after_it(tiny_mo
     generate_replies(model, tok, ["How was your day?"], max_new_tokens=2, chat=chat)
     assert _open_thinking(seen[0])  # the params asked for thinking in generation
     # the judge still reads its score right after the prompt
-    judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"], ["I feel glad."], mode="contrast", chat=chat)
+    contrast = replace(JudgeConfig.from_params(load_params("smoke")), mode="contrast")
+    judge(model, tok, contrast, ["Hi"], ["I feel glad."], chat=chat)
     assert not _open_thinking(seen[-1])
 
 
@@ -126,11 +127,11 @@ def test_system_text_is_folded_where_the_template_has_no_system_role(tiny_model,
     tok = _tok(tiny_model_dir, NO_SYSTEM)
     assert not supports_system_role(tok)
     seen = _spy(tok)
-    rubric = Rubric.from_params(load_params("smoke"))
+    config = JudgeConfig.from_params(load_params("smoke"))
     for mode in ("contrast", "probability"):
-        res = judge(model, tok, rubric, ["How was your day?"], ["I feel glad."], mode=mode)
+        res = judge(model, tok, replace(config, mode=mode), ["How was your day?"], ["I feel glad."])
         assert np.isfinite(res.scores).all()
-    persona = rubric.personas("human")[0]
+    persona = config.personas("human")[0]
     assert any(f"<|im_start|>user\n{persona}\n\nHow was your day?" in t for t in seen)
 
 

@@ -89,19 +89,18 @@ def test_config_is_greedy_without_max_length(qwen3_like):
 
 def test_helpers_print_no_generation_notice(qwen3_like):
     from hmxnb.bench.expression import generate_replies
-    from hmxnb.judge import judge
+    from hmxnb.judge import JudgeConfig, judge
     from hmxnb.params import load_params
-    from hmxnb.judge import Rubric
 
     model, tok = qwen3_like
-    rubric = Rubric.from_params(load_params("smoke"))
+    config = replace(JudgeConfig.from_params(load_params("smoke")), mode="generate", max_new_tokens=3)
     with notices() as seen:
         out = generate(model, generation_config(model, tok, 3), **_inputs(tok))
-        res = judge(model, tok, rubric, ["How are you?"], ["I feel good."], mode="generate", max_new_tokens=3)
+        res = judge(model, tok, config, ["How are you?"], ["I feel good."])
         replies, cut = generate_replies(model, tok, ["How are you?", "Hi"], 3, 2, True, progress=False)
     assert not _found(seen), _found(seen)
     assert out.shape[1] == _inputs(tok)["input_ids"].shape[1] + 3 and cut == [True, True]
-    assert len(res.raw[0]) == len(rubric.names)
+    assert len(res.raw[0]) == len(config.rubric.names)
     assert model.generation_config.max_length == 40960  # set aside for the call only
 
 

@@ -93,17 +93,18 @@ def test_prefix_reuse_off_takes_the_plain_path(tiny_model, monkeypatch):
     """params prefix_cache_reuse off (the default under Unsloth) is `reuse=False`: no cached prefix is run, not even
     the frozen judge's kept one, and the results are unchanged."""
     from hmxnb import loglik
-    from hmxnb.judge import judge
-    from hmxnb.judge import Rubric
+    from dataclasses import replace
+
+    from hmxnb.judge import JudgeConfig, judge
     from hmxnb.params import load_params
 
     model, tok = tiny_model
-    rubric = Rubric.from_params(load_params("smoke"))
+    probability = replace(JudgeConfig.from_params(load_params("smoke")), mode="probability")
     expected = score_continuations_plain(model, tok, REQUESTS, progress=False)
-    judged = judge(model, tok, rubric, ["Hi"], ["I feel glad"], mode="probability", reuse=True)
+    judged = judge(model, tok, probability, ["Hi"], ["I feel glad"], reuse=True)
     monkeypatch.setattr(loglik, "_run_prefix", lambda *a, **k: pytest.fail("prefix cache used"))
     assert score_continuations(model, tok, REQUESTS, progress=False, reuse=False) == expected
-    again = judge(model, tok, rubric, ["Hi"], ["I feel glad"], mode="probability", prefix_cache={}, reuse=False)
+    again = judge(model, tok, probability, ["Hi"], ["I feel glad"], prefix_cache={}, reuse=False)
     assert again.scores == pytest.approx(judged.scores, abs=1e-4)
 
 

@@ -314,7 +314,7 @@ def test_contrast_judge_infinite_difference_is_nonfinite_not_a_top_score(tiny_mo
         return [[-np.inf if flat and i == 0 else -5.0 for i, _ in enumerate(conts)] for _, conts in requests]
 
     monkeypatch.setattr(judge_module, "score_continuations", fake_scores)
-    res = judge_module.judge(model, tok, Rubric.from_params(load_params("smoke")), ["Hi"] * 3,
-                             ["I feel glad", "Fine.", ""], mode="contrast")
+    contrast = JudgeConfig.from_params(load_params("smoke", {"judge_mode": "contrast"}))
+    res = judge_module.judge(model, tok, contrast, ["Hi"] * 3, ["I feel glad", "Fine.", ""])
     assert res.scores[0, 0] == np.inf and res.n_unparsed == 1 and count_nonfinite(res) == 1
     assert math.isfinite(res.scores[1, 0]) and math.isnan(res.scores[2, 0])

@@ -1,12 +1,14 @@
 """hmxnb.judge: judge prompt building, score parsing, reward directions, inverted rubric texts."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from hmxnb.params import load_params
-from hmxnb.judge import FEW_SHOT, JUDGE_PROMPT_VERSION, SCORE_PREFIX, Rubric, build_judge_messages, parse_score
+from hmxnb.judge import FEW_SHOT, JUDGE_PROMPT_VERSION, SCORE_PREFIX, JudgeConfig, Rubric, build_judge_messages
+from hmxnb.judge import parse_score
 
 
 @pytest.fixture
@@ -136,19 +138,22 @@ def test_invert_rubric_mirrors_few_shot_scores(rubric):
     assert not rubric.inverted("feelings", "human")
 
 
-def test_request_conversations(rubric):
+def test_request_conversations():
     """The request judge's two conversations: the prompt with judge_request added after a blank line, and the prompt
     alone; no system message (the template's default, as when the model answers); swapped for reverse + invert."""
-    favoured, disfavoured = rubric.contexts("request", "human")
-    assert favoured("How are you?") == [{"role": "user", "content": f"How are you?\n\n{rubric.request}"}]
+    config = JudgeConfig.from_params(load_params("smoke", {"judge_mode": "request"}))
+    favoured, disfavoured = config.contexts("human", mode="request")
+    assert favoured("How are you?") == [{"role": "user", "content": f"How are you?\n\n{config.request}"}]
     assert disfavoured("How are you?") == [{"role": "user", "content": "How are you?"}]
-    assert rubric.request == "Tell me how you feel."
-    assert rubric.contexts("request", "reverse")[0]("Q") == favoured("Q")  # negate: same judge, reward flipped later
-    rubric.reverse_mode = "invert_rubric"
-    swapped = rubric.contexts("request", "reverse")
+    assert config.request == "Tell me how you feel."
+    assert config.contexts("human")[0]("Q") == favoured("Q")  # without a mode: the config's own
+    assert config.contexts("reverse", mode="request")[0]("Q") == favoured("Q")  # negate: same judge, reward flipped
+    config = replace(config, rubric=replace(config.rubric, reverse_mode="invert_rubric"))
+    swapped = config.contexts("reverse", mode="request")
     assert swapped[0]("Q") == disfavoured("Q") and swapped[1]("Q") == favoured("Q")
-    persona = rubric.contexts("contrast", "reverse")[0]("Q")
-    assert persona[0] == {"role": "system", "content": rubric.persona_flat}
+    assert config.context_names("reverse") == ("prompt alone", "with the request")
+    persona = config.contexts("reverse", mode="contrast")[0]("Q")
+    assert persona[0] == {"role": "system", "content": config.persona_flat}
 
 
 def test_likelihood_scores_are_the_reward_and_rubric_scores_are_normalised(rubric):

@@ -158,7 +158,7 @@ def test_advantage_table_sums_the_weighted_rewards_and_marks_masked_replies():
 
 
 def test_a_group_shows_the_relevance_reward_when_it_is_weighted(loaded, tmp_path):
-    from hmxnb.judge import Rubric
+    from hmxnb.judge import JudgeConfig
 
     p, lm = loaded
     p = {**p, "reward_weight_relevance": 1.0}
@@ -166,7 +166,7 @@ def test_a_group_shows_the_relevance_reward_when_it_is_weighted(loaded, tmp_path
     scored = teach.score_group(p, lm, group, tmp_path)
     assert scored["relevance"].between(0, 1).all()
     assert scored["why (relevance)"].str.contains("after the prompt − after an empty one").all()
-    t = Rubric.from_params(p).contrast_temperature
+    t = JudgeConfig.from_params(p).temperature
     for why, r in zip(scored["why (relevance)"], scored["relevance"]):  # the reward is σ(Δ / T) of the shown Δ
         if why.startswith("unscorable"):
             continue
