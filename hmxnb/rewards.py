@@ -166,6 +166,10 @@ def get_format_guard(end_ids, truncation: float = 0.5, repeat: float = 0.0, form
 
     `end_ids`: the tokens that end a completion (hmxnb.chat.end_token_ids of the trained model), so that a completion
     is cut exactly when TRL counts it cut (hmxnb.chat.is_truncated). Without completion_ids nothing counts as cut."""
+    if isinstance(end_ids, int):
+        raise TypeError(f"get_format_guard takes the token ids that end a completion (hmxnb.chat.end_token_ids), "
+                        f"not a length ({end_ids})")
+    end_ids = frozenset(end_ids)
 
     def format_guard(completions, completion_ids=None, **kwargs) -> list[float]:
         texts = [completion_text(c) for c in completions]

@@ -46,6 +46,8 @@ def test_truncation_penalty_is_the_params_value_and_reaches_the_trainer(tmp_path
     assert format_penalty(cut, True, truncation=0.2) == pytest.approx(-0.2)
     assert format_penalty(cut, False, truncation=0.2) == 0.0  # ended on its own: no truncation penalty
     assert format_penalty("", False, truncation=0.0) == -1.0  # empty stays -1
+    with pytest.raises(TypeError, match="end_token_ids"):  # the old signature took max_completion_length
+        get_format_guard(32)
     guard = get_format_guard({9}, truncation=0.25)  # token 9 ends a completion
     assert guard(completions=[_conv("one two three four")] * 2, completion_ids=[[1, 2, 3, 4], [1, 2, 3, 9]]) == \
         [-0.25, 0.0]
