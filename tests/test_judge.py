@@ -183,6 +183,12 @@ def test_relevance_is_the_likelihood_after_the_prompt_minus_after_an_empty_one(t
     assert plain.contrast[:3] == pytest.approx(res.contrast[:3], abs=1e-4)
 
 
+def test_judge_given_a_rubric_says_it_takes_a_judge_config(tiny_model, config):
+    model, tok = tiny_model
+    with pytest.raises(TypeError, match="takes a hmxnb.judge.JudgeConfig.*not a Rubric"):
+        judge(model, tok, config.rubric, ["Hi"], ["Hello"])
+
+
 def test_token_budget_divides_the_summed_difference_by_the_budget(tiny_model, config):
     """The token budget N (params contrast_token_budget): the summed difference / max(N, reply tokens), so a reply
     shorter than N is scored as if padded with zero-difference tokens and a longer one keeps its per-token mean."""
