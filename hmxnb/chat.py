@@ -170,6 +170,13 @@ def is_truncated(completion_ids, end_ids) -> bool:
     return not ids or ids[-1] not in end_ids
 
 
+def up_to_end(ids, end_ids) -> list[int]:
+    """A completion's token ids up to and including its first end token (all of them without one), as TRL keeps
+    them."""
+    ids = list(ids)
+    return ids[:next((i + 1 for i, t in enumerate(ids) if t in end_ids), len(ids))]
+
+
 def generate(model, config, **inputs):
     """`model.generate(**inputs, generation_config=config)` with no other generation argument: the package's one
     generate call. The model's own `max_length` is set aside for the call (see module docstring)."""

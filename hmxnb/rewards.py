@@ -127,9 +127,9 @@ def text_flags(text: str, truncated: bool = False) -> dict[str, bool]:
 def format_penalty(text: str, truncated: bool = False, truncation: float = 0.5, repeat: float = 0.0,
                    formula: float = 0.0, min_words: int = 0) -> float:
     """-1 for empty text; else the sum of: -`truncation` if cut (`truncated`: no end token, hmxnb.chat.is_truncated),
-    minus the share of repeated
-    bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock formula is in it, minus the
-    missing share of `min_words` words (a 10-word reply with min_words 40: -0.75); floor -1.
+    minus the share of repeated bigrams, -`repeat` if a sentence or clause occurs twice, -`formula` if a stock
+    formula is in it, minus the missing share of `min_words` words (a 10-word reply with min_words 40: -0.75);
+    floor -1.
 
     `truncation` is params `format_truncation_penalty`: with most completions cut at a short limit it can outweigh the
     judge's differences within a group and select short replies (docs/demo-tuning.md section 6). `repeat` and
@@ -235,11 +235,15 @@ class SelfJudge:
         self.check_model()
         return adapters_off(self.model) if self.judge_model == "frozen" else nullcontext()
 
-    def score(self, prompts: list[str], replies: list[str]):
-        if self.config.distinct_sentences:  # params judge_distinct_sentences: a repeated sentence earns nothing twice
-            replies = [distinct_text(r) for r in replies]
+    def _read(self, replies: list[str]) -> list[str]:
+        """The text the judge reads: each reply's distinct sentences with params judge_distinct_sentences (a repeated
+        sentence earns nothing twice), else the reply."""
         if self.model is None:
             raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
+        return [distinct_text(r) for r in replies] if self.config.distinct_sentences else list(replies)
+
+    def score(self, prompts: list[str], replies: list[str]):
+        replies = self._read(replies)
         with self._context():
             return judge(self.model, self.tokenizer, self.config, prompts, replies, direction=self.direction,
                          chat=self.chat, reuse=self.reuse,
@@ -247,10 +251,7 @@ class SelfJudge:
 
     def relevance(self, prompts: list[str], replies: list[str]):
         """hmxnb.judge.relevance of each reply, by the judge's model and settings, on the text the judge reads."""
-        if self.config.distinct_sentences:
-            replies = [distinct_text(r) for r in replies]
-        if self.model is None:
-            raise RuntimeError("SelfJudge.model is not set: assign the trainer's model before training")
+        replies = self._read(replies)
         with self._context():
             return relevance(self.model, self.tokenizer, self.config, prompts, replies, chat=self.chat,
                              reuse=self.reuse)

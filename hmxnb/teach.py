@@ -17,7 +17,7 @@ import pandas as pd
 
 from hmxnb.formatting import minus
 from hmxnb.judge import JudgeConfig
-from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated
+from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated, up_to_end
 from hmxnb.models import has_adapters
 from hmxnb.rewards import (distinct_bigram_ratio, format_penalty, get_format_guard, get_relevance_reward,
                            get_self_judge_reward, guard_settings, reward_weights, short_share)
@@ -87,7 +87,7 @@ def sample_group(loaded, params: dict, prompt: str) -> Group:
         model.train(was_training)
         _back_to_training(model, loaded.backend)
     end = end_token_ids(model, tokenizer)
-    ids = [row[:next((i + 1 for i, t in enumerate(row) if t in end), len(row))] for row in out]  # as TRL cuts them
+    ids = [up_to_end(row, end) for row in out]
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     return Group(prompt, texts, ids, [is_truncated(row, end) for row in ids])
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from hmxnb import paper, textform
-from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated, render, strip_thinking
+from hmxnb.chat import end_token_ids, generate, generation_config, is_truncated, render, strip_thinking, up_to_end
 from hmxnb.compare import form_overlap, form_score, form_share, score
 from hmxnb.data import load_prompts
 
@@ -115,8 +115,7 @@ def generate_replies(model, tokenizer, prompts: list[str], max_new_tokens: int =
             gen = generate(model, config, **{k: v.to(device) for k, v in enc.items()})
             new = gen[:, enc["input_ids"].shape[1]:]
             out += tokenizer.batch_decode(new, skip_special_tokens=True)
-            rows = [row.tolist() for row in new]  # each up to its first end token, as TRL keeps completions
-            cut += [is_truncated(r[:next((i + 1 for i, t in enumerate(r) if t in end), len(r))], end) for r in rows]
+            cut += [is_truncated(up_to_end(row.tolist(), end), end) for row in new]
     finally:
         tokenizer.padding_side = side
     replies = [strip_thinking(t).strip() for t in out]
