@@ -1,4 +1,4 @@
-"""One training run on 1 vs 2 processes (hmxnb.launch: `accelerate launch`, gloo on CPU), side by side in one run.
+"""One training run on 1 vs 2 processes (hmxnb.runner.launch: `accelerate launch`, gloo on CPU), side by side.
 
 Same params for both except `num_processes`: each process takes per_device_train_batch_size completions per step,
 so 2 processes do twice the work per step (global batch 2x). Prints s/step of each, their ratio, and completions/s.
@@ -18,14 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from hmxnb.launch import run_training
+from hmxnb.runner.launch import train_in_processes
+from hmxnb.train import train
 from hmxnb.params import load_params, parse_override
 
 
 def measure(params: dict, n: int, out: Path) -> dict:
     """Train with `n` processes into `out`; s/step (steps after the first) and completions per step."""
     t0 = time.perf_counter()
-    run_training({**params, "num_processes": n}, out, log=lambda line: None)
+    if n == 1:
+        train({**params, "num_processes": 1}, out)
+    else:
+        train_in_processes({**params, "num_processes": n}, out, log=lambda line: None)
     wall = time.perf_counter() - t0
     log = pd.read_csv(out / "train_log.csv")
     per_step = float(log["step_time"].iloc[1:].mean()) if len(log) > 1 else float(log["step_time"].mean())

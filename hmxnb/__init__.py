@@ -7,7 +7,8 @@ __version__ = "0.1.0"
 # Modules that moved into the runner package (hmxnb/runner/): importing one by its old name fails with one line
 # naming the new place, instead of a bare "No module named".
 MOVED = {f"hmxnb.{name}": f"hmxnb.runner.{name}" for name in (
-    "run", "runsteps", "runstate", "members", "submit", "job", "stop", "freshness", "execute", "browser", "colab")}
+    "run", "runsteps", "runstate", "members", "submit", "job", "stop", "freshness", "execute", "browser", "colab",
+    "launch")}
 # and modules merged into the module of their topic
 MOVED |= {"hmxnb.reward_batch": "hmxnb.rewards", "hmxnb.logits": "hmxnb.loglik", "hmxnb.prefix_reuse": "hmxnb.loglik",
           "hmxnb.judge_validity": "hmxnb.judge", "hmxnb.report_text": "hmxnb.report", "hmxnb.render": "hmxnb.report",

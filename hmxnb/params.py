@@ -228,9 +228,10 @@ SCHEMA: dict[str, Param] = {
                                      "is 1 and nothing is clipped).", bounds="[1, 64]"),
     "top_k": grpo(0, "int", "Sampling top-k for completions; 0 = off (Unsloth sets -1 only with vLLM).",
                   bounds="[0, 1048576]"),
-    # --- processes (hmxnb.launch) and cluster jobs (hmxnb.runner.submit) ---
-    "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.launch)",
-                           "Training processes (one per GPU); > 1 starts training through `accelerate launch`. "
+    # --- processes (hmxnb.runner.launch) and cluster jobs (hmxnb.runner.submit) ---
+    "num_processes": Param(1, "int", "accelerate launch --num_processes (hmxnb.runner.launch)",
+                           "Training processes (one per GPU); > 1: the runner trains under `accelerate launch` "
+                           "before it executes notebook 02/03, which then loads the finished run. "
                            "Global batch = per_device_train_batch_size x num_processes x gradient_accumulation_steps.",
                            bounds="[1, 256]"),
     "slurm_partition": Param(None, "str?", "sbatch --partition (hmxnb.runner.submit)",

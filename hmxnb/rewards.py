@@ -331,13 +331,18 @@ def get_relevance_reward(state: SelfJudge):
     mean, as for the self-judge; the format guard charges them."""
 
     def relevance_reward(prompts, completions, **kwargs) -> list[float]:
+        t0 = time.perf_counter()
         user = [prompt_text(p) for p in prompts]
         res = state.relevance(user, [completion_text(c) for c in completions])
         rewards, _ = fill_unscorable(res.scores[:, 0], user)
+        seconds = time.perf_counter() - t0
+        state.seconds += seconds  # the judge's model time: rubric judge and relevance together (metrics judge_seconds)
         log_metric = kwargs.get("log_metric")
-        if log_metric is not None and np.isfinite(res.contrast).any():
-            log_metric("relevance/contrast_nats", float(np.nanmean(np.where(np.isfinite(res.contrast),
-                                                                             res.contrast, np.nan))))
+        if log_metric is not None:
+            log_metric("relevance/seconds", seconds)
+            if np.isfinite(res.contrast).any():
+                log_metric("relevance/contrast_nats", float(np.nanmean(np.where(np.isfinite(res.contrast),
+                                                                                 res.contrast, np.nan))))
         return [float(r) for r in rewards]
 
     relevance_reward.__name__ = "relevance"  # TRL names the logged reward rewards/<__name__>

@@ -241,14 +241,3 @@ def trainer_summary(trainer) -> pd.DataFrame:
         "policy": type(model).__name__,
         "trained parameters": f"{trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%, LoRA adapters)",
     }).to_frame("the trainer")
-
-
-def free_memory() -> None:
-    """Let the accelerator's memory go (the kernel's model copy) before `accelerate launch` starts its processes."""
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():  # pragma: no cover - GPU only
-        torch.cuda.empty_cache()

@@ -185,14 +185,19 @@ def prepare_policy(params: dict, loaded: LoadedModel) -> None:
 
 def finish_trainer(trainer, state: SelfJudge, params: dict, loaded: LoadedModel, out_dir: Path, rows: list[dict]):
     """After GRPOTrainer: the self-judge gets the LoRA-wrapped policy ("live" judges with adapters on, "frozen" with
-    them off) and its scoring path; what the trainer will optimise is written to grpo_args.json, and a field params
-    set that the built trainer holds otherwise stops the run here."""
+    them off) and its scoring path; what the trainer will optimise is written to grpo_args.json (unless out_dir holds a
+    finished run, whose record stays), and a field params set that the built trainer holds otherwise stops the run."""
     state.model = trainer.model
     state.check_model()
     scoring = judge_scoring_path(params, replace(loaded, model=state.model), rows)
     state.reuse = scoring["engine"]  # the judge scores on the path decided for the model as it meets it
-    record_and_check(trainer, objective_kwargs(trainer_kwargs(params, loaded, out_dir)), loaded.backend,
-                     Path(out_dir) if is_main_process() else None, judge_scoring=scoring)
+    expected, out_dir = objective_kwargs(trainer_kwargs(params, loaded, out_dir)), Path(out_dir)
+    if finished_checkpoint(out_dir / "checkpoints", params["max_steps"]) and (out_dir / GRPO_ARGS_FILE).is_file():
+        check_against(trainer, expected)  # a finished run's grpo_args.json stays: it records the trainer that trained
+        if is_main_process():
+            keep_record(out_dir)
+        return
+    record_and_check(trainer, expected, loaded.backend, out_dir if is_main_process() else None, judge_scoring=scoring)
 
 
 def self_judge_state(params: dict, loaded: LoadedModel, out_dir: Path) -> SelfJudge:
@@ -274,6 +279,12 @@ def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) ->
     artefacts. Notebooks 02/03 build the trainer in a cell of their own, then call this: the artefacts of `train`."""
     out_dir = Path(out_dir)
     resume = last_checkpoint(out_dir / "checkpoints")
+    if resume and checkpoint_step(resume) >= trainer.args.max_steps:
+        return finished_run(params, out_dir, trainer, state, resume)
+    if trainer.args.world_size != params["num_processes"]:
+        raise ParamsError(f"params key 'num_processes' is {params['num_processes']}, but this trainer runs on "
+                          f"{trainer.args.world_size} process(es): `python -m hmxnb run` trains under `accelerate "
+                          "launch` before it executes the notebook; in a notebook kernel set num_processes 1")
     samples_file = out_dir / "samples.jsonl"
     main = is_main_process()
     if main:
@@ -285,6 +296,12 @@ def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) ->
     seconds = time.time() - t0
     if not main:
         return {}  # under accelerate launch, rank 0 writes the adapter, log and metrics
+    return write_artefacts(params, out_dir, trainer, state, seconds, resume)
+
+
+def write_artefacts(params: dict, out_dir: Path, trainer, state: SelfJudge, seconds: float, resume: str | None):
+    """The adapter, train_log.csv and metrics.json of a trained run (what notebook 04 and 05 read)."""
+    samples_file = out_dir / "samples.jsonl"
     trainer.model.save_pretrained(out_dir / "adapter")
     trainer.processing_class.save_pretrained(out_dir / "adapter")
     log = log_frame(trainer.state.log_history)
@@ -298,6 +315,42 @@ def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) ->
     return metrics
 
 
+def checkpoint_step(folder: str | Path) -> int:
+    """N of a checkpoint-N folder: the optimizer steps it holds."""
+    return int(Path(folder).name.split("-")[-1])
+
+
+def finished_checkpoint(checkpoints: str | Path, max_steps: int) -> str | None:
+    """The checkpoint of a finished run (at `max_steps` or later) in `checkpoints`, or None."""
+    last = last_checkpoint(checkpoints)
+    return last if last and checkpoint_step(last) >= max_steps else None
+
+
+def finished_run(params: dict, out_dir: Path, trainer, state: SelfJudge, final: str) -> dict:
+    """The run in out_dir trained to its last step already (`python -m hmxnb run` trains under `accelerate launch`
+    before it executes the notebook, or an earlier execution stopped after its last checkpoint): load that
+    checkpoint's adapter weights and log instead of training (transformers' Trainer, resumed at max_steps, would
+    train one step more). Its metrics.json stays when it records this objective; otherwise the artefacts are written
+    from the checkpoint, with `resumed_from` naming it and train_seconds 0."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    set_peft_model_state_dict(trainer.model, load_file(str(Path(final) / "adapter_model.safetensors")))
+    trainer.state = TrainerState.load_from_json(str(Path(final) / "trainer_state.json"))
+    recorded = out_dir / "metrics.json"
+    metrics = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    if metrics.get("steps") == checkpoint_step(final) and metrics.get("grpo_args_hash") == read_record(out_dir)[
+            "objective_hash"]:
+        print(f"hmxnb: this run trained to step {metrics['steps']} already ({Path(final).name}, metrics.json): its "
+              "weights are loaded, nothing left to train", flush=True)
+        return metrics
+    if not is_main_process():
+        return {}
+    print(f"hmxnb: {Path(final).name} is the last step: its weights are loaded and its artefacts written", flush=True)
+    return write_artefacts(params, out_dir, trainer, state, 0.0, final)
+
+
 def _trim_samples(path: Path, resume: str | None) -> None:
     """Resuming from checkpoint-N re-judges steps >= N: drop their samples from the killed run first."""
     from hmxnb.data import read_jsonl
@@ -307,7 +360,7 @@ def _trim_samples(path: Path, resume: str | None) -> None:
     if resume is None:
         path.unlink()  # a fresh run starts a fresh file
         return
-    step = int(Path(resume).name.split("-")[-1])
+    step = checkpoint_step(resume)
     save_jsonl([r for r in read_jsonl(path) if r["step"] < step], path)
 
 
@@ -475,10 +528,16 @@ def record_and_check(trainer, expected: dict, backend: str | None, out_dir: str 
     record["objective_hash"] = args_hash(record)
     if out_dir is not None:
         save_json(record, Path(out_dir) / GRPO_ARGS_FILE)
-        add_to_provenance(out_dir, grpo_args={"file": GRPO_ARGS_FILE, "objective_hash": record["objective_hash"],
-                                              "backend": record["backend"], "config_class": record["config_class"]})
+        keep_record(out_dir)
     check_against(trainer, expected)
     return record
+
+
+def keep_record(out_dir: str | Path) -> None:
+    """Name out_dir's `grpo_args.json` (its objective hash, backend and config class) in its provenance.json."""
+    record = read_record(out_dir)
+    add_to_provenance(out_dir, grpo_args={"file": GRPO_ARGS_FILE, "objective_hash": record["objective_hash"],
+                                          "backend": record["backend"], "config_class": record["config_class"]})
 
 
 def read_record(out_dir: str | Path) -> dict:

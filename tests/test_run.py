@@ -620,3 +620,25 @@ def test_a_run_json_left_running_by_a_killed_runner_reads_interrupted(tmp_path):
     assert rec["status"] == "interrupted" and [s["status"] for s in rec["steps"]] == ["ok", "interrupted"]
     save_json({"status": "running", "pid": os.getpid(), "steps": steps}, tmp_path / "run.json")
     assert read_run(tmp_path)["status"] == "running"  # this process lives
+
+
+def test_the_runner_trains_under_accelerate_before_a_training_notebook_only_with_several_processes(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from hmxnb.runner import runsteps
+
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    for name in ("01_design_rubric", "02_train_human", "03_train_reverse"):
+        _notebook(d / f"{name}.ipynb", WRITE)
+    launched = []
+    monkeypatch.setattr(runsteps, "train_in_processes", lambda params, step_dir, log: launched.append(
+        (params["direction"], params["num_processes"], Path(step_dir).name, (Path(step_dir) / "out.json").exists())))
+    r, _ = _run(d, tmp_path / "outputs", overrides={"num_processes": 2})
+    assert r.ok
+    # 02 and 03 only, each in its own direction, before its notebook wrote anything
+    assert launched == [("human", 2, "02_train_human", False), ("reverse", 2, "03_train_reverse", False)]
+    one = SimpleNamespace(params=load_params("smoke"), overrides={}, ctx=SimpleNamespace(profile="smoke", log=print))
+    runsteps._train_first(one, "02_train_human", tmp_path)  # num_processes 1: the notebook trains in its kernel
+    assert len(launched) == 2

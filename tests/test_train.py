@@ -124,6 +124,22 @@ def test_killed_and_resumed_matches_uninterrupted(tiny_model_dir, tmp_path):
     assert sorted(set(steps)) == [0, 1, 2, 3] and len(steps) == len(set(steps)) * 4  # no duplicates after resume
 
 
+def test_a_run_stopped_after_its_last_checkpoint_is_loaded_not_trained_one_step_more(tiny_model_dir, tmp_path):
+    # transformers' Trainer resumed from checkpoint-<max_steps> trains one more step (measured: log steps 1, 2, 3):
+    # run_trainer loads such a finished run instead, and keeps its metrics when they record the same objective
+    p = _params(tiny_model_dir)
+    first = train(p, tmp_path)
+    metrics_file, log_file = tmp_path / "metrics.json", tmp_path / "train_log.csv"
+    log = log_file.read_text()
+    assert train(p, tmp_path) == first and log_file.read_text() == log  # finished: nothing trained, nothing rewritten
+    metrics_file.unlink()  # stopped between the last checkpoint and metrics.json: written from the checkpoint
+    again = train(p, tmp_path)
+    assert list(pd.read_csv(log_file)["step"]) == [1, 2] and again["steps"] == 2
+    assert again["resumed_from"].endswith("checkpoint-2") and again["train_seconds"] == 0
+    assert again["final_reward"] == first["final_reward"] and again["grpo_args_hash"] == first["grpo_args_hash"]
+    assert sorted(q.name for q in (tmp_path / "checkpoints").glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
 def test_same_seed_same_run(tiny_model_dir, tmp_path):
     # GRPOTrainer attaches LoRA before Trainer seeds the RNG: the adapters' init differed between two runs of one seed
     # (equal step-1 loss, different grad norm). Same process, same thread count: every logged number must agree.
@@ -178,7 +194,11 @@ def test_the_relevance_reward_joins_the_trainer_only_with_a_weight(tiny_model_di
     relevance = trainer.reward_funcs[2]
     prompts = [[{"role": "user", "content": "How are you?"}]] * 3
     texts = ["I feel glad. I feel glad.", "I feel glad.", ""]
-    got = relevance(prompts=prompts, completions=[[{"role": "assistant", "content": t}] for t in texts])
+    logged = {}
+    got = relevance(prompts=prompts, completions=[[{"role": "assistant", "content": t}] for t in texts],
+                    log_metric=logged.__setitem__)
+    assert logged["relevance/seconds"] > 0 and state.seconds == logged["relevance/seconds"]  # in judge_seconds
+    assert set(logged) == {"relevance/seconds", "relevance/contrast_nats"}
     direct = state.relevance(["How are you?"] * 2, ["I feel glad.", "I feel glad."]).scores[:, 0]
     assert got[0] == pytest.approx(got[1]) == pytest.approx(direct[0], abs=1e-6)  # distinct sentences read
     assert got[2] == pytest.approx((got[0] + got[1]) / 2)  # the empty reply: its group's mean

@@ -20,10 +20,11 @@ from hmxnb.params import load_params, params_hash
 from hmxnb.runner import freshness
 from hmxnb.runner.execute import error_line as _error_line
 from hmxnb.runner.execute import execute as _execute
+from hmxnb.runner.launch import train_in_processes
 from hmxnb.runner.runstate import (RunError, append_history, artefact_files, code_changed, code_state, plan_step,
                                    read_step, settle_running, write_run_record, write_step)
 from hmxnb.runner.stop import held
-from hmxnb.steps import step_data, step_keys
+from hmxnb.steps import TRAINING, step_data, step_keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,10 +155,21 @@ def _run_step(run: Run, nb: Path, tag: str) -> StepResult:
     return _execute_step(run, nb, tag, record)
 
 
+def _train_first(run: Run, step: str, step_dir: Path) -> None:
+    """With `num_processes` > 1 a training step (02, 03) trains under `accelerate launch` before its notebook runs;
+    the notebook then finds the finished run (hmxnb.train.finished_run). With 1 the notebook trains in its kernel."""
+    direction = next((d for d, s in TRAINING.items() if s == step), None)
+    if direction is None or run.params["num_processes"] == 1:
+        return
+    params = load_params(run.ctx.profile, {**run.overrides, "direction": direction})  # what the notebook loads
+    train_in_processes(params, step_dir, run.ctx.log)
+
+
 def _execute_step(run: Run, nb: Path, tag: str, record: dict) -> StepResult:
     step_dir, key, t0 = run.out_root / nb.stem, run.keys[nb.stem], time.time()
     out_nb = step_dir / nb.name
     try:
+        _train_first(run, nb.stem, step_dir)
         _execute(nb, out_nb, {"profile": run.ctx.profile, "params_overrides": run.overrides,
                               "out_dir": str(step_dir), **run.extra}, run.ctx.progress, unsloth_env(run.params))
     except KeyboardInterrupt:

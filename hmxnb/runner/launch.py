@@ -1,15 +1,18 @@
 """One training run on several processes: `accelerate launch` (the launcher TRL documents) when num_processes > 1.
 
-`run_training(params, out_dir)` trains in this process when params `num_processes` is 1 (the default). With more,
-it writes the params to `out_dir/launch_params.json` and starts
+The runner decides how a training step trains. With `num_processes` 1 (the default) notebook 02/03 trains in its
+kernel. With more, before executing the notebook the runner calls `train_in_processes(params, step_dir)`: it writes
+the params to `step_dir/launch_params.json` and starts
 
-    accelerate launch --multi_gpu --num_processes N -m hmxnb.launch out_dir/launch_params.json out_dir
+    accelerate launch --multi_gpu --num_processes N -m hmxnb.runner.launch step_dir/launch_params.json step_dir
 
-as a subprocess, streaming its output, then reads back the metrics rank 0 wrote. Each process runs
-`hmxnb.train.train` on its share of the prompts; TRL gathers the rewards across processes, so one GRPO step sees
-per_device_train_batch_size x num_processes x gradient_accumulation_steps completions. `--multi_gpu` makes
-accelerate start the processes with torchrun; on a machine without CUDA, TrainingArguments' `use_cpu` makes them
-talk over gloo (tested on CPU), on GPUs over NCCL with one GPU per process (untested until a GPU check).
+as a subprocess, streaming its output. Each process runs `hmxnb.train.train` on its share of the prompts; TRL
+gathers the rewards across processes, so one GRPO step sees per_device_train_batch_size x num_processes x
+gradient_accumulation_steps completions; rank 0 writes the adapter, log, metrics and the final checkpoint. The
+notebook then finds the finished run in its folder (`hmxnb.train.finished_run` loads its weights, nothing is trained
+twice). `--multi_gpu` makes accelerate start the processes with torchrun; on a machine without CUDA,
+TrainingArguments' `use_cpu` makes them talk over gloo (tested on CPU), on GPUs over NCCL with one GPU per process
+(untested until a GPU check).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def launch_command(num_processes: int, params_file: Path, out_dir: Path, port: i
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
     if threads:
         cmd += ["--num_cpu_threads_per_process", str(threads)]
-    return cmd + ["-m", "hmxnb.launch", str(params_file), str(out_dir)]
+    return cmd + ["-m", "hmxnb.runner.launch", str(params_file), str(out_dir)]
 
 
 def _free_port() -> int:
@@ -48,13 +51,10 @@ def _cpu_threads(num_processes: int) -> int | None:
     return None if cuda_available() else max(1, (os.cpu_count() or 1) // num_processes)
 
 
-def run_training(params: dict, out_dir: str | Path, log=print) -> dict:
-    """Train one direction: in this process (num_processes 1) or through `accelerate launch`. Returns the metrics."""
+def train_in_processes(params: dict, out_dir: str | Path, log=print) -> dict:
+    """Train one direction on params `num_processes` (> 1) processes under `accelerate launch`; the metrics rank 0
+    wrote."""
     n = params["num_processes"]
-    if n == 1:
-        from hmxnb.train import train
-
-        return train(params, out_dir)
     out_dir = Path(out_dir)
     params_file = save_json(params, out_dir / "launch_params.json")
     cmd = launch_command(n, params_file, out_dir, _free_port(), _cpu_threads(n))
@@ -69,15 +69,19 @@ def stream(cmd: list[str], log=print, env: dict | None = None) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     tail: list[str] = []
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1) as proc:
-        for line in proc.stdout:
-            log(line.rstrip("\n"))
-            tail = (tail + [line.rstrip("\n")])[-5:]
+        try:
+            for line in proc.stdout:
+                log(line.rstrip("\n"))
+                tail = (tail + [line.rstrip("\n")])[-5:]
+        except BaseException:  # Ctrl-C or a stop signal in the runner: the workers stop too (checkpoints kept)
+            proc.terminate()
+            raise
     if proc.returncode:
         raise RuntimeError(f"accelerate launch exited with {proc.returncode}: {' | '.join(tail)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Worker entry under `accelerate launch`: `python -m hmxnb.launch PARAMS_JSON OUT_DIR`."""
+    """Worker entry under `accelerate launch`: `python -m hmxnb.runner.launch PARAMS_JSON OUT_DIR`."""
     from hmxnb.train import train
 
     params_file, out_dir = (argv if argv is not None else sys.argv[1:])[:2]
