@@ -149,8 +149,9 @@ def _submit(sub: Submission, resources: dict, member: str | None):
     return job
 
 
-def wait_all(jobs: list, log, poll_s: float = 2.0) -> dict[str, str]:
-    """Wait until every job is done; job id -> 'ok' or 'failed: <last line>'."""
+def wait_all(jobs: list, log, poll_s: float = 0.5) -> dict[str, str]:
+    """Wait until every job is done; job id -> 'ok' or 'failed: <last line>'. A poll is cheap: submitit's `done()`
+    looks for the job's result file and asks the scheduler (sacct) at most every few seconds to a minute."""
     out = {}
     for job in jobs:
         while not job.done():
