@@ -457,7 +457,7 @@ def judge(model, tokenizer, config: JudgeConfig, prompts: list[str], replies: li
         chat, reuse: the judging model's chat settings and prefix-reuse decision (`LoadedModel.chat`,
             `.prefix_reuse`); without them the defaults and the plain scoring path.
     """
-    if not isinstance(config, JudgeConfig):  # the signature before JudgeConfig held every judge setting took a Rubric
+    if not isinstance(config, JudgeConfig):  # e.g. a Rubric: one line naming what judge takes
         raise TypeError(f"judge takes a hmxnb.judge.JudgeConfig (e.g. JudgeConfig.from_params(params), or "
                         f"JudgeConfig(rubric, mode=...)), not a {type(config).__name__}")
     if len(prompts) != len(replies):

@@ -278,9 +278,10 @@ def run_trainer(params: dict, out_dir: str | Path, trainer, state: SelfJudge) ->
     """The second half of `train`: train what `make_trainer` built (resuming from out_dir/checkpoints) and write the
     artefacts. Notebooks 02/03 build the trainer in a cell of their own, then call this: the artefacts of `train`."""
     out_dir = Path(out_dir)
+    final = finished_checkpoint(out_dir / "checkpoints", trainer.args.max_steps)
+    if final:
+        return finished_run(params, out_dir, trainer, state, final)
     resume = last_checkpoint(out_dir / "checkpoints")
-    if resume and checkpoint_step(resume) >= trainer.args.max_steps:
-        return finished_run(params, out_dir, trainer, state, resume)
     if trainer.args.world_size != params["num_processes"]:
         raise ParamsError(f"params key 'num_processes' is {params['num_processes']}, but this trainer runs on "
                           f"{trainer.args.world_size} process(es): `python -m hmxnb run` trains under `accelerate "
